@@ -1,0 +1,221 @@
+"""The ``lungcad`` command line: phantoms, pictures, CT facts, the demo and benchmarks.
+
+Each subcommand is a thin wrapper over an engine function; errors the engine raises on purpose
+(:class:`~lungcad.errors.LungCADError`) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from lungcad import __version__
+from lungcad.errors import LungCADError
+
+log = logging.getLogger("lungcad")
+
+
+def _cmd_phantom(args: argparse.Namespace) -> int:
+    from lungcad.phantom import PhantomSize, write_dataset
+    from lungcad.phantom.stats import dataset_stats
+
+    started = time.perf_counter()
+    records = write_dataset(
+        args.out_dir,
+        cases=args.cases,
+        seed=args.seed,
+        size=PhantomSize(args.size),
+        subsets=args.subsets,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+    elapsed = time.perf_counter() - started
+    print(f"wrote {len(records)} {args.size} phantom cases to {args.out_dir} in {elapsed:.1f} s")
+    for line in dataset_stats(args.out_dir).lines():
+        print("  " + line)
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from lungcad.ctio import read_ct
+    from lungcad.show import parse_point, render_views
+
+    ct = read_ct(args.ct, series_uid=args.series_uid)
+    at = parse_point(args.at)
+    out = render_views(ct, at, Path(args.out), crop_mm=args.crop_mm, title=args.title)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from lungcad.ctio import read_ct
+
+    ct = read_ct(args.ct, series_uid=args.series_uid)
+    g = ct.geometry
+    print(ct.describe())
+    print(f"  origin (LPS mm): {tuple(round(v, 3) for v in g.origin_xyz)}")
+    print(f"  direction: {tuple(round(v, 4) for v in g.direction)}")
+    for key, value in sorted(ct.metadata.items()):
+        print(f"  {key}: {value}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded default job: a synthetic chest CT, what it holds, and a picture per nodule."""
+    from lungcad.ctio import read_ct
+    from lungcad.phantom import PhantomSize, make_spec, write_dataset
+    from lungcad.show import Marker, canonical_image, render_views
+
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()) and not args.overwrite:
+        raise LungCADError(f"{out} is not empty; choose another folder or pass --overwrite")
+    size = PhantomSize(args.size)
+    started = time.perf_counter()
+    records = write_dataset(
+        out / "phantom", cases=1, seed=args.seed, size=size, overwrite=True, progress=False
+    )
+    ct = read_ct(records[0].ct_path)  # what a user would load: the file, read back
+    spec = make_spec(args.seed, 0)
+    print(f"synthetic chest CT (seed {args.seed}): {ct.describe()}")
+    print(f"  written in the LUNA16 layout: {records[0].ct_path}")
+    print(f"  {len(spec.nodules)} nodules (ground truth):")
+    views = out / "views"
+    canonical = canonical_image(ct)
+    for n in spec.nodules:
+        x, y, z = n.center_xyz
+        print(
+            f"  #{n.index}: {n.diameter_mm:5.1f} mm {n.kind.value:12s} {n.margin.value:10s} "
+            f"{n.location.value:14s} at LPS ({x:7.1f}, {y:7.1f}, {z:7.1f}) "
+            f"{'malignant' if n.is_malignant else 'benign'} (readers {list(n.reader_ratings)})"
+        )
+        marker = Marker(n.center_xyz, n.diameter_mm, f"#{n.index}", "orange")
+        title = f"Nodule {n.index}: {n.diameter_mm:.1f} mm {n.kind.value}, {n.margin.value}"
+        render_views(
+            ct,
+            n.center_xyz,
+            views / f"nodule_{n.index}.png",
+            title=title,
+            markers=[marker],
+            canonical=canonical,
+        )
+    print(f"  pictures: {views}/nodule_*.png")
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """Print how long phantom generation takes per case (a benchmark, never a test)."""
+    from lungcad.ctio import write_ct
+    from lungcad.phantom import PhantomSize
+    from lungcad.phantom.cases import make_spec, render_spec
+
+    size = PhantomSize(args.size)
+    print(f"phantom benchmark: {args.cases} {size.value} cases, seed {args.seed}, one process")
+    totals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(args.cases):
+            t0 = time.perf_counter()
+            spec = make_spec(args.seed, index)
+            t1 = time.perf_counter()
+            case = render_spec(spec, size)
+            t2 = time.perf_counter()
+            write_ct(case.ct, Path(tmp) / f"{index}.mhd")
+            t3 = time.perf_counter()
+            totals.append(t2 - t0)
+            nz, ny, nx = case.ct.shape
+            print(
+                f"  case {index}: {nx}x{ny}x{nz} voxels: "
+                f"anatomy {t1 - t0:.2f} s, render {t2 - t1:.2f} s, write .mhd {t3 - t2:.2f} s"
+            )
+    print(f"generation per case: mean {sum(totals) / len(totals):.2f} s, max {max(totals):.2f} s")
+    print(f"peak memory (RSS): {_peak_rss_mb():.0f} MB")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lungcad", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"lungcad {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("phantom", help="write synthetic chest CTs in the LUNA16 layout")
+    p.add_argument("out_dir", type=Path)
+    p.add_argument("--cases", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", choices=["small", "full"], default="full")
+    p.add_argument("--subsets", type=int, default=1, help="spread cases over subset0..subsetK-1")
+    p.add_argument("--overwrite", action="store_true", help="replace a dataset already there")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser("show", help="three orthogonal slices and a zoom through a point, as PNG")
+    p.add_argument("ct", type=Path, help="CT file or DICOM series folder")
+    p.add_argument("--at", required=True, help="LPS point in mm: X,Y,Z")
+    p.add_argument("--out", required=True, type=Path, help="PNG to write")
+    p.add_argument("--crop-mm", type=float, default=60.0)
+    p.add_argument("--title", default=None)
+    p.add_argument("--series-uid", default=None, help="pick one series from a DICOM folder")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("info", help="what a CT file holds: size, spacing, HU range, geometry")
+    p.add_argument("ct", type=Path)
+    p.add_argument("--series-uid", default=None)
+    p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("demo", help="the default job on an embedded synthetic chest CT")
+    p.add_argument("--out", type=Path, default=Path("demo-output"))
+    p.add_argument("--seed", type=int, default=2023)
+    p.add_argument("--size", choices=["small", "full"], default="full")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("bench", help="print timings and memory (benchmarks, not tests)")
+    p.add_argument("--target", choices=["phantom"], default="phantom")
+    p.add_argument("--size", choices=["small", "full"], default="full")
+    p.add_argument("--cases", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_bench)
+    return parser
+
+
+def _join_negative_values(argv: Sequence[str]) -> list[str]:
+    """Let ``--at -12,3,4`` through: argparse would take '-12,3,4' for an option."""
+    out: list[str] = []
+    it = iter(argv)
+    for token in it:
+        if token == "--at":
+            value = next(it, None)
+            out.append(f"--at={value}" if value is not None else token)
+        else:
+            out.append(token)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(_join_negative_values(sys.argv[1:] if argv is None else argv))
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except LungCADError as exc:
+        print(f"lungcad {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"lungcad {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""A randomised chest: body, lungs, mediastinum, spine, ribs, airways and vessel trees in LPS mm.
+
+Everything is analytic so that the same chest can be rendered on any grid (``full`` or ``small``)
+and so that nodule placement can ask "is this point in the lung?" without a voxel array.
+Frame: LPS millimetres with x = 0 on the midline, y = 0 at the body's centre, z = 0 at the carina.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from lungcad.phantom.spec import TubeSet
+from lungcad.phantom.trees import grow_airways, grow_vessel_trees, make_aorta, make_ribs
+
+
+@dataclass(frozen=True)
+class LungShape:
+    """One lung: a superellipse cross-section tapering to the apex, on a domed diaphragm."""
+
+    side: int  # -1 right lung (patient right = -x in LPS), +1 left lung
+    cx: float
+    cy: float
+    ax: float
+    ay: float
+    z_apex: float
+    z_dome: float  # top of the diaphragm dome under this lung
+    recess_mm: float  # how far the costophrenic recess reaches below the dome
+    exponent: float
+    medial_x: float  # |x| below which the mediastinum begins
+    heart_carve: bool
+
+    def scale_at(self, z: np.ndarray) -> np.ndarray:
+        """Cross-section scale: rounded apex, a little wider toward the base."""
+        top = np.clip((self.z_apex - z) / 55.0, 0.0, 1.0) ** 0.55
+        widen = 0.88 + 0.12 * np.clip((self.z_apex - z) / (self.z_apex - self.z_dome), 0.0, 1.0)
+        return top * widen
+
+
+@dataclass(frozen=True)
+class ChestAnatomy:
+    body_ax: float
+    body_ay: float
+    fat_mm: float
+    wall_mm: float
+    table_y: float
+    lungs: tuple[LungShape, LungShape]
+    heart_center: tuple[float, float, float]
+    heart_axes: tuple[float, float, float]
+    spine_y: float  # centre of the vertebral bodies
+    spine_radius: float
+    vessel_hu: float
+    lung_hu: float
+    lung_gradient_hu: float  # extra HU at the most posterior (dependent) lung
+    fat_hu: float
+    muscle_hu: float
+    vessels: TubeSet
+    airways: TubeSet
+    ribs: TubeSet
+    aorta: TubeSet
+    depth: LungDepthMap | None = None
+
+    @property
+    def cavity_ax(self) -> float:
+        return self.body_ax - self.fat_mm - self.wall_mm
+
+    @property
+    def cavity_ay(self) -> float:
+        return self.body_ay - self.fat_mm - self.wall_mm
+
+    def lung_field(self, x: np.ndarray, y: np.ndarray, z: np.ndarray | float) -> np.ndarray:
+        """Lung membership (bool, broadcast of x, y, z) from the analytic shapes alone."""
+        inside = np.zeros(np.broadcast_shapes(np.shape(x), np.shape(y), np.shape(z)), dtype=bool)
+        for lung in self.lungs:
+            inside |= lung_membership(self, lung, x, y, z)
+        return inside
+
+    def inside_lung(self, points: np.ndarray, margin_mm: float = 0.0) -> np.ndarray:
+        """Whether points (N, 3) are in a lung, at least ``margin_mm`` from its edge."""
+        return self.lung_depth(points) > margin_mm
+
+    def lung_depth(self, points: np.ndarray) -> np.ndarray:
+        """Distance (mm) from points (N, 3) to the nearest lung edge; 0 outside the lungs.
+
+        Looked up in a 2.5 mm distance map, so tree growth and nodule placement can ask
+        thousands of times without evaluating the shapes again.
+        """
+        if self.depth is None:
+            raise RuntimeError("anatomy has no depth map yet")
+        return self.depth.lookup(np.atleast_2d(points))
+
+
+@dataclass(frozen=True)
+class LungDepthMap:
+    """Euclidean distance to the lung edge on a coarse grid covering the thorax."""
+
+    origin: np.ndarray  # LPS of voxel (0,0,0) in (x, y, z)
+    step: float
+    depth_xyz: np.ndarray  # indexed [ix, iy, iz]
+
+    @classmethod
+    def build(cls, anatomy: ChestAnatomy, step: float = 2.5) -> LungDepthMap:
+        z_top = max(lung.z_apex for lung in anatomy.lungs) + 10
+        z_bottom = min(lung.z_dome - lung.recess_mm for lung in anatomy.lungs) - 10
+        xs = np.arange(-anatomy.body_ax, anatomy.body_ax + step, step, dtype=np.float32)
+        ys = np.arange(-anatomy.body_ay, anatomy.body_ay + step, step, dtype=np.float32)
+        zs = np.arange(z_bottom, z_top + step, step, dtype=np.float32)
+        inside = anatomy.lung_field(xs[:, None, None], ys[None, :, None], zs[None, None, :])
+        # distance to the nearest outside voxel centre, less half a voxel: the edge lies between
+        depth = ndimage.distance_transform_edt(inside, sampling=step).astype(np.float32)
+        depth = np.where(inside, np.maximum(depth - step / 2, 0.01), 0.0).astype(np.float32)
+        return cls(np.array([xs[0], ys[0], zs[0]]), step, depth)
+
+    def depth_at(self, x: float, y: float, z: float) -> float:
+        """One point, in plain floats: the fast path for tree growth."""
+        i = round((x - self._ox) / self.step)
+        j = round((y - self._oy) / self.step)
+        k = round((z - self._oz) / self.step)
+        nx, ny, nz = self.depth_xyz.shape
+        if 0 <= i < nx and 0 <= j < ny and 0 <= k < nz:
+            return float(self.depth_xyz[i, j, k])
+        return 0.0
+
+    @property
+    def _ox(self) -> float:
+        return float(self.origin[0])
+
+    @property
+    def _oy(self) -> float:
+        return float(self.origin[1])
+
+    @property
+    def _oz(self) -> float:
+        return float(self.origin[2])
+
+    def lookup(self, points: np.ndarray) -> np.ndarray:
+        idx = np.rint((points - self.origin) / self.step).astype(np.int64)
+        shape = np.array(self.depth_xyz.shape)
+        valid = np.all((idx >= 0) & (idx < shape), axis=1)
+        out = np.zeros(len(points), dtype=np.float32)
+        i = idx[valid]
+        out[valid] = self.depth_xyz[i[:, 0], i[:, 1], i[:, 2]]
+        return out
+
+
+def lung_membership(
+    anatomy: ChestAnatomy, lung: LungShape, x: np.ndarray, y: np.ndarray, z: np.ndarray | float
+) -> np.ndarray:
+    s = lung.scale_at(np.asarray(z, dtype=np.float32))
+    s = np.maximum(s, 1e-3)
+    u = np.abs((x - lung.cx * (0.9 + 0.1 * s)) / (lung.ax * s))
+    v = np.abs((y - lung.cy) / (lung.ay * s))
+    rho = u**lung.exponent + v**lung.exponent
+    inside = rho < 1.0
+    # the chest wall (muscle and ribs) lies between the lung and the subcutaneous fat
+    inside &= (x / anatomy.cavity_ax) ** 2 + (y / anatomy.cavity_ay) ** 2 < 1.0
+    # domed diaphragm: the centre of the dome is highest, the recess at the rim lowest
+    inside &= z > lung.z_dome - lung.recess_mm * np.minimum(rho, 1.0)
+    # mediastinum and spine
+    inside &= lung.side * x > lung.medial_x
+    inside &= ~((np.abs(x) < anatomy.spine_radius + 14.0) & (y > anatomy.spine_y - 25.0))
+    if lung.heart_carve:
+        hx, hy, hz = anatomy.heart_center
+        ax, ay, az = anatomy.heart_axes
+        heart = ((x - hx) / (ax + 6)) ** 2 + ((y - hy) / (ay + 6)) ** 2 + ((z - hz) / (az + 6)) ** 2
+        inside &= heart > 1.0
+    return inside
+
+
+def sample_anatomy(rng: np.random.Generator) -> ChestAnatomy:
+    """Draw one chest: sizes, lungs, heart, then the tube structures that depend on them."""
+    body_ax = rng.uniform(140, 178)
+    body_ay = rng.uniform(0.62, 0.74) * body_ax
+    fat_mm = rng.uniform(5, 24)
+    wall_mm = rng.uniform(13, 20)
+    cav_ax = body_ax - fat_mm - wall_mm
+    cav_ay = body_ay - fat_mm - wall_mm
+    z_apex = rng.uniform(95, 125)
+    dome_r = rng.uniform(-150, -125)
+    dome_l = dome_r - rng.uniform(8, 22)
+    medial = rng.uniform(14, 24)
+    spine_radius = rng.uniform(16, 21)
+    spine_y = cav_ay + spine_radius * 0.2
+    lungs = []
+    for side, dome in ((-1, dome_r), (1, dome_l)):
+        lungs.append(
+            LungShape(
+                side=side,
+                cx=side * cav_ax * rng.uniform(0.47, 0.53),
+                cy=cav_ay * rng.uniform(0.02, 0.1),
+                ax=cav_ax * rng.uniform(0.47, 0.52),
+                ay=cav_ay * rng.uniform(0.9, 0.97),
+                z_apex=z_apex + rng.uniform(-6, 6),
+                z_dome=dome,
+                recess_mm=rng.uniform(35, 55),
+                exponent=rng.uniform(2.1, 2.6),
+                medial_x=medial,
+                heart_carve=True,
+            )
+        )
+    heart_center = (
+        rng.uniform(12, 30),
+        -cav_ay * rng.uniform(0.2, 0.35),
+        dome_r + rng.uniform(45, 60),
+    )
+    heart_axes = (rng.uniform(55, 68), rng.uniform(42, 52), rng.uniform(48, 58))
+    partial = ChestAnatomy(
+        body_ax=body_ax,
+        body_ay=body_ay,
+        fat_mm=fat_mm,
+        wall_mm=wall_mm,
+        table_y=body_ay + rng.uniform(3, 12),
+        lungs=(lungs[0], lungs[1]),
+        heart_center=heart_center,
+        heart_axes=heart_axes,
+        spine_y=spine_y,
+        spine_radius=spine_radius,
+        vessel_hu=rng.uniform(30, 50),
+        lung_hu=rng.uniform(-875, -840),
+        lung_gradient_hu=rng.uniform(20, 70),
+        fat_hu=rng.uniform(-110, -85),
+        muscle_hu=rng.uniform(40, 55),
+        vessels=TubeSet.empty(),
+        airways=TubeSet.empty(),
+        ribs=TubeSet.empty(),
+        aorta=TubeSet.empty(),
+    )
+    partial = dataclasses.replace(partial, depth=LungDepthMap.build(partial))
+    return dataclasses.replace(
+        partial,
+        airways=grow_airways(partial, rng),
+        vessels=grow_vessel_trees(partial, rng),
+        ribs=make_ribs(partial, rng),
+        aorta=make_aorta(partial, rng),
+    )

@@ -1,0 +1,208 @@
+"""Write synthetic cases in the LUNA16 layout, with the truth files training and evaluation read.
+
+OUT/subset<k>/<seriesuid>.mhd/.raw       the CT (int16 HU, uncompressed MetaIO like LUNA16)
+OUT/subset<k>/<seriesuid>_nodules.nrrd   ground truth: label k = k-th annotation of that case
+OUT/annotations.csv                      seriesuid,coordX,coordY,coordZ,diameter_mm
+OUT/candidates.csv                       seriesuid,coordX,coordY,coordZ,class
+OUT/annotations_with_malignancy.csv      the LIDC-derived layout (mal_bool, reader ratings, bbox)
+OUT/phantom_nodules.csv                  per nodule: type, margin, location, malignancy score
+OUT/phantom.json                         how the set was made (seed, size, cases, version)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from lungcad import __version__
+from lungcad.ctio import write_ct, write_label_map
+from lungcad.errors import LungCADError
+from lungcad.geometry import voxel_to_world
+from lungcad.phantom.candidates import lookalike_candidates
+from lungcad.phantom.cases import _CANDIDATES, PhantomCase, case_rng, make_case
+from lungcad.phantom.spec import PhantomSize
+
+log = logging.getLogger(__name__)
+
+ANNOTATION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
+CANDIDATE_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "class")
+MALIGNANCY_COLUMNS = (
+    "seriesuid", "coordX", "coordY", "coordZ", "diameter_mm", "mal_bool", "mal_details",
+    "bboxLowX", "bboxLowY", "bboxLowZ", "bboxHighX", "bboxHighY", "bboxHighZ", "len_mal_details",
+)  # fmt: skip
+NODULE_COLUMNS = (
+    "seriesuid", "label", "coordX", "coordY", "coordZ", "diameter_mm", "type", "margin",
+    "location", "malignancy_score", "mal_bool", "subset",
+)  # fmt: skip
+TRUTH_FILES = (
+    "annotations.csv",
+    "candidates.csv",
+    "annotations_with_malignancy.csv",
+    "phantom_nodules.csv",
+    "phantom.json",
+)
+
+
+class PhantomOutputExistsError(LungCADError, FileExistsError):
+    """The output folder already holds a dataset; refuse rather than overwrite it."""
+
+
+@dataclass
+class CaseRecord:
+    series_uid: str
+    subset: int
+    ct_path: Path
+    label_path: Path
+    shape_irc: tuple[int, int, int]
+    spacing_xyz: tuple[float, float, float]
+    n_nodules: int
+    seconds: float
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _bbox_world(case: PhantomCase, label: int) -> tuple[np.ndarray, np.ndarray]:
+    """LPS extent of a nodule's ground-truth voxels (corners of the voxels, any direction)."""
+    idx = np.argwhere(case.rendered.nodule_labels == label)
+    lo, hi = idx.min(0) - 0.5, idx.max(0) + 0.5
+    corners = np.array(
+        [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
+    )
+    world = voxel_to_world(corners, case.ct.geometry)
+    return world.min(0), world.max(0)
+
+
+def case_rows(case: PhantomCase, subset: int) -> dict[str, list[tuple]]:
+    """The csv rows one case contributes to each truth file."""
+    uid = case.spec.series_uid
+    rows: dict[str, list[tuple]] = {name: [] for name in TRUTH_FILES[:4]}
+    for n in case.spec.nodules:
+        x, y, z = (_fmt(c) for c in n.center_xyz)
+        rows["annotations.csv"].append((uid, x, y, z, _fmt(n.diameter_mm)))
+        low, high = _bbox_world(case, n.index)
+        ratings = "[" + ", ".join(str(r) for r in n.reader_ratings) + "]"
+        rows["annotations_with_malignancy.csv"].append(
+            (uid, x, y, z, _fmt(n.diameter_mm), str(n.is_malignant), ratings,
+             *(_fmt(v) for v in low), *(_fmt(v) for v in high), len(n.reader_ratings))
+        )  # fmt: skip
+        rows["phantom_nodules.csv"].append(
+            (uid, n.index, x, y, z, _fmt(n.diameter_mm), n.kind.value, n.margin.value,
+             n.location.value, f"{n.malignancy_score:.4f}", str(n.is_malignant), subset)
+        )  # fmt: skip
+    rng = case_rng(case.spec.seed, case.spec.index, _CANDIDATES)
+    for cand in lookalike_candidates(case.spec.anatomy, case.spec.nodules, rng):
+        x, y, z = (_fmt(c) for c in cand.center_xyz)
+        rows["candidates.csv"].append((uid, x, y, z, int(cand.is_nodule)))
+    return rows
+
+
+def _write_csv_atomic(path: Path, header: Iterable[str], rows: list[tuple]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    _write_text_atomic(path, buffer.getvalue())
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _refuse_existing(out_dir: Path, overwrite: bool) -> None:
+    if overwrite or not out_dir.exists():
+        return
+    existing = [name for name in TRUTH_FILES if (out_dir / name).exists()]
+    existing += [str(p.relative_to(out_dir)) for p in sorted(out_dir.glob("subset*/*.mhd"))[:3]]
+    if existing:
+        raise PhantomOutputExistsError(
+            f"{out_dir} already holds a dataset ({', '.join(existing[:4])}); "
+            "choose another folder or pass --overwrite"
+        )
+
+
+def generate_cases(
+    seed: int, cases: int, size: PhantomSize, first: int = 0
+) -> Iterator[PhantomCase]:
+    for index in range(first, first + cases):
+        yield make_case(seed, index, size)
+
+
+def write_dataset(
+    out_dir: str | Path,
+    cases: int,
+    seed: int,
+    size: PhantomSize,
+    subsets: int = 1,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[CaseRecord]:
+    """Generate ``cases`` phantoms and write them in the LUNA16 layout; returns what was written.
+
+    Case i goes to subset i % subsets. Same seed, size and count give the same bytes.
+    """
+    if cases < 1:
+        raise ValueError(f"cases must be at least 1, got {cases}")
+    if not 1 <= subsets <= 10:
+        raise ValueError(f"subsets must be between 1 and 10 (as in LUNA16), got {subsets}")
+    out = Path(out_dir)
+    _refuse_existing(out, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    all_rows: dict[str, list[tuple]] = {name: [] for name in TRUTH_FILES[:4]}
+    records: list[CaseRecord] = []
+    for case in tqdm(
+        generate_cases(seed, cases, size), total=cases, desc="phantoms", disable=not progress
+    ):
+        started = time.perf_counter()
+        subset = case.spec.index % subsets
+        folder = out / f"subset{subset}"
+        uid = case.spec.series_uid
+        ct = case.ct
+        ct_path = write_ct(ct, folder / f"{uid}.mhd", overwrite=overwrite)
+        label_path = write_label_map(
+            case.rendered.nodule_labels,
+            ct.geometry,
+            folder / f"{uid}_nodules.nrrd",
+            overwrite=overwrite,
+        )
+        for name, rows in case_rows(case, subset).items():
+            all_rows[name] += rows
+        records.append(
+            CaseRecord(uid, subset, ct_path, label_path, ct.shape, ct.geometry.spacing_xyz,
+                       len(case.spec.nodules), time.perf_counter() - started)
+        )  # fmt: skip
+    _write_csv_atomic(out / "annotations.csv", ANNOTATION_COLUMNS, all_rows["annotations.csv"])
+    _write_csv_atomic(out / "candidates.csv", CANDIDATE_COLUMNS, all_rows["candidates.csv"])
+    _write_csv_atomic(
+        out / "annotations_with_malignancy.csv",
+        MALIGNANCY_COLUMNS,
+        all_rows["annotations_with_malignancy.csv"],
+    )
+    _write_csv_atomic(out / "phantom_nodules.csv", NODULE_COLUMNS, all_rows["phantom_nodules.csv"])
+    manifest = {
+        "generator": "lungcad phantom",
+        "lungcad_version": __version__,
+        "seed": seed,
+        "cases": cases,
+        "size": size.value,
+        "subsets": subsets,
+        "series": [
+            {"seriesuid": r.series_uid, "subset": r.subset, "nodules": r.n_nodules} for r in records
+        ],
+    }
+    _write_text_atomic(out / "phantom.json", json.dumps(manifest, indent=2) + "\n")
+    log.info("wrote %d phantom cases to %s", len(records), out)
+    return records
