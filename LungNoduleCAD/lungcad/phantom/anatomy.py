@@ -161,7 +161,9 @@ def lung_membership(
     inside &= z > lung.z_dome - lung.recess_mm * np.minimum(rho, 1.0)
     # mediastinum and spine
     inside &= lung.side * x > lung.medial_x
-    inside &= ~((np.abs(x) < anatomy.spine_radius + 14.0) & (y > anatomy.spine_y - 25.0))
+    reach = anatomy.spine_radius + 14.0
+    inside &= x**2 + (y - anatomy.spine_y) ** 2 > reach**2
+    inside &= ~((np.abs(x) < reach) & (y > anatomy.spine_y))
     if lung.heart_carve:
         hx, hy, hz = anatomy.heart_center
         ax, ay, az = anatomy.heart_axes

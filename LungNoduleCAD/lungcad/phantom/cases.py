@@ -62,7 +62,7 @@ def make_spec(seed: int, index: int) -> PhantomSpec:
     grid_rng = case_rng(seed, index, _GRID)
     full_grid = sample_full_grid(anatomy, grid_rng)
     noise_hu = float(grid_rng.uniform(12, 35))
-    nodules = sample_nodules(anatomy, case_rng(seed, index, _NODULES))
+    nodules = sample_nodules(anatomy, case_rng(seed, index, _NODULES), full_grid.z_range_mm)
     return PhantomSpec(
         seed, index, series_uid_for(seed, index), anatomy, nodules, full_grid, noise_hu
     )

@@ -94,14 +94,21 @@ def _shape(margin: NoduleMargin, radius: float, center: np.ndarray, rng: np.rand
             start = center + u * radius * 0.8
             end = center + u * (radius * rng.uniform(1.4, 2.3) + 2.0)
             spicules.append(
-                (tuple(start.tolist()), tuple(end.tolist()), float(rng.uniform(0.35, 0.7)))
+                (tuple(start.tolist()), tuple(end.tolist()), float(rng.uniform(0.5, 1.0)))
             )
     return dirs, amps, tuple(spicules)
 
 
 def _clear_of(
-    center: np.ndarray, radius: float, placed: list[NoduleSpec], gap: float = 6.0
+    center: np.ndarray,
+    radius: float,
+    placed: list[NoduleSpec],
+    z_range: tuple[float, float],
+    gap: float = 6.0,
 ) -> bool:
+    """Apart from the nodules placed so far and wholly within the scanned slices."""
+    if not z_range[0] + radius + 2.0 <= center[2] <= z_range[1] - radius - 2.0:
+        return False
     return all(
         np.linalg.norm(center - np.asarray(p.center_xyz)) > radius + p.radius_mm + gap
         for p in placed
@@ -114,6 +121,7 @@ def _place(
     radius: float,
     placed: list[NoduleSpec],
     rng: np.random.Generator,
+    z_range: tuple[float, float],
 ) -> np.ndarray | None:
     depth = anatomy.depth
     assert depth is not None
@@ -133,7 +141,7 @@ def _place(
             perp /= np.linalg.norm(perp)
             center = on_axis + perp * (r_mean[i] + 0.75 * radius)
             inside = anatomy.inside_lung(center[None], margin_mm=0.6 * radius + 1.0)[0]
-            if inside and _clear_of(center, radius, placed):
+            if inside and _clear_of(center, radius, placed, z_range):
                 return center
             continue
         if grid_pts is None:
@@ -158,7 +166,7 @@ def _place(
             dist = v.distance_to(center[None])[0]
             if np.any(dist[big] < radius + 1.5):
                 continue
-        if _clear_of(center, radius, placed):
+        if _clear_of(center, radius, placed, z_range):
             return center
     return None
 
@@ -187,7 +195,9 @@ def _touch_pleura(anatomy: ChestAnatomy, near: np.ndarray, radius: float) -> np.
     return center
 
 
-def sample_nodules(anatomy: ChestAnatomy, rng: np.random.Generator) -> list[NoduleSpec]:
+def sample_nodules(
+    anatomy: ChestAnatomy, rng: np.random.Generator, z_range: tuple[float, float]
+) -> list[NoduleSpec]:
     """2-7 nodules per case (mean about 4), each placed where its location type says."""
     count = 2 + min(int(rng.poisson(2.0)), 5)
     kinds = list(TYPE_WEIGHTS)
@@ -197,14 +207,14 @@ def sample_nodules(anatomy: ChestAnatomy, rng: np.random.Generator) -> list[Nodu
         diameter = sample_diameter(kind, rng)
         margin = list(NoduleMargin)[int(rng.choice(3, p=MARGIN_WEIGHTS[kind]))]
         location = list(NoduleLocation)[int(rng.choice(3, p=LOCATION_WEIGHTS))]
-        center = _place(anatomy, location, diameter / 2, placed, rng)
+        center = _place(anatomy, location, diameter / 2, placed, rng, z_range)
         for _ in range(4):  # crowded lungs: try isolated, then a smaller nodule
             if center is not None:
                 break
             if location is NoduleLocation.ISOLATED:
                 diameter = max(MIN_DIAMETER_MM, round(diameter * 0.8, 2))
             location = NoduleLocation.ISOLATED
-            center = _place(anatomy, location, diameter / 2, placed, rng)
+            center = _place(anatomy, location, diameter / 2, placed, rng, z_range)
         if center is None:
             continue
         lobe_dirs, lobe_amps, spicules = _shape(margin, diameter / 2, center, rng)

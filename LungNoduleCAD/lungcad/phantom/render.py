@@ -102,11 +102,11 @@ def _tube_occupancies(canvas: _Canvas, tubes: TubeSet, idx: np.ndarray, start: n
     dist = np.sqrt(dx * dx + dy * dy + dz * dz)
     r0 = tubes.r0[idx].astype(np.float32)[:, None, None, None]
     r1 = tubes.r1[idx].astype(np.float32)[:, None, None, None]
-    occ = (r0 + t * (r1 - r0) - dist) / canvas.soft + 0.5
+    radius = r0 + t * (r1 - r0)
+    occ = (radius - dist) / canvas.soft + 0.5
     np.clip(occ, 0.0, 1.0, out=occ)
-    # tubes thinner than a voxel only partly fill the voxels they cross
-    thin = np.minimum(1.0, 2.0 * np.minimum(r0, r1) / canvas.soft)
-    occ *= thin
+    # where a tube is thinner than a voxel it only partly fills the voxels it crosses
+    occ *= np.minimum(1.0, 2.0 * radius / canvas.soft)
     return occ
 
 
@@ -287,7 +287,7 @@ def _draw_nodules(canvas: _Canvas, nodules: list[NoduleSpec], labels: np.ndarray
             tis[mask] = Tissue.NODULE
         if nodule.spicules:
             spicules = TubeSet.from_rows(
-                [(np.array(a), np.array(b), rad, 0.2, True) for a, b, rad in nodule.spicules]
+                [(np.array(a), np.array(b), rad, 0.3, True) for a, b, rad in nodule.spicules]
             )
             _draw_tubes(canvas, spicules, nodule.solid_hu, Tissue.NODULE, mode="raise")
         # the centre voxel always carries the label, even for a 3 mm nodule on a 3 mm grid

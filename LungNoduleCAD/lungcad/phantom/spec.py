@@ -83,6 +83,12 @@ class ScanGrid:
             )
         )
 
+    @property
+    def z_range_mm(self) -> tuple[float, float]:
+        """Head-foot extent covered by the slices (voxel edges), LPS z in mm."""
+        z0, dz, n = self.canonical_origin_xyz[2], self.spacing_xyz[2], self.shape_irc[0]
+        return (z0 - dz / 2, z0 + (n - 0.5) * dz)
+
     def axis_mm(self, axis: str) -> np.ndarray:
         """LPS coordinate of each canonical voxel centre along 'x', 'y' or 'z' (float32)."""
         i = "xyz".index(axis)
