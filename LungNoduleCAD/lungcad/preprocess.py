@@ -1,0 +1,172 @@
+"""The scale policy: models see every CT at one physical scale, whatever the scanner.
+
+Real scans range from 0.5 to 0.9 mm pixels and 0.6 to 5 mm slices; a network that crops in voxels
+would see a different physical size on each. So the engine and the training tree resample every CT
+onto an LPS-aligned (identity direction) grid at :data:`CANONICAL_SPACING_XYZ` before any model
+looks at it, and map masks back to the original voxels afterwards. The grid covers the volume's
+whole physical extent, so flipped, permuted and oblique scans all land the same way up.
+:data:`SPACING_POLICY` is what model cards record.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import SimpleITK as sitk
+
+from lungcad.ct import CT, Geometry
+from lungcad.ctio import ct_to_sitk
+from lungcad.geometry import voxel_to_world
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "CANONICAL_DIRECTION",
+    "CANONICAL_SPACING_XYZ",
+    "DEFAULT_HU",
+    "HU_WINDOW",
+    "SPACING_POLICY",
+    "canonical_geometry",
+    "labels_from_canonical",
+    "labels_to_canonical",
+    "normalise_hu",
+    "spacing_policy",
+    "to_canonical",
+]
+
+CANONICAL_SPACING_XYZ: tuple[float, float, float] = (0.75, 0.75, 1.25)
+"""Voxel size (mm) along x (col), y (row) and z (index) of the canonical grid."""
+
+CANONICAL_DIRECTION: tuple[float, ...] = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+"""Identity: col, row and index run along +x (L), +y (P) and +z (S) in LPS."""
+
+DEFAULT_HU = -1024
+"""Value of canonical voxels outside the source volume (the readers' padding value)."""
+
+HU_WINDOW: tuple[int, int] = (-1000, 1000)
+"""Models see HU clamped to this window (as the seeds do); their input batch norm scales it."""
+
+# tolerance so that an extent of exactly n voxels does not round up to n + 1 from float noise
+_EXTENT_EPS = 1e-6
+
+
+def spacing_policy(spacing_xyz: tuple[float, float, float] = CANONICAL_SPACING_XYZ) -> dict:
+    """The policy as a JSON-ready dict; a non-default spacing is for tests and experiments."""
+    return {
+        "spacing_xyz": [float(s) for s in spacing_xyz],
+        "direction": list(CANONICAL_DIRECTION),
+        "grid": "LPS-aligned box covering the volume's voxel corners, centred on it",
+        "interpolation": "linear",
+        "label_interpolation": "nearest",
+        "default_hu": DEFAULT_HU,
+        "window_hu": list(HU_WINDOW),
+    }
+
+
+SPACING_POLICY: dict = spacing_policy()
+"""What model cards record: spacing, direction, interpolation and HU window."""
+
+
+def canonical_geometry(
+    geometry: Geometry, spacing_xyz: tuple[float, float, float] = CANONICAL_SPACING_XYZ
+) -> Geometry:
+    """The LPS-aligned grid at ``spacing_xyz`` covering ``geometry``'s physical extent.
+
+    The extent is the bounding box of the volume's outer voxel corners (so a volume of n voxels of
+    size s spans n * s mm along that axis); the canonical grid has ceil(extent / spacing) voxels
+    per axis and is centred on that box.
+    """
+    shape = np.asarray(geometry.shape_irc, dtype=np.float64)
+    lo_irc, hi_irc = -0.5 * np.ones(3), shape - 0.5
+    corners = np.array(
+        [[i, r, c] for i in (lo_irc[0], hi_irc[0]) for r in (lo_irc[1], hi_irc[1])
+         for c in (lo_irc[2], hi_irc[2])]
+    )  # fmt: skip
+    world = voxel_to_world(corners, geometry)
+    lo, hi = world.min(axis=0), world.max(axis=0)
+    spacing = np.asarray(spacing_xyz, dtype=np.float64)
+    size_xyz = [
+        max(1, math.ceil(e / s - _EXTENT_EPS)) for e, s in zip(hi - lo, spacing, strict=True)
+    ]
+    centre = (lo + hi) / 2
+    origin = centre - (np.asarray(size_xyz) - 1) / 2 * spacing
+    return Geometry.from_arrays(origin, spacing, CANONICAL_DIRECTION, tuple(size_xyz[::-1]))
+
+
+def _reference_image(geometry: Geometry) -> sitk.Image:
+    """An empty image carrying ``geometry`` (what sitk.Resample takes as the output grid)."""
+    size_xyz = [int(n) for n in geometry.shape_irc[::-1]]
+    ref = sitk.Image(size_xyz, sitk.sitkUInt8)
+    ref.SetOrigin(geometry.origin_xyz)
+    ref.SetSpacing(geometry.spacing_xyz)
+    ref.SetDirection(geometry.direction)
+    return ref
+
+
+def to_canonical(ct: CT, spacing_xyz: tuple[float, float, float] = CANONICAL_SPACING_XYZ) -> CT:
+    """``ct`` resampled (linear, outside = -1024 HU, int16) onto its canonical grid.
+
+    Interpolation runs in float32 and is rounded, so that int16 truncation does not bias HU.
+    """
+    target = canonical_geometry(ct.geometry, spacing_xyz)
+    resampled = sitk.Resample(
+        ct_to_sitk(ct),
+        _reference_image(target),
+        sitk.Transform(),
+        sitk.sitkLinear,
+        float(DEFAULT_HU),
+        sitk.sitkFloat32,
+    )
+    arr = sitk.GetArrayViewFromImage(resampled)
+    hu = np.clip(np.rint(arr), np.iinfo(np.int16).min, np.iinfo(np.int16).max).astype(np.int16)
+    metadata = dict(ct.metadata)
+    metadata["canonical_spacing_xyz"] = " ".join(f"{s:g}" for s in spacing_xyz)
+    log.debug(
+        "%s: resampled %s -> %s voxels at %s mm",
+        ct.series_uid or "CT",
+        ct.geometry.shape_irc,
+        target.shape_irc,
+        spacing_xyz,
+    )
+    return CT(hu=hu, geometry=target, series_uid=ct.series_uid, source=ct.source, metadata=metadata)
+
+
+def _resample_labels(labels: np.ndarray, source: Geometry, target: Geometry) -> np.ndarray:
+    """Nearest-neighbour resampling of an integer (or bool) map; outside = 0; dtype kept."""
+    if tuple(labels.shape) != tuple(source.shape_irc):
+        raise ValueError(f"label map shape {labels.shape} does not match grid {source.shape_irc}")
+    is_bool = labels.dtype == np.bool_
+    if not (is_bool or np.issubdtype(labels.dtype, np.integer)):
+        raise ValueError(f"a label map holds integers or booleans, got {labels.dtype}")
+    work = labels.astype(np.uint8) if is_bool else np.ascontiguousarray(labels)
+    image = sitk.GetImageFromArray(work)
+    image.SetOrigin(source.origin_xyz)
+    image.SetSpacing(source.spacing_xyz)
+    image.SetDirection(source.direction)
+    out = sitk.Resample(
+        image, _reference_image(target), sitk.Transform(), sitk.sitkNearestNeighbor, 0
+    )
+    result = sitk.GetArrayFromImage(out)
+    return result.astype(bool) if is_bool else result.astype(labels.dtype, copy=False)
+
+
+def labels_to_canonical(
+    labels: np.ndarray, geometry: Geometry, canonical_geometry: Geometry
+) -> np.ndarray:
+    """A label map on ``geometry``'s voxels mapped onto the canonical grid (nearest neighbour)."""
+    return _resample_labels(labels, geometry, canonical_geometry)
+
+
+def labels_from_canonical(
+    labels: np.ndarray, canonical_geometry: Geometry, target_geometry: Geometry
+) -> np.ndarray:
+    """A label map on the canonical grid mapped back onto the original voxels (nearest)."""
+    return _resample_labels(labels, canonical_geometry, target_geometry)
+
+
+def normalise_hu(array: np.ndarray) -> np.ndarray:
+    """HU clamped to :data:`HU_WINDOW` as float32 (units stay HU, as the seeds feed them)."""
+    lo, hi = HU_WINDOW
+    return np.clip(np.asarray(array, dtype=np.float32), lo, hi)
