@@ -1,0 +1,327 @@
+"""``lungcad-train``: train the cascade's three networks, export them, or do it all in one go.
+
+Subcommands ``segmentation``, ``nodule`` and ``malignancy`` train one network each into
+``OUT/<task>/`` (``last.pt``, ``best.pt``, ``metrics.csv``) with TensorBoard runs in
+``OUT/runs/<task>``; ``export`` turns a checkpoint into safetensors + model card; ``all`` trains
+the three (malignancy fine-tuned from the best nodule model) and exports them to ``OUT/models``.
+Defaults are sized for a CPU; scale up with ``--epochs``, ``--epoch-length``, ``--batch-size``
+and ``--workers`` on a GPU, and run under ``torchrun`` for several GPUs. Bad paths, data or
+options print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from lungcad.errors import LungCADError
+from lungcad.models import Task
+from lungcad.preprocess import CANONICAL_SPACING_XYZ
+from lungcad_training.config import CLASSIFIER_CROP_IRC, DEFAULTS, TrainConfig
+from lungcad_training.optim import OPTIMIZERS
+from lungcad_training.runtime import AMP_MODES, DEVICES, Runtime, env_rank, runtime_session
+
+log = logging.getLogger("lungcad_training")
+
+PROG = "lungcad-train"
+TRAIN_TASKS = (Task.SEGMENTATION, Task.NODULE, Task.MALIGNANCY)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _stride(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2 (1 would validate on everything): {text}")
+    return value
+
+
+def _add_run_options(p: argparse.ArgumentParser, task: Task | None) -> None:
+    """Options every training command shares; ``task`` None = ``all`` (per-task defaults)."""
+    d = DEFAULTS[task] if task is not None else None
+
+    def default(name: str) -> str:
+        if d is None:
+            return "per task: " + ", ".join(
+                f"{t.value} {getattr(DEFAULTS[t], name)}" for t in TRAIN_TASKS
+            )
+        return str(getattr(d, name))
+
+    p.add_argument("--data", type=Path, required=True, help="LUNA16-layout dataset folder")
+    p.add_argument("--out", type=Path, required=True, help="output folder (runs, checkpoints)")
+    p.add_argument("--epochs", type=_positive_int, help=f"epochs ({default('epochs')})")
+    p.add_argument(
+        "--epoch-length",
+        type=_positive_int,
+        help=f"training samples per epoch, over all processes ({default('epoch_length')})",
+    )
+    p.add_argument(
+        "--batch-size", type=_positive_int, help=f"per process ({default('batch_size')})"
+    )
+    p.add_argument("--device", choices=DEVICES, default="auto", help="(auto: CUDA when present)")
+    p.add_argument(
+        "--amp",
+        choices=AMP_MODES,
+        default="auto",
+        help="mixed precision (auto: bf16 or fp16 on CUDA, off on the CPU)",
+    )
+    p.add_argument("--workers", type=_non_negative_int, default=2, help="DataLoader processes (2)")
+    p.add_argument(
+        "--val-stride", type=_stride, default=10, help="every N-th series validates (10)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="(0)")
+    p.add_argument("--cache", type=Path, help="canonical-CT cache folder (OUT/cache)")
+    p.add_argument(
+        "--spacing",
+        type=_positive_float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        default=CANONICAL_SPACING_XYZ,
+        help=f"canonical voxel size in mm ({' '.join(f'{v:g}' for v in CANONICAL_SPACING_XYZ)}; "
+        "others for tests and experiments)",
+    )
+    p.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="continue from OUT/<task>/last.pt")
+    group.add_argument("--overwrite", action="store_true", help="replace an earlier run in OUT")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_optimiser_options(p: argparse.ArgumentParser, task: Task) -> None:
+    d = DEFAULTS[task]
+    p.add_argument("--lr", type=_positive_float, help=f"learning rate ({d.lr:g})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help=f"({d.optimizer})")
+    p.add_argument("--momentum", type=float, default=0.99, help="SGD momentum (0.99)")
+
+
+def _add_classifier_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--ratio",
+        type=_non_negative_int,
+        default=1,
+        help="negatives per positive in training (1 alternates; 0 = the raw list)",
+    )
+    p.add_argument(
+        "--crop-size",
+        type=_positive_int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help=f"crop in canonical voxels, index row col ({' '.join(map(str, CLASSIFIER_CROP_IRC))})",
+    )
+
+
+def _add_finetune_depth(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--finetune-depth",
+        type=_positive_int,
+        default=2,
+        help="blocks trained when fine-tuning: 1 = the head only, 2 = head + last conv block (2)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train the cascade's three networks, export them, or do it all in one go.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    seg = sub.add_parser("segmentation", help="train the 2D UNet")
+    _add_run_options(seg, Task.SEGMENTATION)
+    _add_optimiser_options(seg, Task.SEGMENTATION)
+    seg.add_argument("--context-slices", type=_non_negative_int, default=3, help="(3)")
+    seg.add_argument("--crop", type=_positive_int, default=64, help="training crop side (64)")
+    seg.add_argument(
+        "--val-negative-slices",
+        type=_non_negative_int,
+        default=8,
+        help="nodule-free slices per validation series, besides every nodule slice (8)",
+    )
+
+    nod = sub.add_parser("nodule", help="train the nodule / non-nodule classifier")
+    _add_run_options(nod, Task.NODULE)
+    _add_optimiser_options(nod, Task.NODULE)
+    _add_classifier_options(nod)
+
+    mal = sub.add_parser("malignancy", help="train the malignancy classifier")
+    _add_run_options(mal, Task.MALIGNANCY)
+    _add_optimiser_options(mal, Task.MALIGNANCY)
+    _add_classifier_options(mal)
+    mal.add_argument(
+        "--finetune",
+        type=Path,
+        help="nodule classifier to start from (best.pt, or exported .safetensors)",
+    )
+    _add_finetune_depth(mal)
+
+    exp = sub.add_parser("export", help="checkpoint -> safetensors + model card")
+    exp.add_argument("--checkpoint", type=Path, required=True, help="e.g. OUT/nodule/best.pt")
+    exp.add_argument("--task", choices=[t.value for t in Task], help="check the task")
+    exp.add_argument("--out", type=Path, required=True, help="weights path (.safetensors)")
+    exp.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+    every = sub.add_parser(
+        "all", help="cache, train all three (malignancy fine-tuned), export to OUT/models"
+    )
+    _add_run_options(every, None)
+    _add_classifier_options(every)
+    _add_finetune_depth(every)
+    return parser
+
+
+def _config(args: argparse.Namespace, task: Task, command: str, **extra: object) -> TrainConfig:
+    fields = {
+        "data": args.data,
+        "out": args.out,
+        "cache": args.cache,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "epoch_length": args.epoch_length,
+        "device": args.device,
+        "amp": args.amp,
+        "workers": args.workers,
+        "val_stride": args.val_stride,
+        "seed": args.seed,
+        "augment": not args.no_augment,
+        "spacing": tuple(args.spacing),
+        "resume": args.resume,
+        "overwrite": args.overwrite,
+        "progress": not args.quiet,
+        "command": command,
+    }
+    for name in ("lr", "optimizer", "momentum", "ratio", "crop_size", "finetune"):
+        if getattr(args, name, None) is not None:
+            fields[name] = getattr(args, name)
+    if hasattr(args, "finetune_depth"):
+        fields["finetune_depth"] = args.finetune_depth
+    if task is Task.SEGMENTATION and hasattr(args, "context_slices"):
+        fields.update(
+            context_slices=args.context_slices,
+            seg_crop=args.crop,
+            val_negative_slices=args.val_negative_slices,
+        )
+    fields.update(extra)
+    return TrainConfig(task=task, **fields)
+
+
+def _metrics_text(metrics: dict) -> str:
+    return ", ".join(f"{k} {v:.3f}" for k, v in metrics.items() if v is not None)
+
+
+def _cmd_train(args: argparse.Namespace, command: str, runtime: Runtime) -> int:
+    from lungcad_training.engine import fit
+
+    task = Task(args.command)
+    result = fit(_config(args, task, command), runtime)
+    if runtime.is_main:
+        print(
+            f"{task.value}: best epoch {result.best_epoch} of {result.epochs_done} "
+            f"({_metrics_text(result.best_metrics)}); checkpoints in {result.best_path.parent}"
+        )
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lungcad_training.export import export_checkpoint
+
+    st_path, card_path = export_checkpoint(args.checkpoint, args.out, args.task, args.overwrite)
+    print(f"wrote {st_path} and {card_path}")
+    return 0
+
+
+def _cmd_all(args: argparse.Namespace, command: str, runtime: Runtime) -> int:
+    from lungcad_training.engine import check_data_dir, fit
+    from lungcad_training.export import export_checkpoint
+
+    check_data_dir(args.data)
+    models = args.out / "models"
+    results = {}
+    for task in TRAIN_TASKS:
+        extra: dict[str, object] = {}
+        if task is Task.MALIGNANCY:
+            extra = {"finetune": results[Task.NODULE].best_path, "crop_size": None}
+        results[task] = fit(_config(args, task, command, **extra), runtime)
+    if not runtime.is_main:
+        return 0
+    lines = ["validation metrics of the exported (best) epochs:"]
+    for task, result in results.items():
+        st_path, _ = export_checkpoint(
+            result.best_path, models / task.value, task=task, overwrite=True
+        )
+        lines.append(
+            f"  {task.value:13s} epoch {result.best_epoch:3d}/{result.epochs_done}: "
+            f"{_metrics_text(result.best_metrics)}"
+        )
+        lines.append(f"  {'':13s} -> {st_path}")
+    print("\n".join(lines))
+    return 0
+
+
+def _setup_logging(verbose: bool, rank: int) -> None:
+    level = logging.DEBUG if verbose else logging.INFO
+    if rank != 0:
+        level = logging.WARNING
+    prefix = f"[rank {rank}] " if rank else ""
+    logging.basicConfig(
+        level=level,
+        format=f"%(asctime)s {prefix}%(levelname)s %(message)s",
+        datefmt="%H:%M:%S",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    command = shlex.join([PROG, *argv])
+    try:
+        _setup_logging(args.verbose, env_rank())
+        with logging_redirect_tqdm():
+            if args.command == "export":
+                return _cmd_export(args)
+            with runtime_session(args.device) as runtime:
+                if args.command == "all":
+                    return _cmd_all(args, command, runtime)
+                return _cmd_train(args, command, runtime)
+    except (
+        LungCADError,
+        FileNotFoundError,
+        IsADirectoryError,
+        NotADirectoryError,
+        PermissionError,
+    ) as exc:
+        log.debug("details", exc_info=True)
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted (resume with --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""What defines a training run, and the per-task defaults (sized for a CPU; scale up by flags).
+
+A :class:`TrainConfig` is stored in every checkpoint (as a plain dict) so ``--resume`` and
+``export`` know how a model was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lungcad.models import Task
+from lungcad.preprocess import CANONICAL_SPACING_XYZ
+
+CLASSIFIER_CROP_IRC = (32, 48, 48)
+
+
+@dataclass(frozen=True)
+class TaskDefaults:
+    epochs: int
+    batch_size: int
+    epoch_length: int
+    optimizer: str
+    lr: float
+
+
+DEFAULTS: dict[Task, TaskDefaults] = {
+    # the seeds: Adam (lr 1e-3) for the UNet; SGD lr 1e-3 momentum 0.99 for the classifiers
+    Task.SEGMENTATION: TaskDefaults(
+        epochs=10, batch_size=16, epoch_length=2048, optimizer="adam", lr=1e-3
+    ),
+    Task.NODULE: TaskDefaults(
+        epochs=10, batch_size=32, epoch_length=1024, optimizer="sgd", lr=1e-3
+    ),
+    Task.MALIGNANCY: TaskDefaults(
+        epochs=10, batch_size=32, epoch_length=512, optimizer="sgd", lr=1e-3
+    ),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One run of one task. ``None`` for epochs/batch/epoch length/optimizer/lr = task default."""
+
+    task: Task
+    data: Path
+    out: Path
+    cache: Path | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    epoch_length: int | None = None
+    optimizer: str | None = None
+    lr: float | None = None
+    momentum: float = 0.99
+    device: str = "auto"
+    amp: str = "auto"
+    workers: int = 2
+    val_stride: int = 10
+    seed: int = 0
+    augment: bool = True
+    spacing: tuple[float, float, float] = CANONICAL_SPACING_XYZ
+    # classifiers
+    ratio: int = 1
+    crop_size: tuple[int, int, int] | None = None
+    finetune: Path | None = None
+    finetune_depth: int = 2
+    # segmentation
+    context_slices: int = 3
+    seg_crop: int = 64
+    val_negative_slices: int = 8
+    # run control
+    resume: bool = False
+    overwrite: bool = False
+    progress: bool = True
+    command: str = field(default_factory=lambda: shlex.join(sys.argv))
+
+    def __post_init__(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "task", Task(self.task))
+        set_(self, "data", Path(self.data))
+        set_(self, "out", Path(self.out))
+        if self.cache is not None:
+            set_(self, "cache", Path(self.cache))
+        if self.finetune is not None:
+            set_(self, "finetune", Path(self.finetune))
+        set_(self, "spacing", tuple(float(s) for s in self.spacing))
+        if self.crop_size is not None:
+            set_(self, "crop_size", tuple(int(s) for s in self.crop_size))
+        defaults = DEFAULTS[self.task]
+        for name in ("epochs", "batch_size", "epoch_length", "optimizer", "lr"):
+            if getattr(self, name) is None:
+                set_(self, name, getattr(defaults, name))
+
+    # ---------------------------------------------------------------- derived paths
+
+    @property
+    def task_dir(self) -> Path:
+        return self.out / self.task.value
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.out / "runs" / self.task.value
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache if self.cache is not None else self.out / "cache"
+
+    @property
+    def classifier_crop(self) -> tuple[int, int, int]:
+        return self.crop_size or CLASSIFIER_CROP_IRC
+
+    # ---------------------------------------------------------------- (de)serialisation
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types only (str, int, float, bool, list, None): safe in a weights-only file."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Task):
+                value = value.value
+            elif isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, tuple):
+                value = list(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
