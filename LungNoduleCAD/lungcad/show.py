@@ -15,11 +15,10 @@ crosshairs and marker circles are placed in patient LPS millimetres directly.
 
 from __future__ import annotations
 
+import io
 import logging
 import math
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 
+from lungcad.atomic import write_bytes_atomic
 from lungcad.ct import CT
 from lungcad.geometry import voxel_to_world, world_to_voxel
 
@@ -399,17 +399,11 @@ def render_views(
     )
 
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".tmp")
+    png = io.BytesIO()
     try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=DPI)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it owner-only; a picture is for sharing
-        os.replace(tmp_name, out_path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+        fig.savefig(png, format="png", dpi=DPI)
     finally:
         fig.clear()
+    write_bytes_atomic(out_path, png.getvalue())
     log.info("wrote %s (views at LPS %.1f, %.1f, %.1f mm)", out_path, x, y, z)
     return out_path

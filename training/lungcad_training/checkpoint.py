@@ -7,15 +7,15 @@ and renamed over the old one, so a crash mid-save leaves the previous checkpoint
 
 from __future__ import annotations
 
-import os
+import io
 import random
-import secrets
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from lungcad.atomic import write_bytes_atomic
 from lungcad_training.errors import TrainingError
 
 CHECKPOINT_FORMAT = "lungcad-training-checkpoint"
@@ -59,17 +59,9 @@ def _as_tuples(value: Any) -> Any:
 
 def save_checkpoint(state: dict[str, Any], path: Path) -> None:
     """Write atomically (temp file in the same folder, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save({"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **state}, buffer)
+    write_bytes_atomic(path, buffer.getvalue())
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
+from lungcad.atomic import write_text_atomic
 from lungcad_training.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -52,10 +52,7 @@ class Logbook:
         writer = csv.DictWriter(buffer, self.columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-        self.csv_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.csv_path.with_name(f".{self.csv_path.name}.{os.getpid()}.tmp")
-        tmp.write_text(buffer.getvalue())
-        os.replace(tmp, self.csv_path)
+        write_text_atomic(self.csv_path, buffer.getvalue())
 
     def write(self, epoch: int, phase: str, metrics: Metrics, samples: int | None = None) -> None:
         row = {"epoch": epoch, "phase": phase}

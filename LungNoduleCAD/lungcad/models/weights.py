@@ -13,8 +13,6 @@ import hashlib
 import json
 import logging
 import math
-import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,6 +26,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from lungcad import __version__
+from lungcad.atomic import write_bytes_atomic
 from lungcad.errors import LungCADError
 from lungcad.models.registry import (
     ARCHITECTURES,
@@ -192,25 +191,6 @@ def weights_paths(path: str | Path) -> tuple[Path, Path]:
     return path.with_name(path.name + WEIGHTS_SUFFIX), path.with_name(path.name + CARD_SUFFIX)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then os.replace: readers never see half.
-
-    The temp file is opened with mode 0o666 so the umask applies as for any new file (mkstemp
-    would leave the weights readable by their owner only).
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _unwrap(model: nn.Module) -> nn.Module:
     """The network inside DataParallel/DDP or torch.compile wrappers."""
     while True:
@@ -345,8 +325,8 @@ def save_weights(
         sha256=hashlib.sha256(blob).hexdigest(),
     )
     # tensors first, card last: a card on disk always describes a complete tensors file
-    _atomic_write(st_path, blob)
-    _atomic_write(card_path, to_json(card).encode("utf-8"))
+    write_bytes_atomic(st_path, blob)
+    write_bytes_atomic(card_path, to_json(card).encode("utf-8"))
     log.info(
         "saved %s weights (%s, %d parameters) to %s",
         card.task.value,

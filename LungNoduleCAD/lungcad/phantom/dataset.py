@@ -15,7 +15,6 @@ import csv
 import io
 import json
 import logging
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lungcad import __version__
+from lungcad.atomic import write_text_atomic
 from lungcad.ctio import write_ct, write_label_map
 from lungcad.errors import LungCADError
 from lungcad.geometry import voxel_to_world
@@ -113,13 +113,7 @@ def _write_csv_atomic(path: Path, header: Iterable[str], rows: list[tuple]) -> N
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     writer.writerows(rows)
-    _write_text_atomic(path, buffer.getvalue())
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    write_text_atomic(path, buffer.getvalue())
 
 
 def _refuse_existing(out_dir: Path, overwrite: bool) -> None:
@@ -203,6 +197,6 @@ def write_dataset(
             {"seriesuid": r.series_uid, "subset": r.subset, "nodules": r.n_nodules} for r in records
         ],
     }
-    _write_text_atomic(out / "phantom.json", json.dumps(manifest, indent=2) + "\n")
+    write_text_atomic(out / "phantom.json", json.dumps(manifest, indent=2) + "\n")
     log.info("wrote %d phantom cases to %s", len(records), out)
     return records
