@@ -1,0 +1,132 @@
+"""What the cascade reports: thresholds, one finding per kept nodule, and a per-patient summary.
+
+These types are the contract between the engine's pipeline, its writers (results.json,
+candidates.csv, seg.nrrd, mrk.json) and the Slicer module: they carry numbers only, no networks.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The three user-adjustable cut-offs, each a probability in [0, 1].
+
+    ``segmentation`` cuts the UNet's probability map into candidate regions, ``nodule`` keeps the
+    candidates the false-positive classifier believes, ``malignancy`` splits kept findings into
+    those called malignant and those called benign (it never hides a finding).
+    """
+
+    segmentation: float = 0.5
+    nodule: float = 0.5
+    malignancy: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("segmentation", "nodule", "malignancy"):
+            value = getattr(self, name)
+            if not 0.0 <= float(value) <= 1.0:
+                raise ValueError(f"{name} threshold must lie in [0, 1], got {value}")
+
+
+class MalignancyBand(enum.Enum):
+    """Coarse malignancy groups used where one colour per group is all a viewer can show."""
+
+    BENIGN = "benign"
+    INDETERMINATE = "indeterminate"
+    SUSPICIOUS = "suspicious"
+
+    @classmethod
+    def of(cls, p_malignant: float, malignancy_threshold: float = 0.5) -> MalignancyBand:
+        """Suspicious at or above the threshold, benign below half of it, indeterminate between."""
+        if p_malignant >= malignancy_threshold:
+            return cls.SUSPICIOUS
+        if p_malignant < 0.5 * malignancy_threshold:
+            return cls.BENIGN
+        return cls.INDETERMINATE
+
+
+@dataclass(frozen=True, eq=False)
+class VoxelMask:
+    """A boolean mask kept as its bounding box in the CT's own voxel grid (index, row, col)."""
+
+    start_irc: tuple[int, int, int]
+    array: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.array.ndim != 3 or self.array.dtype != np.bool_:
+            raise ValueError(f"VoxelMask needs a 3D bool array, got {self.array.dtype}")
+
+    @property
+    def voxel_count(self) -> int:
+        return int(self.array.sum())
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        """Where ``array`` sits inside the full volume."""
+        return tuple(
+            slice(start, start + size)
+            for start, size in zip(self.start_irc, self.array.shape, strict=True)
+        )
+
+    def paste(self, shape_irc: tuple[int, int, int]) -> np.ndarray:
+        """The mask as a full-size bool volume."""
+        full = np.zeros(shape_irc, dtype=bool)
+        full[self.slices] = self.array
+        return full
+
+
+@dataclass(frozen=True, eq=False)
+class Finding:
+    """One reported nodule, numbered from 1 in the order the result lists them."""
+
+    number: int
+    center_lps: tuple[float, float, float]
+    center_irc: tuple[float, float, float]
+    diameter_mm: float
+    volume_mm3: float
+    mean_hu: float
+    p_nodule: float
+    p_malignant: float
+    mask: VoxelMask
+
+    def band(self, malignancy_threshold: float = 0.5) -> MalignancyBand:
+        return MalignancyBand.of(self.p_malignant, malignancy_threshold)
+
+    def label(self) -> str:
+        """A short name a viewer can show, e.g. ``Nodule 3 - malignancy 0.82``."""
+        return f"Nodule {self.number} - malignancy {self.p_malignant:.2f}"
+
+    def describe(self) -> str:
+        return (
+            f"diameter {self.diameter_mm:.1f} mm, volume {self.volume_mm3:.0f} mm3, "
+            f"mean {self.mean_hu:.0f} HU, p(nodule) {self.p_nodule:.2f}, "
+            f"p(malignant) {self.p_malignant:.2f}"
+        )
+
+
+@dataclass(frozen=True)
+class PatientSummary:
+    """The per-patient line a reader sees first."""
+
+    finding_count: int
+    suspicious_count: int
+    highest_malignancy: float | None
+    text: str
+
+    @classmethod
+    def of(cls, findings: tuple[Finding, ...], thresholds: Thresholds) -> PatientSummary:
+        if not findings:
+            return cls(0, 0, None, "No nodule found above the current thresholds.")
+        highest = max(f.p_malignant for f in findings)
+        suspicious = sum(f.p_malignant >= thresholds.malignancy for f in findings)
+        largest = max(findings, key=lambda f: f.diameter_mm)
+        noun = "nodule" if len(findings) == 1 else "nodules"
+        text = (
+            f"{len(findings)} {noun} found (largest {largest.diameter_mm:.0f} mm); "
+            f"{suspicious} above the malignancy threshold; highest malignancy {highest:.2f}."
+        )
+        return cls(len(findings), suspicious, highest, text)
