@@ -1,6 +1,7 @@
 """The detection cascade: segmentation -> grouping -> nodule classifier -> malignancy classifier."""
 
 from lungcad.pipeline.findings import (
+    CandidateScore,
     Finding,
     MalignancyBand,
     PatientSummary,
@@ -8,4 +9,11 @@ from lungcad.pipeline.findings import (
     VoxelMask,
 )
 
-__all__ = ["Finding", "MalignancyBand", "PatientSummary", "Thresholds", "VoxelMask"]
+__all__ = [
+    "CandidateScore",
+    "Finding",
+    "MalignancyBand",
+    "PatientSummary",
+    "Thresholds",
+    "VoxelMask",
+]

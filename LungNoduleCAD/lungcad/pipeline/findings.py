@@ -109,6 +109,25 @@ class Finding:
 
 
 @dataclass(frozen=True)
+class CandidateScore:
+    """Every candidate the grouping step produced, kept or not: what FROC and re-filtering need.
+
+    ``max_probability`` is the highest segmentation probability inside the candidate's region;
+    ``finding`` is the finding number it became under the result's thresholds, or None.
+    """
+
+    center_lps: tuple[float, float, float]
+    center_irc: tuple[float, float, float]
+    diameter_mm: float
+    volume_mm3: float
+    mean_hu: float
+    max_probability: float
+    p_nodule: float
+    p_malignant: float
+    finding: int | None = None
+
+
+@dataclass(frozen=True)
 class PatientSummary:
     """The per-patient line a reader sees first."""
 
