@@ -49,6 +49,22 @@ class MalignancyBand(enum.Enum):
         return cls.INDETERMINATE
 
 
+#: One colour per band (RGB in 0..1), shared by the overlay PNG, the markups file and Slicer.
+BAND_COLORS_RGB: dict[MalignancyBand, tuple[float, float, float]] = {
+    MalignancyBand.BENIGN: (0.20, 0.75, 0.30),
+    MalignancyBand.INDETERMINATE: (1.00, 0.80, 0.10),
+    MalignancyBand.SUSPICIOUS: (0.90, 0.15, 0.15),
+}
+
+
+def malignancy_color(p_malignant: float) -> tuple[float, float, float]:
+    """A green -> yellow -> red ramp over [0, 1], for segment colours."""
+    p = min(max(float(p_malignant), 0.0), 1.0)
+    green, yellow, red = (0.20, 0.75, 0.30), (1.00, 0.80, 0.10), (0.90, 0.15, 0.15)
+    low, high, t = (green, yellow, 2 * p) if p < 0.5 else (yellow, red, 2 * p - 1)
+    return tuple(round(a + (b - a) * t, 4) for a, b in zip(low, high, strict=True))
+
+
 @dataclass(frozen=True, eq=False)
 class VoxelMask:
     """A boolean mask kept as its bounding box in the CT's own voxel grid (index, row, col)."""
