@@ -19,4 +19,5 @@ __all__ = [
     "PatientSummary",
     "Thresholds",
     "VoxelMask",
+    "malignancy_color",
 ]
