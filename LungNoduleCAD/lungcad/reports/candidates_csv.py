@@ -1,0 +1,52 @@
+"""candidates.csv: every candidate, in the LUNA16 submission layout first, then the details.
+
+Columns: ``seriesuid,coordX,coordY,coordZ,probability`` (LPS mm; probability = p_nodule), then
+diameter_mm, volume_mm3, mean_hu, max_probability, p_nodule, p_malignant, finding (the finding
+number it became, or empty), index, row, col (continuous voxel position in the CT's own grid).
+Concatenating the files of a cohort (one header) gives a LUNA16 FROC submission.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from lungcad.atomic import write_text_atomic
+from lungcad.reports.common import ResultLike, check_writable
+
+__all__ = ["CANDIDATE_COLUMNS", "candidates_csv_text", "write_candidates_csv"]
+
+LUNA16_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
+CANDIDATE_COLUMNS = (
+    *LUNA16_COLUMNS,
+    "diameter_mm", "volume_mm3", "mean_hu", "max_probability", "p_nodule", "p_malignant",
+    "finding", "index", "row", "col",
+)  # fmt: skip
+
+
+def candidates_csv_text(result: ResultLike, seriesuid: str) -> str:
+    """The csv text; ``seriesuid`` fills the first column (the case id when the CT has no UID)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CANDIDATE_COLUMNS)
+    for c in result.candidates:
+        x, y, z = c.center_lps
+        i, r, k = c.center_irc
+        finding = "" if c.finding is None else int(c.finding)
+        row = (
+            seriesuid, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", f"{c.p_nodule:.6f}",
+            f"{c.diameter_mm:.3f}", f"{c.volume_mm3:.3f}", f"{c.mean_hu:.1f}",
+            f"{c.max_probability:.6f}", f"{c.p_nodule:.6f}", f"{c.p_malignant:.6f}",
+            finding, f"{i:.3f}", f"{r:.3f}", f"{k:.3f}",
+        )  # fmt: skip
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+def write_candidates_csv(
+    result: ResultLike, path: Path | str, *, seriesuid: str, overwrite: bool = False
+) -> Path:
+    """Write candidates.csv atomically; refuses an existing file unless ``overwrite``."""
+    path = check_writable(Path(path), overwrite)
+    return write_text_atomic(path, candidates_csv_text(result, seriesuid))

@@ -1,0 +1,118 @@
+"""All per-case outputs in one folder, written so that a finished case is recognisable.
+
+OUT/<case_id>/ gets candidates.csv, nodules.seg.nrrd, findings.mrk.json, overlay.png,
+detection.npz and, last, results.json: a folder whose results.json loads (see
+:func:`lungcad.reports.results_json.read_results`) holds a complete case, which is what the
+cohort runner's resume checks. Overwriting first removes the old results.json, so an interrupted
+rewrite is never mistaken for a finished one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from lungcad.ct import CT
+from lungcad.reports.candidates_csv import write_candidates_csv
+from lungcad.reports.common import OutputExistsError, ResultLike
+from lungcad.reports.markups import write_markups_json
+from lungcad.reports.overlay import write_overlay_png
+from lungcad.reports.results_json import write_results_json
+from lungcad.reports.segmentation import write_segmentation
+
+__all__ = ["OUTPUT_FILES", "CaseOutputs", "write_case_outputs"]
+
+log = logging.getLogger(__name__)
+
+#: kind -> file name, in the order they are written (results.json last).
+OUTPUT_FILES = {
+    "candidates": "candidates.csv",
+    "segmentation": "nodules.seg.nrrd",
+    "markups": "findings.mrk.json",
+    "overlay": "overlay.png",
+    "detection": "detection.npz",
+    "results": "results.json",
+}
+
+
+@dataclass(frozen=True)
+class CaseOutputs:
+    """Where one case's files are."""
+
+    folder: Path
+    results: Path
+    candidates: Path
+    segmentation: Path
+    markups: Path
+    overlay: Path
+    detection: Path | None
+
+
+def _save_detection(result: ResultLike, path: Path) -> Path | None:
+    """detection.npz through DetectionResult.save, atomically; None if the result cannot save."""
+    save = getattr(result, "save", None)
+    if save is None:
+        log.warning("result has no save(); %s not written", path.name)
+        return None
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.npz")
+    try:
+        save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_case_outputs(
+    result: ResultLike,
+    ct: CT,
+    folder: Path | str,
+    *,
+    case_id: str | None = None,
+    source: Path | str | None = None,
+    overwrite: bool = False,
+    canonical: sitk.Image | None = None,
+) -> CaseOutputs:
+    """Write every per-case file for ``result`` (computed on ``ct``) into ``folder``.
+
+    Refuses (OutputExistsError, before writing anything) when any of the files exists and
+    ``overwrite`` is False. ``case_id`` names the case in the files (the csv's seriesuid column
+    when the CT has no series UID); ``source`` is the input path recorded in results.json.
+    """
+    folder = Path(folder)
+    paths = {kind: folder / name for kind, name in OUTPUT_FILES.items()}
+    existing = [p.name for p in paths.values() if p.exists()]
+    if existing and not overwrite:
+        raise OutputExistsError(
+            f"{folder}: already holds {', '.join(existing)}; pass overwrite=True to replace them"
+        )
+    folder.mkdir(parents=True, exist_ok=True)
+    paths["results"].unlink(missing_ok=True)
+    name = case_id or result.series_uid or "case"
+    seriesuid = result.series_uid or name
+    write_candidates_csv(result, paths["candidates"], seriesuid=seriesuid, overwrite=True)
+    write_segmentation(result, paths["segmentation"], overwrite=True)
+    write_markups_json(result, paths["markups"], overwrite=True)
+    write_overlay_png(result, ct, paths["overlay"], title=name, overwrite=True, canonical=canonical)
+    detection = _save_detection(result, paths["detection"])
+    outputs = {k: v.name for k, v in paths.items() if k != "results"}
+    if detection is None:
+        outputs.pop("detection")
+    write_results_json(
+        result, paths["results"], source=source, case_id=case_id, outputs=outputs, overwrite=True
+    )
+    log.info("wrote %s outputs to %s", name, folder)
+    return CaseOutputs(
+        folder=folder,
+        results=paths["results"],
+        candidates=paths["candidates"],
+        segmentation=paths["segmentation"],
+        markups=paths["markups"],
+        overlay=paths["overlay"],
+        detection=detection,
+    )

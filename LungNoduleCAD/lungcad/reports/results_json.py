@@ -1,0 +1,141 @@
+"""results.json: one case's findings and where they came from, in a versioned schema.
+
+Layout (schema ``lungcad.results/1``)::
+
+    schema, lungcad_version, case_id
+    input: path, series_uid, shape_irc, size_xyz, spacing_xyz, origin_xyz, direction (LPS, ITK)
+    thresholds: segmentation, nodule, malignancy
+    models: {task: version}, timings_s: {step: seconds}
+    summary: finding_count, suspicious_count, highest_malignancy, text
+    candidate_count
+    findings: [number, label, center_lps, center_irc, diameter_mm, volume_mm3, mean_hu,
+               p_nodule, p_malignant, band, voxel_count]
+    outputs: {kind: file name} of the other files written beside it
+
+The case writer writes this file last, so its presence with a valid schema means the case is done.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lungcad import __version__
+from lungcad.atomic import write_text_atomic
+from lungcad.errors import LungCADError
+from lungcad.reports.common import ResultLike, check_writable, round_floats
+
+__all__ = [
+    "RESULTS_SCHEMA",
+    "ResultsFileError",
+    "read_results",
+    "results_dict",
+    "write_results_json",
+]
+
+RESULTS_SCHEMA = "lungcad.results/1"
+_REQUIRED = (
+    "schema", "input", "thresholds", "models", "timings_s", "summary", "candidate_count",
+    "findings",
+)  # fmt: skip
+
+
+class ResultsFileError(LungCADError, ValueError):
+    """A results.json is missing, unreadable, of another schema, or incomplete."""
+
+
+def results_dict(
+    result: ResultLike,
+    *,
+    source: Path | str | None = None,
+    case_id: str | None = None,
+    outputs: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """The JSON document for ``result`` (plain types only)."""
+    g = result.geometry
+    t = result.thresholds
+    s = result.summary
+    nz, ny, nx = g.shape_irc
+    return {
+        "schema": RESULTS_SCHEMA,
+        "lungcad_version": __version__,
+        "case_id": case_id,
+        "input": {
+            "path": str(source) if source is not None else None,
+            "series_uid": result.series_uid,
+            "shape_irc": [int(v) for v in g.shape_irc],
+            "size_xyz": [int(nx), int(ny), int(nz)],
+            "spacing_xyz": round_floats(g.spacing_xyz, 6),
+            "origin_xyz": round_floats(g.origin_xyz, 6),
+            "direction": round_floats(g.direction, 9),
+        },
+        "thresholds": {
+            "segmentation": float(t.segmentation),
+            "nodule": float(t.nodule),
+            "malignancy": float(t.malignancy),
+        },
+        "models": dict(result.model_versions),
+        "timings_s": {k: round(float(v), 3) for k, v in result.timings_s.items()},
+        "summary": {
+            "finding_count": int(s.finding_count),
+            "suspicious_count": int(s.suspicious_count),
+            "highest_malignancy": (
+                None if s.highest_malignancy is None else round(float(s.highest_malignancy), 4)
+            ),
+            "text": s.text,
+        },
+        "candidate_count": len(result.candidates),
+        "findings": [
+            {
+                "number": int(f.number),
+                "label": f.label(),
+                "center_lps": round_floats(f.center_lps),
+                "center_irc": round_floats(f.center_irc),
+                "diameter_mm": round(float(f.diameter_mm), 3),
+                "volume_mm3": round(float(f.volume_mm3), 3),
+                "mean_hu": round(float(f.mean_hu), 1),
+                "p_nodule": round(float(f.p_nodule), 4),
+                "p_malignant": round(float(f.p_malignant), 4),
+                "band": f.band(t.malignancy).value,
+                "voxel_count": f.mask.voxel_count,
+            }
+            for f in result.findings
+        ],
+        "outputs": dict(outputs or {}),
+    }
+
+
+def write_results_json(
+    result: ResultLike,
+    path: Path | str,
+    *,
+    source: Path | str | None = None,
+    case_id: str | None = None,
+    outputs: dict[str, str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write results.json atomically; refuses an existing file unless ``overwrite``."""
+    path = check_writable(Path(path), overwrite)
+    doc = results_dict(result, source=source, case_id=case_id, outputs=outputs)
+    return write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+
+
+def read_results(path: Path | str) -> dict[str, Any]:
+    """Load a results.json and check it is ours and whole; ResultsFileError says what is wrong."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ResultsFileError(f"{path}: no such file") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ResultsFileError(f"{path}: not readable JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("schema") != RESULTS_SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
+        raise ResultsFileError(f"{path}: schema {found!r}, expected {RESULTS_SCHEMA!r}")
+    missing = [key for key in _REQUIRED if key not in doc]
+    if missing:
+        raise ResultsFileError(f"{path}: incomplete, missing {', '.join(missing)}")
+    if len(doc["findings"]) != doc["summary"].get("finding_count"):
+        raise ResultsFileError(f"{path}: finding count does not match the findings listed")
+    return doc
