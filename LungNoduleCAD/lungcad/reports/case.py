@@ -10,8 +10,6 @@ rewrite is never mistaken for a finished one.
 from __future__ import annotations
 
 import logging
-import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,22 +48,7 @@ class CaseOutputs:
     segmentation: Path
     markups: Path
     overlay: Path
-    detection: Path | None
-
-
-def _save_detection(result: ResultLike, path: Path) -> Path | None:
-    """detection.npz through DetectionResult.save, atomically; None if the result cannot save."""
-    save = getattr(result, "save", None)
-    if save is None:
-        log.warning("result has no save(); %s not written", path.name)
-        return None
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{secrets.token_hex(4)}.tmp.npz")
-    try:
-        save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    detection: Path
 
 
 def write_case_outputs(
@@ -99,10 +82,8 @@ def write_case_outputs(
     write_segmentation(result, paths["segmentation"], overwrite=True)
     write_markups_json(result, paths["markups"], overwrite=True)
     write_overlay_png(result, ct, paths["overlay"], title=name, overwrite=True, canonical=canonical)
-    detection = _save_detection(result, paths["detection"])
+    result.save(paths["detection"])  # DetectionResult.save writes atomically
     outputs = {k: v.name for k, v in paths.items() if k != "results"}
-    if detection is None:
-        outputs.pop("detection")
     write_results_json(
         result, paths["results"], source=source, case_id=case_id, outputs=outputs, overwrite=True
     )
@@ -114,5 +95,5 @@ def write_case_outputs(
         segmentation=paths["segmentation"],
         markups=paths["markups"],
         overlay=paths["overlay"],
-        detection=detection,
+        detection=paths["detection"],
     )

@@ -33,6 +33,8 @@ class ResultLike(Protocol):
     timings_s: dict[str, float]
     model_versions: dict[str, str]
 
+    def save(self, path: Path) -> Path: ...
+
 
 def check_writable(path: Path, overwrite: bool) -> Path:
     """Refuse an existing ``path`` unless ``overwrite``; the message says how to proceed."""
