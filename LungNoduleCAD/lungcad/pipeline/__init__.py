@@ -1,5 +1,11 @@
 """The detection cascade: segmentation -> grouping -> nodule classifier -> malignancy classifier."""
 
+from lungcad.pipeline.detect import (
+    MIN_SEGMENTATION_THRESHOLD,
+    STAGES,
+    DetectionStats,
+    detect,
+)
 from lungcad.pipeline.findings import (
     BAND_COLORS_RGB,
     CandidateScore,
@@ -10,14 +16,27 @@ from lungcad.pipeline.findings import (
     VoxelMask,
     malignancy_color,
 )
+from lungcad.pipeline.models import BUNDLED_MODELS, CascadeModels, resolve_device
+from lungcad.pipeline.progress import DetectionCancelled
+from lungcad.pipeline.result import DetectionResult, DetectionResultError
 
 __all__ = [
     "BAND_COLORS_RGB",
+    "BUNDLED_MODELS",
+    "MIN_SEGMENTATION_THRESHOLD",
+    "STAGES",
     "CandidateScore",
+    "CascadeModels",
+    "DetectionCancelled",
+    "DetectionResult",
+    "DetectionResultError",
+    "DetectionStats",
     "Finding",
     "MalignancyBand",
     "PatientSummary",
     "Thresholds",
     "VoxelMask",
+    "detect",
     "malignancy_color",
+    "resolve_device",
 ]

@@ -1,0 +1,183 @@
+"""The cascade: lungs -> canonical grid -> UNet -> grouping -> both classifiers -> original voxels.
+
+The models were trained on the canonical grid (:mod:`lungcad.preprocess`), so detection runs there
+and maps its regions back to the CT's own voxels at the end. Candidates are grouped once at a
+floor threshold (``min_segmentation_threshold``, or the requested segmentation threshold when that
+is lower) and both classifiers score every candidate, so the result can re-threshold anything
+later without a network (:meth:`DetectionResult.refilter`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from lungcad.ct import CT
+from lungcad.geometry import voxel_to_world, world_to_voxel_index
+from lungcad.pipeline.canonical import resample_to_canonical
+from lungcad.pipeline.classify import CROP_BATCH, classify
+from lungcad.pipeline.findings import Thresholds
+from lungcad.pipeline.footprint import footprint
+from lungcad.pipeline.grouping import group_candidates
+from lungcad.pipeline.models import CascadeModels
+from lungcad.pipeline.progress import Monitor, ProgressCallback
+from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, lung_box
+from lungcad.pipeline.result import DetectionResult
+from lungcad.pipeline.segment import SLICE_BATCH, segment_box
+from lungcad.pipeline.store import CandidateStore, empty_store
+from lungcad.preprocess import canonical_geometry
+
+log = logging.getLogger(__name__)
+
+#: Default floor: candidates are grouped at 0.2 so the segmentation slider can go down to it.
+MIN_SEGMENTATION_THRESHOLD = 0.2
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+STAGES = ("lungs", "resample", "segmentation", "grouping", "classification", "mapping")
+
+
+@dataclass
+class DetectionStats:
+    """What a run did, for benchmarks and logs (filled in by :func:`detect` when passed)."""
+
+    original_shape: tuple[int, int, int] = (0, 0, 0)
+    canonical_shape: tuple[int, int, int] = (0, 0, 0)
+    unet_box_shape: tuple[int, int, int] = (0, 0, 0)
+    slices_run: int = 0
+    candidates: int = 0
+    stored_voxels: int = 0
+    footprint_pairs: int = 0
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def detect(
+    ct: CT,
+    models: CascadeModels,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    *,
+    progress: ProgressCallback | None = None,
+    cancel: threading.Event | None = None,
+    min_segmentation_threshold: float = MIN_SEGMENTATION_THRESHOLD,
+    lung_region: bool = True,
+    lung_margin_mm: float = LUNG_MARGIN_MM,
+    slice_batch: int = SLICE_BATCH,
+    crop_batch: int = CROP_BATCH,
+    bf16: bool = False,
+    channels_last: bool = False,
+    stats: DetectionStats | None = None,
+) -> DetectionResult:
+    """Find and score nodules in ``ct``; returns findings at ``thresholds`` plus the refilter cache.
+
+    ``progress(stage, fraction)`` is called as each stage advances (stages: :data:`STAGES`);
+    setting ``cancel`` stops the run between two batches with
+    :class:`~lungcad.pipeline.DetectionCancelled`. ``lung_region`` runs the UNet only on the
+    canonical box around the lungs (plus ``lung_margin_mm``); elsewhere the map is 0. ``bf16``
+    runs the networks under bfloat16 autocast (faster on CPUs with bf16 matmuls, slightly
+    different probabilities).
+    """
+    monitor = Monitor(progress, cancel)
+    stats = stats if stats is not None else DetectionStats()
+    timings: dict[str, float] = {}
+    floor = min(float(min_segmentation_threshold), thresholds.segmentation)
+    if not 0.0 < floor <= 1.0:
+        raise ValueError(f"min_segmentation_threshold must lie in (0, 1], got {floor}")
+    started = clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[stage] = now - clock
+        clock = now
+        monitor.report(stage, 1.0)
+
+    monitor.check()
+    canonical = canonical_geometry(ct.geometry)
+    depth = int(getattr(models.segmentation, "depth", 1))
+    if lung_region:
+        box = lung_box(ct, canonical, lung_margin_mm, align_rc=2 ** max(depth - 1, 0))
+    else:
+        box = Box.whole(canonical.shape_irc)
+    lap("lungs")
+
+    volume = resample_to_canonical(ct, monitor)
+    lap("resample")
+
+    context = int(getattr(models.segmentation, "in_channels", 7)) // 2
+    prob = segment_box(
+        volume.hu, box, models.segmentation, models.device, context=context, batch=slice_batch,
+        bf16=bf16, channels_last=channels_last, monitor=monitor,
+    )  # fmt: skip
+    lap("segmentation")
+
+    groups = group_candidates(prob, box, canonical.shape_irc, floor, monitor)
+    del prob
+    centres = np.array(
+        [world_to_voxel_index(voxel_to_world(g.centroid_irc, canonical), canonical)
+         for g in groups], dtype=np.int64,
+    ).reshape(-1, 3)  # fmt: skip
+    lap("grouping")
+
+    p_nodule, p_malignant = classify(
+        volume.hu, centres, models.nodule, models.malignancy, models.device, batch=crop_batch,
+        bf16=bf16, monitor=monitor,
+    )  # fmt: skip
+    del volume
+    lap("classification")
+
+    store = _build_store(groups, centres, p_nodule, p_malignant, canonical, ct, floor, monitor)
+    lap("mapping")
+    timings["total"] = time.perf_counter() - started
+
+    result = DetectionResult.from_store(
+        store, thresholds, series_uid=ct.series_uid, timings_s=timings,
+        model_versions=models.versions(),
+    )  # fmt: skip
+    stats.original_shape = tuple(ct.geometry.shape_irc)
+    stats.canonical_shape = tuple(canonical.shape_irc)
+    stats.unet_box_shape = box.shape
+    stats.slices_run = box.shape[0]
+    stats.candidates = store.count
+    stats.stored_voxels = len(store.region_index)
+    stats.footprint_pairs = len(store.foot_index)
+    stats.timings_s = dict(timings)
+    log.info(
+        "%s: %d candidates, %d findings in %.1f s (%s)",
+        ct.series_uid or "CT", store.count, len(result.findings), timings["total"],
+        ", ".join(f"{k} {v:.2f} s" for k, v in timings.items() if k != "total"),
+    )  # fmt: skip
+    return result
+
+
+def _build_store(groups, centres, p_nodule, p_malignant, canonical, ct, floor, monitor):
+    """The candidate store: floor regions, their footprints on the CT's grid, the scores."""
+    if not groups:
+        return empty_store(canonical, ct.geometry, floor)
+    region_offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    foot_offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    feet = []
+    for k, g in enumerate(groups):
+        feet.append(footprint(g.region_index, canonical, ct.geometry, ct.hu))
+        region_offsets[k + 1] = region_offsets[k] + len(g.region_index)
+        foot_offsets[k + 1] = foot_offsets[k] + len(feet[-1][0])
+        if k % 16 == 0:
+            monitor.report("mapping", k / len(groups))
+    return CandidateStore(
+        canonical=canonical,
+        original=ct.geometry,
+        floor=floor,
+        p_nodule=p_nodule,
+        p_malignant=p_malignant,
+        crop_center_irc=centres,
+        region_offsets=region_offsets,
+        region_index=np.concatenate([g.region_index for g in groups]),
+        region_prob=np.concatenate([g.region_prob for g in groups]),
+        foot_offsets=foot_offsets,
+        foot_index=np.concatenate([f[0] for f in feet]),
+        foot_voxel=np.concatenate([f[1] for f in feet]),
+        foot_hu=np.concatenate([f[2] for f in feet]),
+    )

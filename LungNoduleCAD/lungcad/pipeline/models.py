@@ -1,0 +1,78 @@
+"""The three networks of the cascade, loaded together from one weights folder onto one device."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lungcad.models import ModelCard, Task, load_weights
+from lungcad.models.weights import WeightsNotFoundError
+
+log = logging.getLogger(__name__)
+
+BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
+"""Where the extension ships its weights: ``{segmentation,nodule,malignancy}.safetensors``."""
+
+CASCADE_TASKS = (Task.SEGMENTATION, Task.NODULE, Task.MALIGNANCY)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks CUDA when available, else the CPU; ``cpu``/``cuda[:n]`` are taken as is."""
+    if isinstance(device, torch.device):
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but this torch build sees no CUDA GPU")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r} (use auto, cpu or cuda)") from None
+
+
+@dataclass(frozen=True, eq=False)
+class CascadeModels:
+    """Segmentation UNet, nodule classifier and malignancy classifier, in eval mode on ``device``.
+
+    ``cards`` maps each task name (``segmentation``, ``nodule``, ``malignancy``) to the model card
+    its weights came with, so a result can say exactly which weights produced it.
+    """
+
+    segmentation: nn.Module
+    nodule: nn.Module
+    malignancy: nn.Module
+    cards: dict[str, ModelCard]
+    device: torch.device
+
+    @classmethod
+    def load(cls, folder: str | Path | None = None, device: str = "auto") -> CascadeModels:
+        """Load and check the three weights files in ``folder`` (default: the bundled ones).
+
+        Every problem (missing folder or file, damaged file, wrong task or architecture) raises a
+        :class:`~lungcad.models.WeightsError` whose message names the file.
+        """
+        root = BUNDLED_MODELS if folder is None else Path(folder)
+        if not root.is_dir():
+            raise WeightsNotFoundError(root, "weights folder not found")
+        target = resolve_device(device)
+        nets: dict[str, nn.Module] = {}
+        cards: dict[str, ModelCard] = {}
+        for task in CASCADE_TASKS:
+            model, card = load_weights(root / f"{task.value}.safetensors", task, target)
+            model.requires_grad_(False)
+            nets[task.value] = model
+            cards[task.value] = card
+        log.info("cascade models loaded from %s on %s", root, target)
+        return cls(device=target, cards=cards, **nets)
+
+    def versions(self) -> dict[str, str]:
+        """Per task: architecture, start of the weights' SHA-256, and when they were made."""
+        return {
+            task: f"{card.architecture} sha256:{card.sha256[:12]} created {card.created}"
+            for task, card in self.cards.items()
+        }

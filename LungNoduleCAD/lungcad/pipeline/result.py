@@ -1,0 +1,192 @@
+"""What :func:`lungcad.pipeline.detect` returns: findings plus the cache that re-thresholds them.
+
+A :class:`DetectionResult` answers a threshold change with :meth:`DetectionResult.refilter`
+(milliseconds, no network, no CT) and saves to / loads from one ``.npz`` file: the candidate store's
+arrays plus one JSON string for everything else, so loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lungcad.atomic import write_bytes_atomic
+from lungcad.ct import Geometry
+from lungcad.errors import LungCADError
+from lungcad.pipeline.findings import CandidateScore, Finding, PatientSummary, Thresholds
+from lungcad.pipeline.store import STORE_ARRAYS, CandidateStore
+
+log = logging.getLogger(__name__)
+
+RESULT_FORMAT = "lungcad-detection"
+RESULT_FORMAT_VERSION = 1
+_META_KEY = "meta_json"
+
+
+class DetectionResultError(LungCADError, ValueError):
+    """A saved detection result could not be read; the message names the file and why."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        self.path = Path(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionResult:
+    """The cascade's output for one CT at one set of thresholds.
+
+    ``findings`` are numbered 1.. by p_malignant descending; ``candidates`` lists every candidate
+    whose region survives the segmentation threshold (kept or not, by p_nodule descending) with
+    the finding number of the kept ones. ``min_segmentation_threshold`` is the floor the
+    candidates were grouped at: :meth:`refilter` can move the segmentation threshold anywhere at
+    or above it. ``store`` is the compact cache behind refiltering (see
+    :mod:`lungcad.pipeline.store`); readers of findings never need it.
+    """
+
+    geometry: Geometry
+    series_uid: str | None
+    thresholds: Thresholds
+    findings: tuple[Finding, ...]
+    candidates: tuple[CandidateScore, ...]
+    summary: PatientSummary
+    timings_s: dict[str, float]
+    model_versions: dict[str, str]
+    min_segmentation_threshold: float
+    store: CandidateStore = field(repr=False)
+
+    @classmethod
+    def from_store(
+        cls,
+        store: CandidateStore,
+        thresholds: Thresholds,
+        *,
+        series_uid: str | None,
+        timings_s: dict[str, float],
+        model_versions: dict[str, str],
+    ) -> DetectionResult:
+        findings, candidates = store.build(thresholds)
+        return cls(
+            geometry=store.original,
+            series_uid=series_uid,
+            thresholds=thresholds,
+            findings=findings,
+            candidates=candidates,
+            summary=PatientSummary.of(findings, thresholds),
+            timings_s=dict(timings_s),
+            model_versions=dict(model_versions),
+            min_segmentation_threshold=store.floor,
+            store=store,
+        )
+
+    def refilter(self, thresholds: Thresholds) -> DetectionResult:
+        """The same detection at other thresholds; never runs a network.
+
+        Raises ValueError when ``thresholds.segmentation`` is below
+        ``min_segmentation_threshold`` (that part of the map was not kept).
+        """
+        started = time.perf_counter()
+        result = DetectionResult.from_store(
+            self.store,
+            thresholds,
+            series_uid=self.series_uid,
+            timings_s=self.timings_s,
+            model_versions=self.model_versions,
+        )
+        log.debug(
+            "refiltered %d candidates in %.1f ms", self.store.count,
+            1000 * (time.perf_counter() - started),
+        )  # fmt: skip
+        return result
+
+    # --- files ----------------------------------------------------------------------------------
+
+    def save(self, path: str | Path) -> Path:
+        """Write a compressed ``.npz`` (arrays + one JSON string; no pickle), atomically."""
+        path = Path(path)
+        meta = {
+            "format": RESULT_FORMAT,
+            "format_version": RESULT_FORMAT_VERSION,
+            "series_uid": self.series_uid,
+            "thresholds": dataclasses.asdict(self.thresholds),
+            "timings_s": self.timings_s,
+            "model_versions": self.model_versions,
+            "min_segmentation_threshold": self.min_segmentation_threshold,
+            "geometry": _geometry_to_json(self.geometry),
+            "canonical_geometry": _geometry_to_json(self.store.canonical),
+        }
+        buffer = io.BytesIO()
+        np.savez_compressed(
+            buffer,
+            **{_META_KEY: np.array(json.dumps(meta, allow_nan=False))},
+            **self.store.arrays(),
+        )
+        write_bytes_atomic(path, buffer.getvalue())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> DetectionResult:
+        """Read a file written by :meth:`save`; findings are rebuilt exactly from the store."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+        except FileNotFoundError:
+            raise DetectionResultError(path, "file not found") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise DetectionResultError(path, f"not a readable .npz file: {exc}") from None
+        try:
+            meta = json.loads(str(arrays.pop(_META_KEY)))
+        except KeyError:
+            raise DetectionResultError(path, "not a lungcad detection result (no meta)") from None
+        except json.JSONDecodeError as exc:
+            raise DetectionResultError(path, f"metadata is not valid JSON: {exc}") from None
+        if not isinstance(meta, dict) or meta.get("format") != RESULT_FORMAT:
+            raise DetectionResultError(path, "not a lungcad detection result")
+        version = meta.get("format_version")
+        if not isinstance(version, int) or version > RESULT_FORMAT_VERSION:
+            raise DetectionResultError(
+                path, f"format version {version!r} is newer than this lungcad reads"
+            )
+        missing = sorted(set(STORE_ARRAYS) - set(arrays))
+        if missing:
+            raise DetectionResultError(path, f"arrays missing: {', '.join(missing)}")
+        try:
+            store = CandidateStore(
+                canonical=_geometry_from_json(meta["canonical_geometry"]),
+                original=_geometry_from_json(meta["geometry"]),
+                floor=float(meta["min_segmentation_threshold"]),
+                **{name: arrays[name] for name in STORE_ARRAYS},
+            )
+            return cls.from_store(
+                store,
+                Thresholds(**meta["thresholds"]),
+                series_uid=meta["series_uid"],
+                timings_s={str(k): float(v) for k, v in meta["timings_s"].items()},
+                model_versions={str(k): str(v) for k, v in meta["model_versions"].items()},
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DetectionResultError(path, f"inconsistent content: {exc!r}") from None
+
+
+def _geometry_to_json(geometry: Geometry) -> dict[str, Any]:
+    return {
+        "origin_xyz": list(geometry.origin_xyz),
+        "spacing_xyz": list(geometry.spacing_xyz),
+        "direction": list(geometry.direction),
+        "shape_irc": list(geometry.shape_irc),
+    }
+
+
+def _geometry_from_json(data: dict[str, Any]) -> Geometry:
+    return Geometry.from_arrays(
+        data["origin_xyz"], data["spacing_xyz"], data["direction"], tuple(data["shape_irc"])
+    )

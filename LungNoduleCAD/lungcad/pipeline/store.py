@@ -1,0 +1,219 @@
+"""The compact cache that lets a result re-threshold in milliseconds without any network.
+
+Candidates are grouped once, at a *floor* segmentation threshold. For each candidate the store
+keeps, in CSR layout (``offsets[k]:offsets[k + 1]`` slices the flat arrays of candidate k):
+
+- its floor region on the canonical grid: flat voxel indices and their probabilities (float16);
+- its footprint on the CT's own grid: pairs (original voxel, region voxel) linking each original
+  voxel to the canonical voxels it stands for (nearest-neighbour both ways), with the original HU;
+- its classifier scores (computed once, for every candidate).
+
+At a segmentation threshold t >= floor a candidate's region is its floor region's voxels with
+p >= t; it survives when one erosion (6-connected cross, as in grouping) leaves a voxel. Its
+mask in original voxels is the footprint pairs whose canonical voxel survived, so no CT and no
+resampling are needed to rebuild findings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from lungcad.ct import Geometry
+from lungcad.geometry import voxel_to_world, world_to_voxel
+from lungcad.pipeline.findings import CandidateScore, Finding, Thresholds, VoxelMask
+
+#: Arrays a store is made of, with the dtype each is kept (and saved) in.
+STORE_ARRAYS: dict[str, np.dtype] = {
+    "p_nodule": np.dtype(np.float64),
+    "p_malignant": np.dtype(np.float64),
+    "crop_center_irc": np.dtype(np.int64),
+    "region_offsets": np.dtype(np.int64),
+    "region_index": np.dtype(np.int64),
+    "region_prob": np.dtype(np.float16),
+    "foot_offsets": np.dtype(np.int64),
+    "foot_index": np.dtype(np.int64),
+    "foot_voxel": np.dtype(np.int64),
+    "foot_hu": np.dtype(np.int16),
+}
+
+
+def at_least(values: np.ndarray, threshold: float) -> np.ndarray:
+    """``values >= threshold`` compared in float32: the one comparison grouping and refilter use."""
+    return np.asarray(values, dtype=np.float32) >= np.float32(threshold)
+
+
+def equivalent_diameter_mm(volume_mm3: float) -> float:
+    """Diameter of the sphere with the same volume."""
+    return float((6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0)) if volume_mm3 > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Region:
+    """One candidate's region at some threshold, described in both grids."""
+
+    candidate: int
+    center_lps: tuple[float, float, float]
+    center_irc: tuple[float, float, float]
+    diameter_mm: float
+    volume_mm3: float
+    mean_hu: float
+    max_probability: float
+    mask: VoxelMask
+
+
+@dataclass(frozen=True, eq=False)
+class CandidateStore:
+    """Everything refiltering needs, and nothing else (see the module docstring)."""
+
+    canonical: Geometry
+    original: Geometry
+    floor: float
+    p_nodule: np.ndarray
+    p_malignant: np.ndarray
+    crop_center_irc: np.ndarray
+    region_offsets: np.ndarray
+    region_index: np.ndarray
+    region_prob: np.ndarray
+    foot_offsets: np.ndarray
+    foot_index: np.ndarray
+    foot_voxel: np.ndarray
+    foot_hu: np.ndarray
+
+    def __post_init__(self) -> None:
+        n = len(self.p_nodule)
+        for name, dtype in STORE_ARRAYS.items():
+            arr = np.ascontiguousarray(getattr(self, name), dtype=dtype)
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        if self.crop_center_irc.shape != (n, 3):
+            object.__setattr__(self, "crop_center_irc", self.crop_center_irc.reshape(n, 3))
+        checks = (
+            (len(self.p_malignant) == n, "p_malignant"),
+            (len(self.region_offsets) == n + 1, "region_offsets"),
+            (len(self.foot_offsets) == n + 1, "foot_offsets"),
+            (len(self.region_prob) == len(self.region_index), "region_prob"),
+            (len(self.foot_voxel) == len(self.foot_index) == len(self.foot_hu), "foot arrays"),
+            (n == 0 or self.region_offsets[-1] == len(self.region_index), "region_offsets end"),
+            (n == 0 or self.foot_offsets[-1] == len(self.foot_index), "foot_offsets end"),
+        )
+        for ok, name in checks:
+            if not ok:
+                raise ValueError(f"candidate store is inconsistent: {name} has the wrong length")
+
+    @property
+    def count(self) -> int:
+        return len(self.p_nodule)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in STORE_ARRAYS}
+
+    def region(self, k: int, threshold: float) -> Region | None:
+        """Candidate ``k``'s region at ``threshold``, or None when one erosion empties it."""
+        a, b = self.region_offsets[k], self.region_offsets[k + 1]
+        keep = at_least(self.region_prob[a:b], threshold)
+        if not keep.any():
+            return None
+        irc = np.stack(np.unravel_index(self.region_index[a:b][keep], self.canonical.shape_irc), 1)
+        lo = irc.min(axis=0)
+        box = np.zeros(tuple(irc.max(axis=0) - lo + 3), dtype=bool)  # one voxel of border
+        local = irc - lo + 1
+        box[local[:, 0], local[:, 1], local[:, 2]] = True
+        if not ndimage.binary_erosion(box).any():
+            return None
+        center_can = irc.mean(axis=0)
+        center_lps = voxel_to_world(center_can, self.canonical)
+        center_irc = world_to_voxel(center_lps, self.original)
+        volume = float(len(irc) * self.canonical.voxel_volume_mm3)
+
+        c, d = self.foot_offsets[k], self.foot_offsets[k + 1]
+        chosen = keep[self.foot_voxel[c:d]]
+        flat, first = np.unique(self.foot_index[c:d][chosen], return_index=True)
+        mean_hu = float(self.foot_hu[c:d][chosen][first].mean()) if len(flat) else float("nan")
+        return Region(
+            candidate=k,
+            center_lps=_triple(center_lps),
+            center_irc=_triple(center_irc),
+            diameter_mm=equivalent_diameter_mm(volume),
+            volume_mm3=volume,
+            mean_hu=mean_hu,
+            max_probability=float(np.max(self.region_prob[a:b][keep].astype(np.float32))),
+            mask=_mask_from_flat(flat, self.original.shape_irc),
+        )
+
+    def build(
+        self, thresholds: Thresholds
+    ) -> tuple[tuple[Finding, ...], tuple[CandidateScore, ...]]:
+        """Findings and candidate scores at ``thresholds`` (no network, no CT).
+
+        Candidates are those whose region survives ``thresholds.segmentation``, listed by
+        p_nodule descending (ties: grouping order); findings are the candidates with p_nodule at
+        or above ``thresholds.nodule``, numbered 1.. by p_malignant descending.
+        """
+        if thresholds.segmentation < self.floor:
+            raise ValueError(
+                f"segmentation threshold {thresholds.segmentation} is below this result's floor "
+                f"{self.floor} (the map below it was not kept); run detection again with "
+                f"min_segmentation_threshold <= {thresholds.segmentation}"
+            )
+        regions = [self.region(k, thresholds.segmentation) for k in range(self.count)]
+        alive = [r for r in regions if r is not None]
+        kept = [r for r in alive if self.p_nodule[r.candidate] >= thresholds.nodule]
+        kept.sort(key=lambda r: (-self.p_malignant[r.candidate], r.candidate))
+        number = {r.candidate: i + 1 for i, r in enumerate(kept)}
+        findings = tuple(
+            Finding(
+                number=number[r.candidate],
+                center_lps=r.center_lps,
+                center_irc=r.center_irc,
+                diameter_mm=r.diameter_mm,
+                volume_mm3=r.volume_mm3,
+                mean_hu=r.mean_hu,
+                p_nodule=float(self.p_nodule[r.candidate]),
+                p_malignant=float(self.p_malignant[r.candidate]),
+                mask=r.mask,
+            )
+            for r in kept
+        )
+        alive.sort(key=lambda r: (-self.p_nodule[r.candidate], r.candidate))
+        candidates = tuple(
+            CandidateScore(
+                center_lps=r.center_lps,
+                center_irc=r.center_irc,
+                diameter_mm=r.diameter_mm,
+                volume_mm3=r.volume_mm3,
+                mean_hu=r.mean_hu,
+                max_probability=r.max_probability,
+                p_nodule=float(self.p_nodule[r.candidate]),
+                p_malignant=float(self.p_malignant[r.candidate]),
+                finding=number.get(r.candidate),
+            )
+            for r in alive
+        )
+        return findings, candidates
+
+
+def _triple(values: np.ndarray) -> tuple[float, float, float]:
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
+def _mask_from_flat(flat: np.ndarray, shape_irc: tuple[int, int, int]) -> VoxelMask:
+    """The bounding-box mask of a set of flat voxel indices (a 1-voxel mask if the set is empty)."""
+    if len(flat) == 0:
+        return VoxelMask((0, 0, 0), np.zeros((1, 1, 1), dtype=bool))
+    irc = np.stack(np.unravel_index(flat, shape_irc), 1)
+    lo = irc.min(axis=0)
+    array = np.zeros(tuple(irc.max(axis=0) - lo + 1), dtype=bool)
+    local = irc - lo
+    array[local[:, 0], local[:, 1], local[:, 2]] = True
+    return VoxelMask(tuple(int(v) for v in lo), array)
+
+
+def empty_store(canonical: Geometry, original: Geometry, floor: float) -> CandidateStore:
+    zeros = {name: np.zeros(0, dtype=dtype) for name, dtype in STORE_ARRAYS.items()}
+    zeros["region_offsets"] = zeros["foot_offsets"] = np.zeros(1, dtype=np.int64)
+    zeros["crop_center_irc"] = np.zeros((0, 3), dtype=np.int64)
+    return CandidateStore(canonical=canonical, original=original, floor=floor, **zeros)
