@@ -103,6 +103,33 @@ def test_segmentation_random_position_is_reproducible(seg_train: SegmentationDat
     assert sum(moved) > len(moved) // 2
 
 
+def test_segmentation_background_crops_sit_on_non_nodule_candidates(
+    small_dataset: Path, cache_dir: Path, seg_train: SegmentationDataset
+) -> None:
+    ds = _make(SegmentationDataset, small_dataset, cache_dir, background_ratio=1.0, progress=False)
+    assert ds.samples == seg_train.samples
+    assert ds.background_count == len(ds.samples) and len(ds) == 2 * len(ds.samples)
+    non_nodules = {
+        (
+            c.series_uid,
+            tuple(world_to_voxel_index(c.center_xyz, ds.cache.get(c.series_uid).geometry)),
+        )
+        for c in ds.split_candidates()
+        if not c.is_nodule
+    }
+    assert {
+        (b.series_uid, (b.index, round(b.center_rc[0]), round(b.center_rc[1])))
+        for b in ds.background
+    } <= non_nodules
+    picked = [ds._sample(i) for i in range(len(ds))]
+    from_background = [s for s in picked if s not in ds.samples]
+    assert len(from_background) == ds.background_count
+    from_nodules = [s for s in picked if s in ds.samples]
+    assert sorted(map(repr, from_nodules)) == sorted(map(repr, ds.samples))
+    empty = sum(float(ds[i][1].sum()) == 0 for i in range(len(ds)))
+    assert empty >= len(from_background) // 2  # most vessel crops hold no nodule at all
+
+
 def test_segmentation_validation_whole_slices(
     seg_train: SegmentationDataset, seg_val: SegmentationDataset
 ) -> None:

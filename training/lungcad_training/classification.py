@@ -70,6 +70,7 @@ class ClassifierRecipe(Recipe):
 
     dataset_class: type[CropDataset]
     positive_class = "positive"
+    memory_format = torch.channels_last_3d
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
@@ -111,7 +112,7 @@ class ClassifierRecipe(Recipe):
         crops, labels = to_device(batch[0], device), to_device(batch[1], device)
         if self.cfg.augment:
             crops, _ = augment_3d(crops, None, CLASSIFIER_AUGMENT, generator)
-        logits, probabilities = model(crops)
+        logits, probabilities = model(crops.contiguous(memory_format=self.memory_format))
         loss = classification_loss(logits, labels)
         tally.add_loss(loss)
         tally.add_binary(probabilities[:, 1] >= 0.5, labels == 1)
@@ -125,7 +126,7 @@ class ClassifierRecipe(Recipe):
         self, model: nn.Module, batch: Any, device: torch.device, tally: Tally
     ) -> None:
         crops, labels, diameters = (to_device(t, device) for t in batch)
-        logits, probabilities = model(crops)
+        logits, probabilities = model(crops.contiguous(memory_format=self.memory_format))
         tally.add_loss(classification_loss(logits, labels))
         tally.add_binary(probabilities[:, 1] >= 0.5, labels == 1)
         if self.extras:

@@ -54,6 +54,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def _stride(text: str) -> int:
     value = int(text)
     if value < 2:
@@ -163,6 +170,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=8,
         help="nodule-free slices per validation series, besides every nodule slice (8)",
     )
+    seg.add_argument(
+        "--background-ratio",
+        type=_non_negative_float,
+        default=1.0,
+        help="background crops (on non-nodule candidates) per nodule crop in training (1)",
+    )
+    seg.add_argument(
+        "--recall-target",
+        type=_non_negative_float,
+        default=0.9,
+        help="best epoch: highest F1 among epochs whose >= 5 mm recall reaches this (0.9)",
+    )
 
     nod = sub.add_parser("nodule", help="train the nodule / non-nodule classifier")
     _add_run_options(nod, Task.NODULE)
@@ -190,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
         "all", help="cache, train all three (malignancy fine-tuned), export to OUT/models"
     )
     _add_run_options(every, None)
+    every.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        help="one optimiser for all three (per task: "
+        + ", ".join(f"{t.value} {DEFAULTS[t].optimizer}" for t in TRAIN_TASKS)
+        + ")",
+    )
     _add_classifier_options(every)
     _add_finetune_depth(every)
     return parser
@@ -225,6 +251,8 @@ def _config(args: argparse.Namespace, task: Task, command: str, **extra: object)
             context_slices=args.context_slices,
             seg_crop=args.crop,
             val_negative_slices=args.val_negative_slices,
+            seg_background_ratio=args.background_ratio,
+            seg_recall_target=args.recall_target,
         )
     fields.update(extra)
     return TrainConfig(task=task, **fields)

@@ -29,12 +29,14 @@ class TaskDefaults:
 
 
 DEFAULTS: dict[Task, TaskDefaults] = {
-    # the seeds: Adam (lr 1e-3) for the UNet; SGD lr 1e-3 momentum 0.99 for the classifiers
+    # the seeds: Adam (lr 1e-3) for the UNet; SGD lr 1e-3 momentum 0.99 for the classifiers.
+    # The nodule classifier uses Adam: on the phantoms SGD with momentum 0.99 collapsed to
+    # "everything is a non-nodule" (validation F1 0) where Adam learned (see training/README.md).
     Task.SEGMENTATION: TaskDefaults(
         epochs=10, batch_size=16, epoch_length=2048, optimizer="adam", lr=1e-3
     ),
     Task.NODULE: TaskDefaults(
-        epochs=10, batch_size=32, epoch_length=1024, optimizer="sgd", lr=1e-3
+        epochs=10, batch_size=32, epoch_length=1024, optimizer="adam", lr=1e-3
     ),
     Task.MALIGNANCY: TaskDefaults(
         epochs=10, batch_size=32, epoch_length=512, optimizer="sgd", lr=1e-3
@@ -72,6 +74,8 @@ class TrainConfig:
     context_slices: int = 3
     seg_crop: int = 64
     val_negative_slices: int = 8
+    seg_background_ratio: float = 1.0
+    seg_recall_target: float = 0.9
     # run control
     resume: bool = False
     overwrite: bool = False

@@ -270,7 +270,7 @@ def _fit(cfg: TrainConfig, runtime: Runtime) -> FitResult:
     data_info = _data_info(cfg, train_ds, val_ds)
 
     torch.manual_seed(cfg.seed)
-    model = recipe.build_model().to(device)
+    model = recipe.build_model().to(device, memory_format=recipe.memory_format)
     optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum)
     scaler = make_scaler(device, amp)
     hardware = describe_hardware(runtime, amp)
