@@ -19,7 +19,8 @@ def test_truth_outcomes_take_the_furthest_column_of_any_hit() -> None:
     )
     p_nodule = np.array([0.3, 0.8, 0.3, 0.5, 0.9, 0.9])  # 0.5 = threshold: kept
     p_mal = np.array([0.9, 0.2, 0.99, 0.5, 0.1, 0.9])  # 0.5 = threshold: malignant
-    columns, best = truth_outcomes(truth, np.full(5, 10.0), cands, p_nodule, p_mal, 0.5, 0.5)
+    kept = p_nodule >= 0.5
+    columns, best = truth_outcomes(truth, np.full(5, 10.0), cands, kept, p_mal, 0.5)
     # T0 filtered only; T1 benign beats filtered; T2 malignant beats benign;
     # T3's candidate is exactly 5 mm away (not a hit); T4 has none.
     assert columns.tolist() == [1, 2, 3, 0, 0]

@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lungcad import __version__
+from lungcad import __version__, cli_evaluate
 from lungcad.errors import LungCADError
 
 log = logging.getLogger("lungcad")
@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cases", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_bench)
+
+    cli_evaluate.add_parser(sub)
     return parser
 
 

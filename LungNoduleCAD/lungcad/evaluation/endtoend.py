@@ -38,16 +38,13 @@ DEFAULT_NON_NODULE_RADIUS_MM = 5.0
 
 
 def candidate_columns(
-    p_nodule: np.ndarray,
-    p_malignant: np.ndarray,
-    nodule_threshold: float,
-    malignancy_threshold: float,
+    kept: np.ndarray, p_malignant: np.ndarray, malignancy_threshold: float
 ) -> np.ndarray:
-    """Per candidate: FILTERED, PREDICTED_BENIGN or PREDICTED_MALIGNANT."""
-    p_nodule = np.asarray(p_nodule, dtype=np.float64)
+    """Per candidate: FILTERED (not kept), PREDICTED_BENIGN or PREDICTED_MALIGNANT."""
+    kept = np.asarray(kept, dtype=bool)
     p_malignant = np.asarray(p_malignant, dtype=np.float64)
     return np.where(
-        p_nodule < nodule_threshold,
+        ~kept,
         FILTERED,
         np.where(p_malignant < malignancy_threshold, PREDICTED_BENIGN, PREDICTED_MALIGNANT),
     ).astype(np.int64)
@@ -57,15 +54,17 @@ def truth_outcomes(
     truth_xyz: np.ndarray,
     truth_diameter_mm: np.ndarray,
     cand_xyz: np.ndarray,
-    p_nodule: np.ndarray,
+    kept: np.ndarray,
     p_malignant: np.ndarray,
-    nodule_threshold: float,
     malignancy_threshold: float,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(table column, highest p_malignant of a kept hit or NaN) for each truth sphere."""
+    """(table column, highest p_malignant of a kept hit or NaN) for each truth sphere.
+
+    ``kept`` marks the candidates the nodule classifier kept (p_nodule >= nodule threshold).
+    """
     truth_diameter_mm = np.asarray(truth_diameter_mm, dtype=np.float64).reshape(-1)
     hits = hit_matrix(cand_xyz, truth_xyz, truth_diameter_mm)  # candidates x truths
-    cols = candidate_columns(p_nodule, p_malignant, nodule_threshold, malignancy_threshold)
+    cols = candidate_columns(kept, p_malignant, malignancy_threshold)
     column = np.where(hits, cols[:, None], MISSED).max(axis=0, initial=MISSED)
     kept_hits = hits & (cols >= PREDICTED_BENIGN)[:, None]
     p_mal = np.asarray(p_malignant, dtype=np.float64)

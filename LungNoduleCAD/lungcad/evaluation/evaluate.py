@@ -152,18 +152,22 @@ def _thresholds(case: CaseResult, options: EvaluationOptions, notes: list[str]) 
 
 
 def _kept(case: CaseResult, thresholds: Thresholds, options: EvaluationOptions) -> np.ndarray:
-    kept = case.p_nodule >= thresholds.nodule
+    """The findings: the csv's finding column as written, or p_nodule >= an overridden threshold.
+
+    The column is trusted over re-applying the threshold because the csv rounds p_nodule.
+    """
     if case.finding is not None and options.nodule_threshold is None:
-        listed = case.finding > 0
-        if not np.array_equal(kept, listed):
-            logger.warning(
-                "%s: %d candidates' finding column disagrees with p_nodule >= %.3f; "
-                "the threshold rule is used",
+        kept = case.finding > 0
+        rule = case.p_nodule >= thresholds.nodule
+        if np.any(kept != rule):
+            logger.info(
+                "%s: %d candidates' finding column differs from p_nodule >= %g (csv rounding)",
                 case.source,
-                int((kept != listed).sum()),
+                int((kept != rule).sum()),
                 thresholds.nodule,
             )
-    return kept
+        return kept
+    return case.p_nodule >= thresholds.nodule
 
 
 def evaluate(
@@ -203,6 +207,7 @@ def evaluate(
             _add_to_table(
                 table,
                 case,
+                kept,
                 thresholds,
                 options,
                 mal.get(uid, []),
@@ -244,6 +249,7 @@ def evaluate(
 def _add_to_table(
     table: EndToEndTable,
     case: CaseResult,
+    kept: np.ndarray,
     thresholds: Thresholds,
     options: EvaluationOptions,
     malignancy_rows: Sequence,
@@ -251,7 +257,7 @@ def _add_to_table(
     annotated: Sequence,
 ) -> None:
     assert case.p_malignant is not None
-    scores = (case.xyz, case.p_nodule, case.p_malignant, thresholds.nodule, thresholds.malignancy)
+    scores = (case.xyz, kept, case.p_malignant, thresholds.malignancy)
     rows = [m for m in malignancy_rows if m.diameter_mm >= options.min_diameter_mm]
     xyz, diam = _xyz_diam(rows)
     columns, p_mal = truth_outcomes(xyz, diam, *scores)

@@ -164,21 +164,31 @@ def read_excluded(path: str | Path) -> list[Annotation]:
             uid = (row["seriesuid"] or "").strip()
             if not uid:
                 raise DatasetError(path, "empty seriesuid", line=line)
-            values = [_finite(path, line, c, row[c]) for c in columns[1:]]
+            values = [_finite(path, line, c, row[c], truth=True) for c in columns[1:]]
             diameter = values[3] if values[3] >= 0 else UNKNOWN_EXCLUDED_DIAMETER_MM
             out.append(Annotation(uid, (values[0], values[1], values[2]), diameter))
     logger.debug("read %d excluded annotations from %s", len(out), path)
     return out
 
 
-def _finite(path: Path, line: int, column: str, text: str | None) -> float:
+def _finite(path: Path, line: int, column: str, text: str | None, truth: bool = False) -> float:
+    """A csv cell as a finite float; the error names file, line and column.
+
+    ``truth`` picks DatasetError (a data-folder file) over EvaluationError (a results file).
+    """
+    problem = None
     try:
         value = float(text or "")
     except ValueError:
-        raise DatasetError(path, f"column {column}: {text!r} is not a number", line=line) from None
-    if not math.isfinite(value):
-        raise DatasetError(path, f"column {column}: {text!r} is not a finite number", line=line)
-    return value
+        problem = f"column {column}: {text!r} is not a number"
+    else:
+        if not math.isfinite(value):
+            problem = f"column {column}: {text!r} is not a finite number"
+    if problem is None:
+        return value
+    if truth:
+        raise DatasetError(path, problem, line=line)
+    raise EvaluationError(f"{path}, line {line}: {problem}")
 
 
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:

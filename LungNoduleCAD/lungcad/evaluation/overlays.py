@@ -50,14 +50,21 @@ class Item:
 
 
 def overlay_items(ce: CaseEvaluation) -> list[Item]:
-    """True positives (at the annotation), false positives (at the finding), missed nodules."""
+    """True positives (at the annotation), false positives (at the finding), missed nodules.
+
+    A missed nodule that a candidate below the nodule threshold hit says so in its label.
+    """
     items: list[Item] = []
     op = ce.operating
     for k, prob in enumerate(op.nodule_prob.tolist()):
         center = tuple(float(v) for v in ce.nodule_xyz[k])
         diameter = float(ce.nodule_diameter_mm[k])
         if math.isnan(prob):
-            items.append(Item("missed", center, diameter, f"missed {diameter:.0f} mm"))
+            label = f"missed {diameter:.0f} mm"
+            best = float(ce.froc.nodule_prob[k])  # best candidate on it, kept or not
+            if not math.isnan(best):
+                label += f" (filtered, p={best:.2f})"
+            items.append(Item("missed", center, diameter, label))
         else:
             items.append(Item("TP", center, diameter, f"TP p={prob:.2f}"))
     kept_idx = np.flatnonzero(ce.kept)

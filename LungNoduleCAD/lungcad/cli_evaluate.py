@@ -1,0 +1,119 @@
+"""``lungcad evaluate``: score detection results against a LUNA16-layout folder.
+
+FROC/CPM by the LUNA16 protocol over the series that have results, malignancy ROC AUC beside the
+diameter-only baseline, the seeds' end-to-end table, and per-case overlay pictures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from lungcad.errors import LungCADError
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "evaluate",
+        help="FROC/CPM, malignancy AUC and the end-to-end table of detection results",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("--data", required=True, type=Path, help="LUNA16-layout folder (the truth)")
+    p.add_argument(
+        "--results",
+        required=True,
+        type=Path,
+        help="what `lungcad detect --out` wrote (one folder per case), or a LUNA16 submission csv",
+    )
+    p.add_argument("--out", required=True, type=Path, help="folder for the evaluation's files")
+    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    p.add_argument(
+        "--min-diameter-mm",
+        type=float,
+        default=0.0,
+        help="ignore annotations smaller than this (hits on them are neither TP nor FP), e.g. 5",
+    )
+    p.add_argument(
+        "--max-marks",
+        type=int,
+        default=100,
+        help="keep at most this many candidates per scan, highest first (LUNA16: 100; 0 = all)",
+    )
+    p.add_argument(
+        "--non-nodule-radius-mm",
+        type=float,
+        default=5.0,
+        help="a class-0 candidate of the data counts as found within this distance (table)",
+    )
+    p.add_argument(
+        "--nodule-threshold",
+        type=float,
+        default=None,
+        help="override results.json's nodule threshold",
+    )
+    p.add_argument(
+        "--malignancy-threshold",
+        type=float,
+        default=None,
+        help="override results.json's malignancy threshold",
+    )
+    p.add_argument(
+        "--bootstrap",
+        type=int,
+        default=0,
+        help="scan resamples for 95%% confidence intervals (LUNA16 uses 1000)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
+    p.add_argument(
+        "--all-series",
+        action="store_true",
+        help="also count scans on disk without results (as scans with no candidates)",
+    )
+    p.add_argument("--no-overlays", action="store_true", help="skip the per-case pictures")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from lungcad.evaluation import (
+        EvaluationOptions,
+        evaluate,
+        load_results,
+        load_truth,
+        select_cases,
+        summary_lines,
+        write_outputs,
+    )
+
+    out: Path = args.out
+    if out.exists() and not out.is_dir():
+        raise LungCADError(f"{out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not args.overwrite:
+        raise LungCADError(f"{out} is not empty; choose another folder or pass --overwrite")
+    options = EvaluationOptions(
+        min_diameter_mm=args.min_diameter_mm,
+        max_marks=args.max_marks if args.max_marks > 0 else None,
+        non_nodule_radius_mm=args.non_nodule_radius_mm,
+        nodule_threshold=args.nodule_threshold,
+        malignancy_threshold=args.malignancy_threshold,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+    )
+    started = time.perf_counter()
+    truth = load_truth(args.data)
+    cases = select_cases(truth, load_results(args.results), all_series=args.all_series)
+    evaluation = evaluate(truth, cases, options)
+    written = write_outputs(
+        evaluation,
+        truth,
+        args.results,
+        out,
+        overlays=not args.no_overlays,
+        progress=not args.quiet,
+    )
+    for line in summary_lines(evaluation):
+        print(line)
+    print(f"wrote {len(written)} files to {out} in {time.perf_counter() - started:.1f} s")
+    return 0
