@@ -154,3 +154,44 @@ def empty_result(ct: CT, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> TruthRe
         candidates=(),
         summary=PatientSummary.of((), thresholds),
     )
+
+
+def tiny_ct(series_uid: str | None, seed: int = 0, shape=(8, 24, 24)) -> CT:
+    """A small CT in HU (air, a body block, noise) with one bright 'nodule' ball, for fast runs."""
+    rng = np.random.default_rng(seed)
+    hu = np.full(shape, -1000, dtype=np.int16)
+    hu[:, 4:-4, 4:-4] = -800 + rng.integers(-20, 20, size=(shape[0], shape[1] - 8, shape[2] - 8))
+    zz, yy, xx = np.indices(shape)
+    center = (shape[0] // 2, 8 + seed % 8, 10)
+    ball = (zz - center[0]) ** 2 + (yy - center[1]) ** 2 + (xx - center[2]) ** 2 <= 4
+    hu[ball] = 60
+    geometry = Geometry.from_arrays((-20.0, -30.0, -40.0), (1.5, 1.5, 2.0), np.eye(3), shape)
+    return CT(hu=hu, geometry=geometry, series_uid=series_uid)
+
+
+def bright_result(ct: CT, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> TruthResult:
+    """What a detector that calls every component above 0 HU a nodule would report."""
+    labels, count = ndimage.label(ct.hu > 0)
+    findings = tuple(finding_from_mask(k, labels == k, ct, 0.8, 0.7) for k in range(1, count + 1))
+    candidates = tuple(
+        CandidateScore(
+            f.center_lps,
+            f.center_irc,
+            f.diameter_mm,
+            f.volume_mm3,
+            f.mean_hu,
+            0.9,
+            f.p_nodule,
+            f.p_malignant,
+            f.number,
+        )
+        for f in findings
+    )
+    return TruthResult(
+        geometry=ct.geometry,
+        series_uid=ct.series_uid,
+        thresholds=thresholds,
+        findings=findings,
+        candidates=candidates,
+        summary=PatientSummary.of(findings, thresholds),
+    )

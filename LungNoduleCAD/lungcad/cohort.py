@@ -1,0 +1,441 @@
+"""Run the cascade over a cohort: find the CTs, split them into shards, resume, record failures.
+
+Inputs are CT files (.mhd .mha .nrrd .nhdr .nii .nii.gz), folders (searched recursively: each CT
+file is a case, and a folder that directly holds DICOM files is one case), or .txt files listing
+such paths one per line (``#`` starts a comment; relative paths are relative to the list). The
+case list is sorted by path, so every node of a cluster job array builds the same list and
+``--shard I/N`` (cases I, I+N, I+2N, ...) splits it without overlap.
+
+Each case is written to OUT/<case_id>/ (see :mod:`lungcad.reports.case`); the case id is the
+series UID when the header has one (or a LUNA16-style UID file name), else the file stem, made
+unique in path order. A case whose results.json loads is skipped unless ``overwrite``; a case that
+fails leaves OUT/<case_id>/error.txt and the run goes on. OUT/summary.csv has one row per case
+ever run into OUT, merged under a file lock so shards writing to one folder keep each other's rows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import logging
+import re
+import time
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import SimpleITK as sitk
+from tqdm import tqdm
+
+from lungcad.atomic import write_text_atomic
+from lungcad.ct import CT
+from lungcad.ctio import read_ct
+from lungcad.errors import LungCADError
+from lungcad.pipeline import CascadeModels, Thresholds, detect
+from lungcad.reports import ResultLike, ResultsFileError, read_results, write_case_outputs
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "CascadeDetector",
+    "CaseInput",
+    "CaseStatus",
+    "CohortInputError",
+    "assign_case_ids",
+    "collect_inputs",
+    "parse_shard",
+    "pending",
+    "run_cohort",
+    "select_shard",
+]
+
+try:  # POSIX; on Windows shards writing into one folder are not locked against each other
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+CT_SUFFIXES = (".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr", ".nii")
+#: Files with CT suffixes that are not CTs: Slicer segmentations and phantom truth label maps.
+SKIPPED_SUFFIXES = (".seg.nrrd", ".seg.nhdr", "_nodules.nrrd")
+SUMMARY_COLUMNS = (
+    "case_id", "input", "status", "findings", "highest_malignancy", "suspicious", "seconds",
+    "error",
+)  # fmt: skip
+SUMMARY_FILE = "summary.csv"
+ERROR_FILE = "error.txt"
+_UID_RE = re.compile(r"[0-9]+(\.[0-9]+)+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+Detector = Callable[[CT], ResultLike]
+
+
+class CohortInputError(LungCADError, ValueError):
+    """The inputs name nothing to run, or something that does not exist, or a bad shard."""
+
+
+@dataclass(frozen=True)
+class CaseInput:
+    """One case: the CT file or DICOM folder, and the folder name its outputs go to."""
+
+    path: Path
+    case_id: str
+
+
+@dataclass(frozen=True)
+class CaseStatus:
+    """One row of summary.csv; ``status`` is ok, skipped (done before) or failed."""
+
+    case_id: str
+    input: str
+    status: str
+    findings: int | None = None
+    highest_malignancy: float | None = None
+    suspicious: int | None = None
+    seconds: float | None = None
+    error: str = ""
+
+    def row(self) -> dict[str, str]:
+        def fmt(value: float | int | None, spec: str) -> str:
+            return "" if value is None else format(value, spec)
+
+        return {
+            "case_id": self.case_id,
+            "input": self.input,
+            "status": "ok" if self.status == "skipped" else self.status,
+            "findings": fmt(self.findings, "d"),
+            "highest_malignancy": fmt(self.highest_malignancy, ".4f"),
+            "suspicious": fmt(self.suspicious, "d"),
+            "seconds": fmt(self.seconds, ".1f"),
+            "error": self.error,
+        }
+
+
+# --- finding the cases ---------------------------------------------------------------------------
+
+
+def _is_ct_file(path: Path) -> bool:
+    name = path.name.lower()
+    if name.startswith(".") or name.endswith(SKIPPED_SUFFIXES):
+        return False
+    return name.endswith(CT_SUFFIXES)
+
+
+def _is_dicom_file(path: Path) -> bool:
+    """A .dcm file, or an extension-less file with the DICOM preamble's 'DICM' at byte 128."""
+    if path.name.startswith("."):
+        return False
+    if path.suffix.lower() == ".dcm":
+        return True
+    if path.suffix:
+        return False
+    try:
+        with path.open("rb") as fh:
+            fh.seek(128)
+            return fh.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def _walk_folder(folder: Path, exclude: Path | None) -> Iterator[Path]:
+    """CT files under ``folder`` and the folders that directly hold DICOM files."""
+    for sub in sorted([folder, *(p for p in folder.rglob("*") if p.is_dir())]):
+        relative = sub.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if exclude is not None and (sub == exclude or exclude in sub.parents):
+            continue
+        files = sorted(p for p in sub.iterdir() if p.is_file())
+        if any(_is_dicom_file(p) for p in files):
+            yield sub
+        yield from (p for p in files if _is_ct_file(p))
+
+
+def _read_list(list_file: Path) -> list[Path]:
+    paths = []
+    for line in list_file.read_text(encoding="utf-8").splitlines():
+        entry = line.split("#", 1)[0].strip()
+        if entry:
+            path = Path(entry).expanduser()
+            paths.append(path if path.is_absolute() else list_file.parent / path)
+    return paths
+
+
+def collect_inputs(inputs: Iterable[Path | str], exclude: Path | None = None) -> list[Path]:
+    """Expand files, folders and .txt lists into a sorted list of CT files / DICOM folders.
+
+    ``exclude`` (the output folder) is never searched. Raises CohortInputError naming an input
+    that does not exist, or when nothing is found.
+    """
+    exclude = Path(exclude).resolve() if exclude is not None else None
+    found: set[Path] = set()
+    pending = [Path(p) for p in inputs]
+    seen_lists: set[Path] = set()
+    while pending:
+        path = pending.pop()
+        if not path.exists():
+            raise CohortInputError(f"{path}: no such file or folder")
+        if path.is_dir():
+            found.update(p.resolve() for p in _walk_folder(path, exclude))
+        elif path.suffix.lower() == ".txt":
+            if path.resolve() not in seen_lists:
+                seen_lists.add(path.resolve())
+                pending.extend(_read_list(path))
+        else:
+            found.add(path.resolve())
+    if not found:
+        raise CohortInputError(
+            "no CT found in the inputs (looked for "
+            f"{', '.join(CT_SUFFIXES)} files and DICOM folders)"
+        )
+    return sorted(found, key=str)
+
+
+def _header_uid(path: Path) -> str | None:
+    """The series UID from a header, without reading the voxels (None if there is none)."""
+    reader = sitk.ImageFileReader()
+    if path.is_dir():
+        dicoms = sorted(p for p in path.iterdir() if p.is_file() and _is_dicom_file(p))
+        if not dicoms:
+            return None
+        reader.SetFileName(str(dicoms[0]))
+    else:
+        reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    for key in ("0020|000e", "SeriesInstanceUID"):
+        if reader.HasMetaDataKey(key):
+            uid = reader.GetMetaData(key).strip().strip("\x00").strip()
+            if _UID_RE.fullmatch(uid):
+                return uid
+    return None
+
+
+def _stem(path: Path) -> str:
+    name = path.name
+    for suffix in CT_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def case_id_for(path: Path) -> str:
+    """Series UID if the header (or a LUNA16-style .mhd name) gives one, else the file stem."""
+    stem = _stem(path)
+    if path.is_file() and path.suffix.lower() == ".mhd" and _UID_RE.fullmatch(stem):
+        return stem
+    uid = _header_uid(path)
+    return uid or (_UNSAFE.sub("_", stem).strip("._") or "case")
+
+
+def assign_case_ids(paths: Sequence[Path]) -> list[CaseInput]:
+    """Case ids for sorted paths; a clash gets -2, -3, ... in path order."""
+    used: set[str] = set()
+    cases = []
+    for path in paths:
+        base = case_id_for(path)
+        case_id, n = base, 2
+        while case_id in used:
+            case_id, n = f"{base}-{n}", n + 1
+        used.add(case_id)
+        cases.append(CaseInput(path, case_id))
+    return cases
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> (I, N) with 0 <= I < N; CohortInputError with the rule otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text or "")
+    if not match:
+        raise CohortInputError(f"--shard takes I/N (e.g. 0/4), got {text!r}")
+    index, count = int(match[1]), int(match[2])
+    if count < 1 or not 0 <= index < count:
+        raise CohortInputError(
+            f"--shard I/N needs N >= 1 and 0 <= I < N (I counts from 0), got {index}/{count}"
+        )
+    return index, count
+
+
+def select_shard(cases: Sequence[CaseInput], index: int, count: int) -> list[CaseInput]:
+    """Every ``count``-th case starting at ``index`` (0-based)."""
+    return list(cases[index::count])
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+def _done(folder: Path) -> dict | None:
+    """results.json of a finished case, or None."""
+    try:
+        return read_results(folder / "results.json")
+    except ResultsFileError:
+        return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+def _run_case(
+    case: CaseInput, out_dir: Path, detector: Detector, reader: Callable[[Path], CT]
+) -> CaseStatus:
+    folder = out_dir / case.case_id
+    started = time.perf_counter()
+    try:
+        ct = reader(case.path)
+        result = detector(ct)
+        # an unfinished folder (no valid results.json) holds nothing worth keeping
+        write_case_outputs(
+            result, ct, folder, case_id=case.case_id, source=case.path, overwrite=True
+        )
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:
+        seconds = time.perf_counter() - started
+        log.warning("%s failed: %s", case.case_id, _one_line(exc))
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(
+            folder / ERROR_FILE,
+            f"{_one_line(exc)}\ninput: {case.path}\n\n{traceback.format_exc()}",
+        )
+        return CaseStatus(
+            case.case_id, str(case.path), "failed", seconds=seconds, error=_one_line(exc)
+        )
+    (folder / ERROR_FILE).unlink(missing_ok=True)
+    s = result.summary
+    return CaseStatus(
+        case.case_id,
+        str(case.path),
+        "ok",
+        findings=s.finding_count,
+        highest_malignancy=s.highest_malignancy,
+        suspicious=s.suspicious_count,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def _skipped(case: CaseInput, doc: dict) -> CaseStatus:
+    s = doc["summary"]
+    return CaseStatus(
+        case.case_id,
+        str(case.path),
+        "skipped",
+        findings=s["finding_count"],
+        highest_malignancy=s["highest_malignancy"],
+        suspicious=s["suspicious_count"],
+        seconds=doc["timings_s"].get("total"),
+    )
+
+
+@contextlib.contextmanager
+def _locked(out_dir: Path) -> Iterator[None]:
+    """An exclusive lock on OUT/.summary.lock while summary.csv is read, merged and replaced."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    with (out_dir / ".summary.lock").open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_summary(path: Path) -> dict[str, dict[str, str]]:
+    """summary.csv rows by case id (empty when there is no file yet)."""
+    if not path.exists():
+        return {}
+    with path.open(newline="", encoding="utf-8") as fh:
+        return {row["case_id"]: row for row in csv.DictReader(fh)}
+
+
+def write_summary(out_dir: Path, statuses: Sequence[CaseStatus]) -> Path:
+    """Merge this run's rows into OUT/summary.csv (rows of other cases are kept)."""
+    path = out_dir / SUMMARY_FILE
+    with _locked(out_dir):
+        rows = read_summary(path)
+        for status in statuses:
+            if status.status == "skipped" and status.case_id in rows:
+                continue  # keep the row of the run that made it
+            rows[status.case_id] = status.row()
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, SUMMARY_COLUMNS, lineterminator="\n", extrasaction="ignore")
+        writer.writeheader()
+        for row in sorted(rows.values(), key=lambda r: (r.get("input", ""), r["case_id"])):
+            writer.writerow(row)
+        write_text_atomic(path, buffer.getvalue())
+    return path
+
+
+def run_cohort(
+    cases: Sequence[CaseInput],
+    out_dir: Path | str,
+    detector: Detector,
+    *,
+    overwrite: bool = False,
+    progress: bool = True,
+    reader: Callable[[Path], CT] = read_ct,
+) -> list[CaseStatus]:
+    """Run ``detector`` on each case not yet done, write its outputs, and merge summary.csv.
+
+    ``detector`` maps a CT to a DetectionResult (injectable, so tests need no network);
+    ``reader`` reads a case's CT. Returns one status per case, in order.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    statuses: list[CaseStatus] = []
+    bar = tqdm(cases, desc="detect", unit="case", disable=not progress)
+    try:
+        for case in bar:
+            bar.set_postfix_str(case.case_id[-24:], refresh=False)
+            doc = None if overwrite else _done(out_dir / case.case_id)
+            if doc is not None:
+                log.info("%s: done before, skipped", case.case_id)
+                statuses.append(_skipped(case, doc))
+            else:
+                statuses.append(_run_case(case, out_dir, detector, reader))
+            if statuses[-1].status != "skipped":
+                write_summary(out_dir, statuses[-1:])  # after every case: survives a kill
+    finally:
+        bar.close()
+    write_summary(out_dir, statuses)
+    return statuses
+
+
+class CascadeDetector:
+    """The real detector: the cascade with weights loaded on first use.
+
+    A run whose cases are all done never loads a network. ``models`` is a weights folder (None:
+    the bundled weights), ``device`` auto, cpu or cuda. Call :meth:`load` first to have a bad
+    weights folder reported before any case runs.
+    """
+
+    def __init__(
+        self,
+        models: Path | None = None,
+        device: str = "auto",
+        thresholds: Thresholds | None = None,
+    ) -> None:
+        self.models_dir = models
+        self.device = device
+        self.thresholds = thresholds if thresholds is not None else Thresholds()
+        self._models: CascadeModels | None = None
+
+    def load(self) -> CascadeModels:
+        if self._models is None:
+            self._models = CascadeModels.load(self.models_dir, self.device)
+        return self._models
+
+    def __call__(self, ct: CT) -> ResultLike:
+        return detect(ct, self.load(), self.thresholds)
+
+
+def pending(cases: Sequence[CaseInput], out_dir: Path | str, overwrite: bool) -> list[CaseInput]:
+    """The cases a run would compute (all with ``overwrite``, else those without results)."""
+    if overwrite:
+        return list(cases)
+    return [c for c in cases if _done(Path(out_dir) / c.case_id) is None]
