@@ -1,0 +1,108 @@
+"""A tiny chest-like CT and deterministic stand-in networks for fast pipeline tests.
+
+The scene is defined in patient LPS millimetres and sampled on any grid, so the same anatomy can
+be written with flipped or permuted axes. The stand-in networks have the real ones' interfaces
+(shapes, ``depth``, ``input_shape``) but compute simple, known functions of HU: tests of the
+pipeline's plumbing (grouping, mapping back, refiltering, saving) then do not depend on how well
+the bundled weights are trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from lungcad.ct import CT, Geometry
+from lungcad.geometry import voxel_to_world
+from lungcad.models import Task, read_card
+from lungcad.pipeline import BUNDLED_MODELS, CascadeModels
+
+BODY_HU = -200
+LUNG_HU = -850
+NODULE_HU = 100
+
+
+@dataclass(frozen=True)
+class Ball:
+    center_lps: tuple[float, float, float]
+    radius_mm: float
+
+
+#: Nodules inside the lung of the tiny scene (LPS mm, radius mm).
+BALLS = (Ball((-6.0, 4.0, 2.0), 4.5), Ball((8.0, -5.0, -6.0), 3.0), Ball((7.0, 8.0, 9.0), 2.4))
+
+
+def scene_hu(lps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """HU of the tiny chest at LPS points (N, 3): air, a body cylinder, a lung, three balls."""
+    x, y, z = lps[:, 0], lps[:, 1], lps[:, 2]
+    hu = np.full(len(lps), -1000.0)
+    body = (x / 30.0) ** 2 + (y / 27.0) ** 2 <= 1.0
+    hu[body] = BODY_HU
+    lung = (x / 21.0) ** 2 + (y / 19.0) ** 2 + (z / 19.0) ** 2 <= 1.0
+    hu[lung] = LUNG_HU
+    for ball in BALLS:
+        inside = np.sum((lps - np.asarray(ball.center_lps)) ** 2, axis=1) <= ball.radius_mm**2
+        hu[inside] = NODULE_HU
+    hu += rng.normal(0.0, 15.0, len(lps))
+    return hu
+
+
+def tiny_ct(
+    direction: tuple[float, ...] = (1, 0, 0, 0, 1, 0, 0, 0, 1),
+    spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.5),
+    size_mm: float = 64.0,
+    seed: int = 0,
+) -> CT:
+    """The tiny scene on a grid centred on the origin with the given direction and spacing."""
+    spacing = np.asarray(spacing_xyz, dtype=np.float64)
+    shape_xyz = np.round(size_mm / spacing).astype(int)
+    matrix = np.asarray(direction, dtype=np.float64).reshape(3, 3)
+    origin = -matrix @ ((shape_xyz - 1) / 2 * spacing)
+    geometry = Geometry.from_arrays(origin, spacing, direction, tuple(shape_xyz[::-1]))
+    irc = np.stack(np.meshgrid(*[np.arange(n) for n in geometry.shape_irc], indexing="ij"), -1)
+    lps = voxel_to_world(irc.reshape(-1, 3), geometry)
+    hu = scene_hu(lps, np.random.default_rng(seed)).reshape(geometry.shape_irc)
+    return CT(hu=np.rint(hu).astype(np.int16), geometry=geometry, series_uid=f"1.2.3.tiny.{seed}")
+
+
+class FakeUNet(nn.Module):
+    """p = exp(-((HU_centre - 100) / 150)^2) of the centre slice: high on the balls only."""
+
+    depth = 3
+    in_channels = 7
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centre = x[:, self.in_channels // 2 : self.in_channels // 2 + 1]
+        return torch.exp(-(((centre - NODULE_HU) / 150.0) ** 2))
+
+
+class FakeClassifier(nn.Module):
+    """Probabilities from the crop's dense-voxel fraction (bigger balls score higher)."""
+
+    input_shape = (32, 48, 48)
+
+    def __init__(self, scale: float, offset: float) -> None:
+        super().__init__()
+        self.scale = scale
+        self.offset = offset
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dense = (x > 0).float().mean(dim=(1, 2, 3, 4))
+        logit = (dense * 1000.0 - self.offset) * self.scale
+        logits = torch.stack([-logit, logit], dim=1)
+        return logits, torch.softmax(logits, dim=1)
+
+
+def fake_models() -> CascadeModels:
+    """Stand-in networks with the bundled model cards (so ``versions()`` works)."""
+    cards = {t.value: read_card(BUNDLED_MODELS / f"{t.value}.json") for t in Task}
+    return CascadeModels(
+        segmentation=FakeUNet(),
+        nodule=FakeClassifier(0.5, 2.0),
+        malignancy=FakeClassifier(0.2, 6.0),
+        cards=cards,
+        device=torch.device("cpu"),
+    )

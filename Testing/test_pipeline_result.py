@@ -1,0 +1,164 @@
+"""DetectionResult: exact .npz round trip, refilter == fresh detect, refilter without networks."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import pytest
+import torch
+from pipeline_support import fake_models, tiny_ct
+
+from lungcad.pipeline import (
+    DetectionResult,
+    DetectionResultError,
+    Thresholds,
+    detect,
+)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Two busy cores shared with other jobs: one torch thread is both faster and steadier."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def ct():
+    return tiny_ct()
+
+
+@pytest.fixture(scope="module")
+def result(ct):
+    return detect(ct, fake_models(), Thresholds(0.5, 0.5, 0.5))
+
+
+def assert_same_findings(a: DetectionResult, b: DetectionResult) -> None:
+    assert a.thresholds == b.thresholds
+    assert a.summary == b.summary
+    assert a.candidates == b.candidates
+    assert len(a.findings) == len(b.findings)
+    for fa, fb in zip(a.findings, b.findings, strict=True):
+        for f in dataclasses.fields(fa):
+            if f.name != "mask":
+                assert getattr(fa, f.name) == getattr(fb, f.name), f.name
+        assert fa.mask.start_irc == fb.mask.start_irc
+        np.testing.assert_array_equal(fa.mask.array, fb.mask.array)
+
+
+def test_result_has_findings_numbered_by_malignancy(result, ct):
+    assert result.geometry == ct.geometry
+    assert result.series_uid == ct.series_uid
+    assert len(result.findings) == 3  # the three balls of the tiny scene
+    assert [f.number for f in result.findings] == [1, 2, 3]
+    p = [f.p_malignant for f in result.findings]
+    assert p == sorted(p, reverse=True)
+    kept = [c for c in result.candidates if c.finding is not None]
+    assert sorted(c.finding for c in kept) == [1, 2, 3]
+    assert set(result.timings_s) >= {"segmentation", "classification", "total"}
+    assert set(result.model_versions) == {"segmentation", "nodule", "malignancy"}
+    assert result.min_segmentation_threshold == 0.2
+
+
+def test_save_load_round_trip_is_exact(result, tmp_path):
+    path = result.save(tmp_path / "detection.npz")
+    loaded = DetectionResult.load(path)
+    assert loaded.geometry == result.geometry
+    assert loaded.series_uid == result.series_uid
+    assert loaded.timings_s == result.timings_s
+    assert loaded.model_versions == result.model_versions
+    assert loaded.min_segmentation_threshold == result.min_segmentation_threshold
+    assert loaded.store.canonical == result.store.canonical
+    for name, array in result.store.arrays().items():
+        assert loaded.store.arrays()[name].dtype == array.dtype, name
+        np.testing.assert_array_equal(loaded.store.arrays()[name], array, err_msg=name)
+    assert_same_findings(loaded, result)
+    # a loaded result refilters like the original
+    other = Thresholds(0.7, 0.3, 0.9)
+    assert_same_findings(loaded.refilter(other), result.refilter(other))
+
+
+def test_saved_file_needs_no_pickle(result, tmp_path):
+    path = result.save(tmp_path / "detection.npz")
+    with np.load(path, allow_pickle=False) as npz:
+        for name in npz.files:
+            assert npz[name].dtype != object, name
+
+
+def test_load_errors_name_the_file(tmp_path):
+    missing = tmp_path / "nothing.npz"
+    with pytest.raises(DetectionResultError, match=re.escape("nothing.npz: file not found")):
+        DetectionResult.load(missing)
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a zip file")
+    with pytest.raises(DetectionResultError, match=re.escape("junk.npz: not a readable .npz")):
+        DetectionResult.load(junk)
+    other = tmp_path / "other.npz"
+    np.savez(other, values=np.arange(3))
+    with pytest.raises(
+        DetectionResultError, match=re.escape("other.npz: not a lungcad detection result")
+    ):
+        DetectionResult.load(other)
+
+
+def test_refilter_equals_fresh_detect(ct, result):
+    models = fake_models()
+    for thresholds in (Thresholds(0.8, 0.9, 0.2), Thresholds(0.2, 0.0, 0.5)):
+        fresh = detect(ct, models, thresholds)
+        assert_same_findings(result.refilter(thresholds), fresh)
+        assert_same_findings(fresh.refilter(result.thresholds), result)
+
+
+def test_refilter_moves_findings(result):
+    # a higher segmentation threshold shrinks every region; a nodule threshold above all
+    # p_nodule leaves no finding but the same candidates
+    tight = result.refilter(Thresholds(0.9, 0.5, 0.5))
+    assert len(tight.findings) <= len(result.findings)
+    for f in tight.findings:
+        same = min(
+            result.findings, key=lambda g: np.linalg.norm(np.subtract(g.center_lps, f.center_lps))
+        )
+        assert f.volume_mm3 < same.volume_mm3
+        assert f.mask.voxel_count < same.mask.voxel_count
+        assert (f.p_nodule, f.p_malignant) == (same.p_nodule, same.p_malignant)
+    top = max(c.p_nodule for c in result.candidates)
+    none = result.refilter(Thresholds(0.5, min(1.0, top + 1e-9), 0.5))
+    assert none.findings == ()
+    assert none.summary.finding_count == 0
+    assert [c.p_nodule for c in none.candidates] == [c.p_nodule for c in result.candidates]
+    assert all(c.finding is None for c in none.candidates)
+
+
+def test_refilter_below_floor_raises(result):
+    with pytest.raises(ValueError, match=re.escape("below this result's floor 0.2")):
+        result.refilter(Thresholds(0.1, 0.5, 0.5))
+
+
+def test_refilter_never_runs_a_network(ct):
+    models = fake_models()
+    result = detect(ct, models, Thresholds(0.5, 0.5, 0.5))
+
+    def explode(*args, **kwargs):
+        raise AssertionError("refilter ran a network")
+
+    for net in (models.segmentation, models.nodule, models.malignancy):
+        net.forward = explode
+    again = result.refilter(Thresholds(0.6, 0.1, 0.3))
+    assert len(again.candidates) > 0
+    with pytest.raises(AssertionError, match="refilter ran a network"):
+        detect(ct, models, Thresholds(0.5, 0.5, 0.5))
+
+
+def test_empty_result_round_trips(tmp_path):
+    ct = tiny_ct()
+    ct.hu[...] = -1000  # nothing for the stand-in UNet to see
+    result = detect(ct, fake_models())
+    assert result.findings == () and result.candidates == ()
+    assert result.summary.finding_count == 0
+    loaded = DetectionResult.load(result.save(tmp_path / "empty.npz"))
+    assert loaded.findings == () and loaded.store.count == 0
+    assert loaded.refilter(Thresholds(0.9, 0.9, 0.9)).findings == ()
