@@ -65,18 +65,6 @@ def test_info_prints_size_spacing_and_geometry(small_dataset: Path, capsys) -> N
     assert uid in text and "spacing" in text and "direction" in text
 
 
-def test_demo_prints_the_truth_and_draws_each_nodule(tmp_path: Path, capsys) -> None:
-    out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--size", "small"]) == 0
-    text = capsys.readouterr().out
-    count = int(text.split(" nodules (ground truth)")[0].rsplit("\n", 1)[-1].strip())
-    assert count >= 2
-    assert len(list((out / "views").glob("nodule_*.png"))) == count
-    assert len(find_series(out / "phantom")) == 1
-    assert main(["demo", "--out", str(out), "--size", "small"]) == 2  # not empty: refuse
-    assert main(["demo", "--out", str(out), "--size", "small", "--overwrite"]) == 0
-
-
 def test_bench_prints_generation_time_and_memory(capsys) -> None:
     assert main(["bench", "--size", "small", "--cases", "1"]) == 0
     text = capsys.readouterr().out

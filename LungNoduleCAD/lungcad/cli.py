@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from lungcad import __version__, cli_evaluate
+from lungcad import __version__, cli_detect, cli_evaluate
 from lungcad.errors import LungCADError
 
 log = logging.getLogger("lungcad")
@@ -63,49 +63,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"  direction: {tuple(round(v, 4) for v in g.direction)}")
     for key, value in sorted(ct.metadata.items()):
         print(f"  {key}: {value}")
-    return 0
-
-
-def _cmd_demo(args: argparse.Namespace) -> int:
-    """The embedded default job: a synthetic chest CT, what it holds, and a picture per nodule."""
-    from lungcad.ctio import read_ct
-    from lungcad.phantom import PhantomSize, make_spec, write_dataset
-    from lungcad.show import Marker, canonical_image, render_views
-
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()) and not args.overwrite:
-        raise LungCADError(f"{out} is not empty; choose another folder or pass --overwrite")
-    size = PhantomSize(args.size)
-    started = time.perf_counter()
-    records = write_dataset(
-        out / "phantom", cases=1, seed=args.seed, size=size, overwrite=True, progress=False
-    )
-    ct = read_ct(records[0].ct_path)  # what a user would load: the file, read back
-    spec = make_spec(args.seed, 0)
-    print(f"synthetic chest CT (seed {args.seed}): {ct.describe()}")
-    print(f"  written in the LUNA16 layout: {records[0].ct_path}")
-    print(f"  {len(spec.nodules)} nodules (ground truth):")
-    views = out / "views"
-    canonical = canonical_image(ct)
-    for n in spec.nodules:
-        x, y, z = n.center_xyz
-        print(
-            f"  #{n.index}: {n.diameter_mm:5.1f} mm {n.kind.value:12s} {n.margin.value:10s} "
-            f"{n.location.value:14s} at LPS ({x:7.1f}, {y:7.1f}, {z:7.1f}) "
-            f"{'malignant' if n.is_malignant else 'benign'} (readers {list(n.reader_ratings)})"
-        )
-        marker = Marker(n.center_xyz, n.diameter_mm, f"#{n.index}", "orange")
-        title = f"Nodule {n.index}: {n.diameter_mm:.1f} mm {n.kind.value}, {n.margin.value}"
-        render_views(
-            ct,
-            n.center_xyz,
-            views / f"nodule_{n.index}.png",
-            title=title,
-            markers=[marker],
-            canonical=canonical,
-        )
-    print(f"  pictures: {views}/nodule_*.png")
-    print(f"done in {time.perf_counter() - started:.1f} s")
     return 0
 
 
@@ -172,13 +129,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--series-uid", default=None)
     p.set_defaults(func=_cmd_info)
 
-    p = sub.add_parser("demo", help="the default job on an embedded synthetic chest CT")
-    p.add_argument("--out", type=Path, default=Path("demo-output"))
-    p.add_argument("--seed", type=int, default=2023)
-    p.add_argument("--size", choices=["small", "full"], default="full")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=_cmd_demo)
-
     p = sub.add_parser("bench", help="print timings and memory (benchmarks, not tests)")
     p.add_argument("--target", choices=["phantom"], default="phantom")
     p.add_argument("--size", choices=["small", "full"], default="full")
@@ -187,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     cli_evaluate.add_parser(sub)
+    cli_detect.add_parsers(sub)
     return parser
 
 

@@ -1,0 +1,144 @@
+"""``lungcad detect`` (a cohort of CTs) and ``lungcad demo`` (one synthetic CT against its truth).
+
+Exit status of ``detect``: 0 when every case is done, 1 when any case failed (its error is in
+OUT/<case_id>/error.txt and summary.csv), 2 for usage errors (bad arguments, no input found,
+weights that do not load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from lungcad.pipeline.findings import Thresholds
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from lungcad.cohort import (
+        CascadeDetector,
+        assign_case_ids,
+        collect_inputs,
+        parse_shard,
+        pending,
+        run_cohort,
+        select_shard,
+    )
+
+    thresholds = Thresholds(
+        segmentation=args.segmentation_threshold,
+        nodule=args.nodule_threshold,
+        malignancy=args.malignancy_threshold,
+    )
+    index, count = parse_shard(args.shard) if args.shard else (0, 1)
+    cases = assign_case_ids(collect_inputs(args.inputs, exclude=args.out))
+    mine = select_shard(cases, index, count)
+    todo = pending(mine, args.out, args.overwrite)
+    shard = f" (shard {index}/{count})" if count > 1 else ""
+    print(
+        f"{len(cases)} case{'s' if len(cases) != 1 else ''} found; this run{shard}: "
+        f"{len(mine)}, of which {len(mine) - len(todo)} already done"
+        f"{' (redone: --overwrite)' if args.overwrite and mine else ''}"
+    )
+    detector = CascadeDetector(args.models, args.device, thresholds)
+    if todo:
+        models = detector.load()  # a bad weights folder is a usage error, before any case
+        print(f"models on {models.device}: " + "; ".join(models.versions().values()))
+    started = time.perf_counter()
+    statuses = run_cohort(
+        mine, args.out, detector, overwrite=args.overwrite, progress=not args.quiet
+    )
+    by_status = {s: [c for c in statuses if c.status == s] for s in ("ok", "skipped", "failed")}
+    print(
+        f"done in {time.perf_counter() - started:.1f} s: {len(by_status['ok'])} ok, "
+        f"{len(by_status['skipped'])} skipped (done before), {len(by_status['failed'])} failed"
+    )
+    for status in by_status["ok"]:
+        print(f"  {status.case_id}: {status.findings} findings, {status.suspicious} suspicious")
+    for status in by_status["failed"]:
+        print(f"  FAILED {status.case_id} ({status.input}): {status.error}")
+    print(f"outputs: {args.out}/<case_id>/; summary: {Path(args.out) / 'summary.csv'}")
+    return 1 if by_status["failed"] else 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The embedded default job: a synthetic chest CT, the bundled weights, and the truth."""
+    from lungcad.demo import run_demo
+    from lungcad.phantom import PhantomSize
+
+    report = run_demo(
+        args.out,
+        seed=args.seed,
+        size=PhantomSize(args.size),
+        overwrite=args.overwrite,
+        device=args.device,
+        progress=print,
+    )
+    if report.status == "failed":
+        print(f"detection failed: {report.error}")
+        return 1
+    found = len(report.matches)
+    print(f"detection with the bundled weights: {found} findings in {report.seconds:.1f} s")
+    for line in report.lines():
+        print(line)
+    print(
+        f"outputs: {report.case_folder}/ (results.json, candidates.csv, nodules.seg.nrrd, "
+        "findings.mrk.json, overlay.png, detection.npz)"
+    )
+    return 0
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"a threshold is a probability in [0, 1], got {value}")
+    return value
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``detect`` and ``demo``."""
+    defaults = Thresholds()
+    p = subparsers.add_parser(
+        "detect",
+        help="find nodules in CT files or folders; per-case outputs and a cohort summary",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="CT files (.mhd .mha .nrrd .nii .nii.gz), folders (searched; a folder of DICOM "
+        "files is one series), or .txt lists of them (one per line, # comments)",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder (one subfolder per case)")
+    p.add_argument("--segmentation-threshold", type=_probability, default=defaults.segmentation)
+    p.add_argument("--nodule-threshold", type=_probability, default=defaults.nodule)
+    p.add_argument("--malignancy-threshold", type=_probability, default=defaults.malignancy)
+    p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="run cases I, I+N, I+2N, ... of the sorted case list (0 <= I < N), e.g. for a "
+        "job array: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT",
+    )
+    p.add_argument("--overwrite", action="store_true", help="redo cases that are already done")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_detect)
+
+    p = subparsers.add_parser(
+        "demo", help="the default job: detect on an embedded synthetic chest CT, check the truth"
+    )
+    p.add_argument("--out", type=Path, default=Path("demo-output"))
+    p.add_argument("--seed", type=int, default=2023)
+    p.add_argument("--size", choices=["small", "full"], default="full")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_demo)
