@@ -32,7 +32,7 @@ class Ball:
 
 
 #: Nodules inside the lung of the tiny scene (LPS mm, radius mm).
-BALLS = (Ball((-6.0, 4.0, 2.0), 4.5), Ball((8.0, -5.0, -6.0), 3.0), Ball((7.0, 8.0, 9.0), 2.4))
+BALLS = (Ball((-6.0, 4.0, 2.0), 4.5), Ball((8.0, -5.0, -6.0), 3.5), Ball((7.0, 8.0, 9.0), 3.0))
 
 
 def scene_hu(lps: np.ndarray, rng: np.random.Generator) -> np.ndarray:

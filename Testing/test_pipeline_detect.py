@@ -1,0 +1,173 @@
+"""detect(): lung box vs whole volume, progress and cancel, weights folders, the bundled weights."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+from pipeline_support import fake_models, tiny_ct
+from test_pipeline_result import assert_same_findings
+
+from lungcad.lungs import find_lungs
+from lungcad.models import WeightsChecksumError, WeightsError, WeightsNotFoundError
+from lungcad.pipeline import (
+    BUNDLED_MODELS,
+    STAGES,
+    CascadeModels,
+    DetectionCancelled,
+    DetectionResult,
+    DetectionStats,
+    Thresholds,
+    detect,
+    resolve_device,
+)
+from lungcad.pipeline.canonical import resample_to_canonical
+from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, lung_box, mask_box
+from lungcad.pipeline.segment import segment_box
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bundled() -> CascadeModels:
+    return CascadeModels.load(device="cpu")
+
+
+def test_lung_box_run_equals_whole_volume_run():
+    ct = tiny_ct()
+    models = fake_models()
+    stats_box, stats_whole = DetectionStats(), DetectionStats()
+    thresholds = Thresholds(0.5, 0.0, 0.5)
+    boxed = detect(ct, models, thresholds, lung_margin_mm=3.0, stats=stats_box)
+    whole = detect(ct, models, thresholds, lung_region=False, stats=stats_whole)
+    assert stats_whole.unet_box_shape == stats_whole.canonical_shape
+    assert np.prod(stats_box.unet_box_shape) < 0.6 * np.prod(stats_whole.canonical_shape)
+    assert stats_box.slices_run < stats_whole.slices_run
+    assert len(boxed.findings) == 3
+    assert_same_findings(boxed, whole)
+
+
+def test_lung_box_covers_the_lungs_on_the_canonical_grid():
+    ct = tiny_ct((0, 1, 0, 0, 0, 1, -1, 0, 0), spacing_xyz=(0.9, 1.1, 1.3))
+    canonical = resample_to_canonical(ct)
+    box = lung_box(ct, canonical.geometry, margin_mm=5.0, align_rc=4)
+    assert box.start[1] % 4 == 0 and box.start[2] % 4 == 0
+    lungs = mask_box(find_lungs(canonical))
+    assert lungs is not None
+    for axis in range(3):
+        margin = 5.0 / canonical.geometry.spacing_irc[axis]
+        assert box.start[axis] <= max(lungs.start[axis] - margin + 1, 0)
+        assert box.stop[axis] >= min(lungs.stop[axis] + margin - 1, canonical.shape[axis])
+
+
+def test_unet_in_the_lung_box_matches_the_whole_slice_run(bundled):
+    """With the default margin the lungs lie outside the band the box edge can influence."""
+    ct = tiny_ct(size_mm=112.0)
+    canonical = resample_to_canonical(ct)
+    box = lung_box(ct, canonical.geometry, LUNG_MARGIN_MM, align_rc=4)
+    assert box.shape[1] < canonical.shape[1] and box.shape[2] < canonical.shape[2]
+    net, cpu = bundled.segmentation, torch.device("cpu")
+    boxed = segment_box(canonical.hu, box, net, cpu)
+    # whole slices over the same slice range
+    rows = Box((box.start[0], 0, 0), (box.stop[0], *canonical.shape[1:]))
+    whole = segment_box(canonical.hu, rows, net, cpu)[:, box.slices[1], box.slices[2]]
+    lungs = find_lungs(canonical)[box.slices]
+    assert lungs.sum() > 1000
+    difference = np.abs(boxed.astype(np.float32) - whole.astype(np.float32))[lungs]
+    assert difference.max() <= 2e-3  # float16 storage and conv arithmetic, nothing more
+
+
+def test_progress_reports_every_stage_in_order():
+    seen: list[tuple[str, float]] = []
+    detect(tiny_ct(), fake_models(), progress=lambda stage, f: seen.append((stage, f)))
+    stages = [s for s, _ in seen]
+    assert sorted(set(stages), key=stages.index) == list(STAGES)
+    for stage in STAGES:
+        fractions = [f for s, f in seen if s == stage]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        assert all(0.0 <= f <= 1.0 for f in fractions)
+
+
+@pytest.mark.parametrize("stage", ["before", "segmentation", "classification"])
+def test_cancel_stops_detection(stage):
+    cancel = threading.Event()
+    seen: list[str] = []
+
+    def progress(name: str, fraction: float) -> None:
+        seen.append(name)
+        if name == stage:
+            cancel.set()
+
+    if stage == "before":
+        cancel.set()
+    with pytest.raises(DetectionCancelled, match="cancelled"):
+        detect(tiny_ct(), fake_models(), progress=progress, cancel=cancel)
+    if stage != "before":
+        assert seen[-1] == stage  # stopped right after the batch that set it
+
+
+def test_missing_weights_folder_is_named(tmp_path):
+    folder = tmp_path / "no-such-folder"
+    with pytest.raises(WeightsNotFoundError, match=re.escape(f"{folder}: weights folder")):
+        CascadeModels.load(folder)
+
+
+def test_missing_weights_file_is_named(tmp_path):
+    for name in ("segmentation", "nodule"):
+        shutil.copy(BUNDLED_MODELS / f"{name}.safetensors", tmp_path)
+        shutil.copy(BUNDLED_MODELS / f"{name}.json", tmp_path)
+    with pytest.raises(WeightsError, match=re.escape(str(tmp_path / "malignancy.json"))):
+        CascadeModels.load(tmp_path, device="cpu")
+
+
+def test_damaged_weights_file_is_named(tmp_path):
+    for name in ("segmentation", "nodule", "malignancy"):
+        shutil.copy(BUNDLED_MODELS / f"{name}.safetensors", tmp_path)
+        shutil.copy(BUNDLED_MODELS / f"{name}.json", tmp_path)
+    damaged = tmp_path / "nodule.safetensors"
+    blob = bytearray(damaged.read_bytes())
+    blob[-1] ^= 0xFF
+    damaged.write_bytes(bytes(blob))
+    with pytest.raises(WeightsChecksumError, match=re.escape(str(damaged))):
+        CascadeModels.load(tmp_path, device="cpu")
+
+
+def test_devices():
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    with pytest.raises(ValueError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_bundled_weights_end_to_end(bundled, tmp_path):
+    """Runs the real networks; asserts plumbing only (the interim weights' quality is not ours)."""
+    assert set(bundled.cards) == {"segmentation", "nodule", "malignancy"}
+    assert all(not m.training for m in (bundled.segmentation, bundled.nodule, bundled.malignancy))
+    assert all(
+        v.startswith(("SegmentationUNet", "CandidateClassifier"))
+        for v in bundled.versions().values()
+    )
+    ct = tiny_ct(size_mm=56.0)
+    thresholds = Thresholds(0.5, 0.5, 0.5)
+    result = detect(ct, bundled, thresholds)
+    assert result.model_versions == bundled.versions()
+    for c in result.candidates:
+        assert 0.0 <= c.p_nodule <= 1.0 and 0.0 <= c.p_malignant <= 1.0
+    other = Thresholds(0.6, 0.3, 0.7)
+    assert_same_findings(result.refilter(other), detect(ct, bundled, other))
+    loaded = DetectionResult.load(result.save(tmp_path / "d.npz"))
+    assert_same_findings(loaded, result)
