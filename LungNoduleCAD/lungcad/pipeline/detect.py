@@ -21,7 +21,7 @@ from lungcad.geometry import voxel_to_world, world_to_voxel_index
 from lungcad.pipeline.canonical import resample_to_canonical
 from lungcad.pipeline.classify import CROP_BATCH, classify
 from lungcad.pipeline.findings import Thresholds
-from lungcad.pipeline.footprint import footprint
+from lungcad.pipeline.footprint import VoxelMapper
 from lungcad.pipeline.grouping import group_candidates
 from lungcad.pipeline.models import CascadeModels
 from lungcad.pipeline.progress import Monitor, ProgressCallback
@@ -51,7 +51,6 @@ class DetectionStats:
     slices_run: int = 0
     candidates: int = 0
     stored_voxels: int = 0
-    footprint_pairs: int = 0
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -143,7 +142,6 @@ def detect(
     stats.slices_run = box.shape[0]
     stats.candidates = store.count
     stats.stored_voxels = len(store.region_index)
-    stats.footprint_pairs = len(store.foot_index)
     stats.timings_s = dict(timings)
     log.info(
         "%s: %d candidates, %d findings in %.1f s (%s)",
@@ -154,18 +152,14 @@ def detect(
 
 
 def _build_store(groups, centres, p_nodule, p_malignant, canonical, ct, floor, monitor):
-    """The candidate store: floor regions, their footprints on the CT's grid, the scores."""
+    """The candidate store: floor regions, the CT's HU there, the scores."""
     if not groups:
         return empty_store(canonical, ct.geometry, floor)
-    region_offsets = np.zeros(len(groups) + 1, dtype=np.int64)
-    foot_offsets = np.zeros(len(groups) + 1, dtype=np.int64)
-    feet = []
-    for k, g in enumerate(groups):
-        feet.append(footprint(g.region_index, canonical, ct.geometry, ct.hu))
-        region_offsets[k + 1] = region_offsets[k] + len(g.region_index)
-        foot_offsets[k + 1] = foot_offsets[k] + len(feet[-1][0])
-        if k % 16 == 0:
-            monitor.report("mapping", k / len(groups))
+    mapper = VoxelMapper(canonical, ct.geometry)
+    offsets = np.zeros(len(groups) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(g.region_index) for g in groups])
+    index = np.concatenate([g.region_index for g in groups])
+    monitor.report("mapping", 0.5)
     return CandidateStore(
         canonical=canonical,
         original=ct.geometry,
@@ -173,11 +167,8 @@ def _build_store(groups, centres, p_nodule, p_malignant, canonical, ct, floor, m
         p_nodule=p_nodule,
         p_malignant=p_malignant,
         crop_center_irc=centres,
-        region_offsets=region_offsets,
-        region_index=np.concatenate([g.region_index for g in groups]),
+        region_offsets=offsets,
+        region_index=index,
         region_prob=np.concatenate([g.region_prob for g in groups]),
-        foot_offsets=foot_offsets,
-        foot_index=np.concatenate([f[0] for f in feet]),
-        foot_voxel=np.concatenate([f[1] for f in feet]),
-        foot_hu=np.concatenate([f[2] for f in feet]),
+        region_hu=mapper.sample(index, ct.hu),
     )

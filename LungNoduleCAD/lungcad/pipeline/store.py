@@ -3,21 +3,24 @@
 Candidates are grouped once, at a *floor* segmentation threshold. For each candidate the store
 keeps, in CSR layout (``offsets[k]:offsets[k + 1]`` slices the flat arrays of candidate k):
 
-- its floor region on the canonical grid: flat voxel indices and their probabilities (float16);
-- its footprint on the CT's own grid: pairs (original voxel, region voxel) linking each original
-  voxel to the canonical voxels it stands for (nearest-neighbour both ways), with the original HU;
+- its floor region on the canonical grid: flat voxel indices (int32 when the grid allows) and
+  the probability map there (float16);
+- the CT's own HU at each region voxel's nearest original voxel (int16), for the mean HU;
 - its classifier scores (computed once, for every candidate).
 
-At a segmentation threshold t >= floor a candidate's region is its floor region's voxels with
-p >= t; it survives when one erosion (6-connected cross, as in grouping) leaves a voxel. Its
-mask in original voxels is the footprint pairs whose canonical voxel survived, so no CT and no
-resampling are needed to rebuild findings.
+That is 8 bytes per voxel at or above the floor that belongs to a candidate; nothing of the CT
+or of the rest of the map is kept. At a segmentation threshold t >= floor a candidate's region
+is its floor region's voxels with p >= t; it survives when one erosion (6-connected cross, as in
+grouping) leaves a voxel. Its mask on the CT's voxels is computed from the two grids alone
+(:class:`lungcad.pipeline.footprint.VoxelMapper`), so no CT and no resampling are needed to
+rebuild findings.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
@@ -25,6 +28,7 @@ from scipy import ndimage
 from lungcad.ct import Geometry
 from lungcad.geometry import voxel_to_world, world_to_voxel
 from lungcad.pipeline.findings import CandidateScore, Finding, Thresholds, VoxelMask
+from lungcad.pipeline.footprint import VoxelMapper
 
 #: Arrays a store is made of, with the dtype each is kept (and saved) in.
 STORE_ARRAYS: dict[str, np.dtype] = {
@@ -32,13 +36,15 @@ STORE_ARRAYS: dict[str, np.dtype] = {
     "p_malignant": np.dtype(np.float64),
     "crop_center_irc": np.dtype(np.int64),
     "region_offsets": np.dtype(np.int64),
-    "region_index": np.dtype(np.int64),
+    "region_index": np.dtype(np.int64),  # stored as int32 when the canonical grid allows
     "region_prob": np.dtype(np.float16),
-    "foot_offsets": np.dtype(np.int64),
-    "foot_index": np.dtype(np.int64),
-    "foot_voxel": np.dtype(np.int64),
-    "foot_hu": np.dtype(np.int16),
+    "region_hu": np.dtype(np.int16),
 }
+
+
+def index_dtype(shape_irc: tuple[int, int, int]) -> np.dtype:
+    """int32 flat indices when the grid has fewer than 2**31 voxels (every CT), else int64."""
+    return np.dtype(np.int32 if math.prod(shape_irc) < 2**31 else np.int64)
 
 
 def at_least(values: np.ndarray, threshold: float) -> np.ndarray:
@@ -53,7 +59,14 @@ def equivalent_diameter_mm(volume_mm3: float) -> float:
 
 @dataclass(frozen=True)
 class Region:
-    """One candidate's region at some threshold, described in both grids."""
+    """One candidate's region at some threshold, described in both grids.
+
+    ``center_*``: the region's (unweighted) centre of mass on the canonical grid, in LPS mm and
+    as continuous original voxel (index, row, col). ``volume_mm3``: canonical voxel count times
+    the canonical voxel volume; ``diameter_mm``: the equivalent-sphere diameter of that volume.
+    ``mean_hu``: mean of the CT's own HU sampled at each region voxel's nearest original voxel
+    (so weighted by volume). ``mask``: on the CT's own voxels (:class:`VoxelMapper`).
+    """
 
     candidate: int
     center_lps: tuple[float, float, float]
@@ -78,14 +91,13 @@ class CandidateStore:
     region_offsets: np.ndarray
     region_index: np.ndarray
     region_prob: np.ndarray
-    foot_offsets: np.ndarray
-    foot_index: np.ndarray
-    foot_voxel: np.ndarray
-    foot_hu: np.ndarray
+    region_hu: np.ndarray
 
     def __post_init__(self) -> None:
         n = len(self.p_nodule)
         for name, dtype in STORE_ARRAYS.items():
+            if name == "region_index":
+                dtype = index_dtype(self.canonical.shape_irc)
             arr = np.ascontiguousarray(getattr(self, name), dtype=dtype)
             arr.setflags(write=False)
             object.__setattr__(self, name, arr)
@@ -94,11 +106,9 @@ class CandidateStore:
         checks = (
             (len(self.p_malignant) == n, "p_malignant"),
             (len(self.region_offsets) == n + 1, "region_offsets"),
-            (len(self.foot_offsets) == n + 1, "foot_offsets"),
             (len(self.region_prob) == len(self.region_index), "region_prob"),
-            (len(self.foot_voxel) == len(self.foot_index) == len(self.foot_hu), "foot arrays"),
-            (n == 0 or self.region_offsets[-1] == len(self.region_index), "region_offsets end"),
-            (n == 0 or self.foot_offsets[-1] == len(self.foot_index), "foot_offsets end"),
+            (len(self.region_hu) == len(self.region_index), "region_hu"),
+            (self.region_offsets[-1] == len(self.region_index), "region_offsets end"),
         )
         for ok, name in checks:
             if not ok:
@@ -107,6 +117,10 @@ class CandidateStore:
     @property
     def count(self) -> int:
         return len(self.p_nodule)
+
+    @cached_property
+    def mapper(self) -> VoxelMapper:
+        return VoxelMapper(self.canonical, self.original)
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in STORE_ARRAYS}
@@ -128,11 +142,7 @@ class CandidateStore:
         center_lps = voxel_to_world(center_can, self.canonical)
         center_irc = world_to_voxel(center_lps, self.original)
         volume = float(len(irc) * self.canonical.voxel_volume_mm3)
-
-        c, d = self.foot_offsets[k], self.foot_offsets[k + 1]
-        chosen = keep[self.foot_voxel[c:d]]
-        flat, first = np.unique(self.foot_index[c:d][chosen], return_index=True)
-        mean_hu = float(self.foot_hu[c:d][chosen][first].mean()) if len(flat) else float("nan")
+        mean_hu = float(self.region_hu[a:b][keep].mean(dtype=np.float64))
         return Region(
             candidate=k,
             center_lps=_triple(center_lps),
@@ -141,7 +151,7 @@ class CandidateStore:
             volume_mm3=volume,
             mean_hu=mean_hu,
             max_probability=float(np.max(self.region_prob[a:b][keep].astype(np.float32))),
-            mask=_mask_from_flat(flat, self.original.shape_irc),
+            mask=self.mapper.mask(irc),
         )
 
     def build(
@@ -200,20 +210,8 @@ def _triple(values: np.ndarray) -> tuple[float, float, float]:
     return (float(values[0]), float(values[1]), float(values[2]))
 
 
-def _mask_from_flat(flat: np.ndarray, shape_irc: tuple[int, int, int]) -> VoxelMask:
-    """The bounding-box mask of a set of flat voxel indices (a 1-voxel mask if the set is empty)."""
-    if len(flat) == 0:
-        return VoxelMask((0, 0, 0), np.zeros((1, 1, 1), dtype=bool))
-    irc = np.stack(np.unravel_index(flat, shape_irc), 1)
-    lo = irc.min(axis=0)
-    array = np.zeros(tuple(irc.max(axis=0) - lo + 1), dtype=bool)
-    local = irc - lo
-    array[local[:, 0], local[:, 1], local[:, 2]] = True
-    return VoxelMask(tuple(int(v) for v in lo), array)
-
-
 def empty_store(canonical: Geometry, original: Geometry, floor: float) -> CandidateStore:
     zeros = {name: np.zeros(0, dtype=dtype) for name, dtype in STORE_ARRAYS.items()}
-    zeros["region_offsets"] = zeros["foot_offsets"] = np.zeros(1, dtype=np.int64)
+    zeros["region_offsets"] = np.zeros(1, dtype=np.int64)
     zeros["crop_center_irc"] = np.zeros((0, 3), dtype=np.int64)
     return CandidateStore(canonical=canonical, original=original, floor=floor, **zeros)
