@@ -1,0 +1,8 @@
+# Slicer names a scripted module's helper package <Module>Lib (like DICOMLib):
+# ruff: noqa: N999
+"""Slicer-side helpers for the LungNoduleCAD module.
+
+Nothing here imports ``qt``, ``ctk`` or ``slicer.ScriptedLoadableModule``, so the same code runs
+in the Slicer GUI, in ``Slicer --no-main-window`` batch mode and against the PyPI ``slicer-core``
+package in plain-Python tests. The engine (``lungcad``) never imports this package.
+"""

@@ -1,0 +1,171 @@
+"""The module's logic without any GUI: volume in, detection, findings out, live thresholds.
+
+It works the same in the Slicer GUI, in ``Slicer --no-main-window`` batch runs and against
+``slicer-core`` in tests. How detection runs is injectable (:class:`Runner`): in-process for tests
+and batch mode, a subprocess for the GUI (see :mod:`LungNoduleCADLib.process`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from lungcad.ct import CT
+from lungcad.pipeline import (
+    CascadeModels,
+    DetectionResult,
+    MalignancyBand,
+    Thresholds,
+    detect,
+)
+from LungNoduleCADLib.files import SavedFindings, save_findings
+from LungNoduleCADLib.mrml import SlicerServices
+from LungNoduleCADLib.scene import FindingsScene, OutputNodes
+from LungNoduleCADLib.volume import ct_from_volume_node, geometry_of_volume_node, same_grid
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything a run needs besides the CT."""
+
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    device: str = "auto"
+    model_folder: Path | None = None
+
+
+class Runner(Protocol):
+    """Runs the cascade on a CT; raises lungcad.pipeline.DetectionCancelled when cancelled."""
+
+    def __call__(
+        self,
+        ct: CT,
+        request: RunRequest,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> DetectionResult: ...
+
+
+class InProcessRunner:
+    """Runs :func:`lungcad.pipeline.detect` in this process, keeping loaded models between runs."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[str, str], CascadeModels] = {}
+
+    def models(self, request: RunRequest) -> CascadeModels:
+        key = (str(request.model_folder or ""), request.device)
+        if key not in self._models:
+            self._models.clear()  # one set of networks in memory at a time
+            self._models[key] = CascadeModels.load(request.model_folder, device=request.device)
+        return self._models[key]
+
+    def __call__(
+        self,
+        ct: CT,
+        request: RunRequest,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> DetectionResult:
+        return detect(
+            ct, self.models(request), request.thresholds, progress=progress, cancel=cancel
+        )
+
+
+@dataclass
+class LungNoduleCADCore:
+    """Runs detection on a volume node and keeps the module's output nodes in step with it.
+
+    One instance holds the cached result of the last run (or of :meth:`show_result`), so
+    :meth:`update_thresholds` only re-filters it and rewrites the nodes.
+    """
+
+    services: SlicerServices
+    runner: Runner = field(default_factory=InProcessRunner)
+    result: DetectionResult | None = None
+    volume_node: Any = None
+    outputs: OutputNodes | None = None
+    last_update_ms: float = 0.0
+    _scene_writer: FindingsScene | None = None
+
+    def ct_from_volume(self, volume_node: Any) -> CT:
+        return ct_from_volume_node(volume_node)
+
+    def run(
+        self,
+        volume_node: Any,
+        request: RunRequest | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> OutputNodes:
+        """Detect nodules in ``volume_node`` and show them; the scene changes only on success."""
+        request = request or RunRequest()
+        ct = self.ct_from_volume(volume_node)
+        started = time.perf_counter()
+        result = self.runner(ct, request, progress, cancel)
+        log.info(
+            "detection on %s: %s (%.1f s)",
+            volume_node.GetName(),
+            result.summary.text,
+            time.perf_counter() - started,
+        )
+        if result.thresholds != request.thresholds:
+            result = result.refilter(request.thresholds)
+        return self.show_result(volume_node, result)
+
+    def show_result(self, volume_node: Any, result: DetectionResult) -> OutputNodes:
+        """Show an existing result (e.g. a detection.npz from the command line) for a volume."""
+        volume_geometry = geometry_of_volume_node(volume_node)
+        if not same_grid(result.geometry, volume_geometry):
+            raise ValueError(
+                f"the result was computed on another grid ({result.geometry}) than the volume "
+                f"'{volume_node.GetName()}' ({volume_geometry})"
+            )
+        if self._scene_writer is None or self.volume_node is not volume_node:
+            self._scene_writer = FindingsScene(self.services.scene, volume_node)
+        self.volume_node = volume_node
+        self.result = result
+        self.outputs = self._write()
+        return self.outputs
+
+    def update_thresholds(self, thresholds: Thresholds) -> DetectionResult:
+        """Re-filter the cached result and update the nodes in place; never runs a network."""
+        if self.result is None:
+            raise RuntimeError("no detection result yet: run detection first")
+        if thresholds == self.result.thresholds:
+            return self.result
+        self.result = self.result.refilter(thresholds)
+        self.outputs = self._write()
+        return self.result
+
+    def _write(self) -> OutputNodes:
+        started = time.perf_counter()
+        result = self.result
+        outputs = self._scene_writer.show(result.findings, result.geometry, result.thresholds)
+        self.last_update_ms = 1000 * (time.perf_counter() - started)
+        return outputs
+
+    def finding_ras(self, number: int) -> tuple[float, float, float]:
+        """RAS centre of finding ``number`` (what the table's row click jumps to)."""
+        from LungNoduleCADLib.scene import finding_ras
+
+        for finding in self.result.findings if self.result else ():
+            if finding.number == number:
+                return tuple(float(v) for v in finding_ras(finding))
+        raise KeyError(f"no finding number {number}")
+
+    def band_nodes(self) -> dict[MalignancyBand, Any]:
+        return dict(self.outputs.points) if self.outputs else {}
+
+    def save(self, folder: str | Path, case_id: str | None = None) -> SavedFindings:
+        """Write the current findings (.seg.nrrd, .mrk.json per band, table .csv) to ``folder``."""
+        if self.result is None or self.outputs is None:
+            raise RuntimeError("nothing to save: run detection first")
+        return save_findings(self.result, self.outputs, Path(folder), case_id=case_id)

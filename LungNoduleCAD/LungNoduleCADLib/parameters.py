@@ -1,0 +1,82 @@
+# Parameter names are camelCase, as Slicer's parameter nodes and .ui files use them:
+# ruff: noqa: N815
+"""The module's typed parameters, one field per widget the panel binds to the parameter node.
+
+Inside Slicer the module file turns :class:`LungNoduleCADParameters` into a parameter node
+wrapper (``slicer.parameterNodeWrapper``) by subclassing it; ``slicer-core`` has no wrapper, so the
+class stays a plain annotated class there and tests read its fields and defaults directly. The
+``Annotated`` markers are Slicer's own when available, stand-ins with the same fields otherwise.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Annotated
+
+import slicer
+
+try:  # inside Slicer
+    from slicer.parameterNodeWrapper import Choice, WithinRange
+except ImportError:  # slicer-core: same fields, no GUI binding
+
+    @dataclass(frozen=True)
+    class WithinRange:  # type: ignore[no-redef]
+        minimum: float
+        maximum: float
+
+    @dataclass(frozen=True)
+    class Choice:  # type: ignore[no-redef]
+        choices: tuple
+
+
+#: Device names the panel offers; "auto" picks CUDA when PyTorch sees a GPU.
+DEVICES = ("auto", "cpu", "cuda")
+#: lungcad.pipeline.MIN_SEGMENTATION_THRESHOLD, repeated here because importing the pipeline
+#: imports PyTorch, which the module may still have to install (a test keeps the two equal).
+MIN_SEGMENTATION_THRESHOLD = 0.2
+
+
+class LungNoduleCADParameters:
+    """What one run needs and where its results go (each field is a parameter-node entry).
+
+    ``modelFolder`` empty means the weights bundled with the extension. The output node fields
+    are filled in by the logic; the panel only shows them.
+    """
+
+    inputVolume: slicer.vtkMRMLScalarVolumeNode
+    device: Annotated[str, Choice(DEVICES)] = "auto"
+    segmentationThreshold: Annotated[float, WithinRange(MIN_SEGMENTATION_THRESHOLD, 1.0)] = 0.5
+    noduleThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    malignancyThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    modelFolder: str = ""
+    outputSegmentation: slicer.vtkMRMLSegmentationNode
+    outputBenignPoints: slicer.vtkMRMLMarkupsFiducialNode
+    outputIndeterminatePoints: slicer.vtkMRMLMarkupsFiducialNode
+    outputSuspiciousPoints: slicer.vtkMRMLMarkupsFiducialNode
+    outputTable: slicer.vtkMRMLTableNode
+
+
+def parameter_names() -> tuple[str, ...]:
+    """Every field name, in declaration order (the names the .ui binds with SlicerParameterName)."""
+    return tuple(typing.get_type_hints(LungNoduleCADParameters, include_extras=True))
+
+
+def field_range(name: str) -> tuple[float, float] | None:
+    """The (minimum, maximum) a float field is annotated with, or None."""
+    hint = typing.get_type_hints(LungNoduleCADParameters, include_extras=True)[name]
+    for marker in getattr(hint, "__metadata__", ()):
+        if hasattr(marker, "minimum") and hasattr(marker, "maximum"):
+            return float(marker.minimum), float(marker.maximum)
+    return None
+
+
+def thresholds_of(parameters: object):
+    """The engine's Thresholds from a parameter node (or anything with the three fields)."""
+    from lungcad.pipeline import Thresholds
+
+    return Thresholds(
+        segmentation=float(parameters.segmentationThreshold),
+        nodule=float(parameters.noduleThreshold),
+        malignancy=float(parameters.malignancyThreshold),
+    )
