@@ -79,6 +79,10 @@ def test_demo_counts_follow_from_the_truth(tmp_path):
     assert f"found {len(present)} of {len(spec.nodules)} nodules" in text
     assert "1 false positive\n" in text + "\n"
     assert (tmp_path / "demo" / "results" / "summary.csv").is_file()
+    # a long list is cut after max_findings, the rest summed up
+    short = "\n".join(report.lines(max_findings=3))
+    assert f"... and {len(present) + 1 - 3} more ({len(present) - 3} on true nodules)" in short
+    assert "  N4:" not in short and "  N3:" in short
 
 
 def test_match_findings_uses_the_luna16_radius():

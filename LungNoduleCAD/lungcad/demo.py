@@ -26,6 +26,8 @@ __all__ = ["LARGE_NODULE_MM", "DemoReport", "match_findings", "run_demo"]
 #: The size above which missing a nodule matters most (LUNA16 reports sensitivity for >= 3 mm;
 #: screening guidelines act on >= 5-6 mm).
 LARGE_NODULE_MM = 5.0
+#: Findings listed one by one; the rest are summed up (results.json lists them all).
+MAX_LISTED = 20
 
 
 @dataclass(frozen=True)
@@ -74,11 +76,11 @@ class DemoReport:
                 by_truth[n.is_malignant][1] += 1
         return {"malignant": tuple(by_truth[True]), "benign": tuple(by_truth[False])}
 
-    def lines(self) -> list[str]:
-        """The text the demo prints."""
+    def lines(self, max_findings: int = MAX_LISTED) -> list[str]:
+        """The text the demo prints (at most ``max_findings`` findings listed one by one)."""
         out = []
         threshold = self.malignancy_threshold
-        for m in self.matches:
+        for m in self.matches[:max_findings]:
             f = m.finding
             x, y, z = f["center_lps"]
             where = "false positive"
@@ -90,6 +92,13 @@ class DemoReport:
                 f"  N{f['number']}: {f['diameter_mm']:5.1f} mm  p(nodule) {f['p_nodule']:.2f}  "
                 f"p(malignant) {f['p_malignant']:.2f} {f['band']:13s} "
                 f"LPS ({x:7.1f}, {y:7.1f}, {z:7.1f}) -> {where}"
+            )
+        if len(self.matches) > max_findings:
+            rest = self.matches[max_findings:]
+            hits = sum(m.nodule is not None for m in rest)
+            out.append(
+                f"  ... and {len(rest)} more ({hits} on true nodules), all in "
+                f"{self.case_folder / 'results.json'}"
             )
         out.append(f"  truth: {len(self.nodules)} nodules")
         for n in self.nodules:
