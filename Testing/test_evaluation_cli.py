@@ -236,3 +236,29 @@ def test_evaluate_refuses_bad_inputs(scenario: dict, tmp_path: Path, capsys) -> 
     assert main(args) == 2
     assert "not empty" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_all_series_counts_scans_without_results(scenario: dict, tmp_path: Path) -> None:
+    s = scenario
+    uids = s["uids"]
+    mal = read_malignancy_annotations(s["data"] / "annotations_with_malignancy.csv")
+    c_uids, c_xyz, c_nodule = read_candidate_arrays(s["data"] / "candidates.csv")
+    extended = {
+        **s,
+        "nodules": s["nodules"]
+        + [(m.series_uid, m.center_xyz, m.diameter_mm, m.mal_bool, 0, None)
+           for m in mal if m.series_uid == uids[2]],
+        "class0": s["class0"]
+        + [(u, p) for u, p, n in zip(c_uids, c_xyz.tolist(), c_nodule.tolist(), strict=True)
+           if u == uids[2] and not n],
+    }  # fmt: skip
+    out = tmp_path / "eval"
+    args = ["evaluate", "--data", str(s["data"]), "--results", str(s["results"]),
+            "--out", str(out), "--all-series", "--no-overlays"]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["series"] == uids
+    assert metrics["series_without_candidates"] == 2 and metrics["froc"]["scans"] == 4
+    assert metrics["froc"]["nodules"] == len(extended["nodules"])
+    assert metrics["end_to_end"]["counts"] == _expected_table(extended)
+    assert metrics["notes"] == []

@@ -139,7 +139,7 @@ def _thresholds(case: CaseResult, options: EvaluationOptions, notes: list[str]) 
     base = case.thresholds
     if base is None:
         base = Thresholds()
-        if options.nodule_threshold is None:
+        if options.nodule_threshold is None and len(case):
             note = "results without results.json thresholds use the defaults (0.5)"
             if note not in notes:
                 notes.append(note)
@@ -182,7 +182,11 @@ def evaluate(
     exc = _by_series(truth.excluded, lambda a: a.series_uid)
     mal = _by_series(truth.malignancy or (), lambda m: m.series_uid)
     non = _by_series(truth.non_nodules or (), lambda p: p[0])
-    with_malignancy = truth.malignancy is not None and all(c.p_malignant is not None for c in cases)
+    # scans without candidates (e.g. added by --all-series) need no malignancy column
+    scored = [c for c in cases if len(c)]
+    with_malignancy = truth.malignancy is not None and all(
+        c.p_malignant is not None for c in scored
+    )
     table = EndToEndTable(non_nodule_radius_mm=options.non_nodule_radius_mm)
     evaluated, n_excluded, n_small = [], 0, 0
     for case in cases:
@@ -256,8 +260,8 @@ def _add_to_table(
     non_nodules: Sequence[tuple[str, tuple[float, float, float]]],
     annotated: Sequence,
 ) -> None:
-    assert case.p_malignant is not None
-    scores = (case.xyz, kept, case.p_malignant, thresholds.malignancy)
+    p_malignant = case.p_malignant if case.p_malignant is not None else np.zeros(len(case))
+    scores = (case.xyz, kept, p_malignant, thresholds.malignancy)
     rows = [m for m in malignancy_rows if m.diameter_mm >= options.min_diameter_mm]
     xyz, diam = _xyz_diam(rows)
     columns, p_mal = truth_outcomes(xyz, diam, *scores)
