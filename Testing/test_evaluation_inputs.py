@@ -80,7 +80,17 @@ def test_case_folders_give_thresholds_findings_and_empty_cases(tmp_path: Path) -
     _case(results / "a", "S1", [_row("S1", 1, 0.9, 0.2, "1"), _row("S1", 60, 0.6, 0.5, "")])
     _case(results / "b", "S2", [])
     (results / "logs").mkdir()  # not a case: ignored
-    cases = load_results(results)
+    failed = results / "c"
+    failed.mkdir()
+    (failed / "error.txt").write_text("CTReadError: truncated .raw")
+    (results / "d").mkdir()
+    (results / "d" / "candidates.csv").write_text(HEADER)  # results.json not yet written
+    loaded = load_results(results)
+    assert loaded.skipped == [
+        "c: failed (error.txt), left out",
+        "d: unfinished (candidates.csv without results.json, which detect writes last), left out",
+    ]
+    cases = loaded.cases
     assert [c.series_uid for c in cases] == ["S1", "S2"]
     a, b = cases
     assert a.thresholds.nodule == 0.6 and a.thresholds.segmentation == 0.3
@@ -89,7 +99,8 @@ def test_case_folders_give_thresholds_findings_and_empty_cases(tmp_path: Path) -
     # the finding column is what the pipeline kept; p_nodule 0.6 is the threshold itself but the
     # csv says not kept (rounded in the csv), so it is not a finding
     truth = load_truth(_truth_folder(tmp_path / "d"))
-    ev = evaluate(truth, select_cases(truth, cases))
+    ev = evaluate(truth, select_cases(truth, cases), notes=loaded.skipped)
+    assert ev.notes[:2] == loaded.skipped
     assert ev.cases[0].kept.tolist() == [True, False]
     assert ev.operating_point()["findings"] == 1
     assert ev.froc.n_scans == 2 and ev.froc.n_nodules == 3 and ev.n_excluded_annotations == 2
@@ -97,12 +108,12 @@ def test_case_folders_give_thresholds_findings_and_empty_cases(tmp_path: Path) -
 
 def test_a_folder_holding_one_case_and_a_submission_csv(tmp_path: Path) -> None:
     one = _case(tmp_path / "one", "S1", [_row("S1", 1, 0.9, 0.2, "1")])
-    assert [c.series_uid for c in load_results(one)] == ["S1"]
+    assert [c.series_uid for c in load_results(one).cases] == ["S1"]
     sub = tmp_path / "sub.csv"
     sub.write_text(
         "seriesuid,coordX,coordY,coordZ,probability\nS2,0,0,0,0.3\nS1,1,0,0,0.9\nS1,3,0,0,0.1\n"
     )
-    cases = load_results(sub)
+    cases = load_results(sub).cases
     assert [(c.series_uid, len(c)) for c in cases] == [("S1", 2), ("S2", 1)]
     assert cases[0].p_malignant is None and cases[0].thresholds is None
     np.testing.assert_array_equal(cases[0].p_nodule, [0.9, 0.1])
@@ -120,7 +131,7 @@ def test_all_series_adds_scans_on_disk_without_results(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda r: r.mkdir(), "no case folders with candidates.csv"),
+        (lambda r: r.mkdir(), r"no case folders with results\.json"),
         (lambda r: _case(r / "a", "S1", [_row("S2", 1, 0.9, 0.2, "1")]), "names series S1"),
         (
             lambda r: (_case(r / "a", "S1", []), _case(r / "b", "S1", [])),
@@ -154,6 +165,12 @@ def test_bad_case_files(tmp_path: Path) -> None:
     (folder / "results.json").write_text('{"schema": "lungcad.results/1"}')
     with pytest.raises(EvaluationError, match=r"no candidates\.csv"):
         load_results(folder)
+    (folder / "results.json").unlink()
+    (folder / "error.txt").write_text("failed")
+    with pytest.raises(
+        EvaluationError, match=r"no case folders with results\.json .*; 1 failed or unfinished"
+    ):
+        load_results(folder.parent)
 
 
 def test_unknown_series_are_refused(tmp_path: Path) -> None:

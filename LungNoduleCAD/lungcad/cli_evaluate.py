@@ -103,8 +103,9 @@ def run(args: argparse.Namespace) -> int:
     )
     started = time.perf_counter()
     truth = load_truth(args.data)
-    cases = select_cases(truth, load_results(args.results), all_series=args.all_series)
-    evaluation = evaluate(truth, cases, options)
+    results = load_results(args.results)
+    cases = select_cases(truth, results.cases, all_series=args.all_series)
+    evaluation = evaluate(truth, cases, options, notes=results.skipped)
     written = write_outputs(
         evaluation,
         truth,

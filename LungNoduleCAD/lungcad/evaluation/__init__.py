@@ -29,6 +29,7 @@ from lungcad.evaluation.froc import (
 from lungcad.evaluation.inputs import (
     CaseResult,
     EvaluationError,
+    ResultSet,
     Truth,
     load_results,
     load_truth,
@@ -52,6 +53,7 @@ __all__ = [
     "FrocResult",
     "MalignancyResult",
     "NoduleOutcome",
+    "ResultSet",
     "ScanMatch",
     "Status",
     "Truth",

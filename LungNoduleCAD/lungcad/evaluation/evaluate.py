@@ -171,13 +171,19 @@ def _kept(case: CaseResult, thresholds: Thresholds, options: EvaluationOptions) 
 
 
 def evaluate(
-    truth: Truth, cases: Sequence[CaseResult], options: EvaluationOptions | None = None
+    truth: Truth,
+    cases: Sequence[CaseResult],
+    options: EvaluationOptions | None = None,
+    notes: Sequence[str] = (),
 ) -> Evaluation:
-    """Score ``cases`` (already checked against ``truth`` by :func:`select_cases`)."""
+    """Score ``cases`` (already checked against ``truth`` by :func:`select_cases`).
+
+    ``notes`` (e.g. the case folders left out) are carried into the report.
+    """
     options = options or EvaluationOptions()
     if not cases:
         raise ValueError("no cases to evaluate")
-    notes: list[str] = []
+    notes = list(notes)
     ann = _by_series(truth.annotations, lambda a: a.series_uid)
     exc = _by_series(truth.excluded, lambda a: a.series_uid)
     mal = _by_series(truth.malignancy or (), lambda m: m.series_uid)

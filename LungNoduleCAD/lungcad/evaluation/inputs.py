@@ -315,7 +315,10 @@ def _read_results_json(path: Path) -> tuple[str | None, Thresholds | None]:
 
 
 def read_case_folder(folder: str | Path) -> CaseResult:
-    """One case folder written by ``lungcad detect``: candidates.csv (+ results.json)."""
+    """One case folder written by ``lungcad detect``: candidates.csv and results.json.
+
+    Without results.json (a hand-made folder read directly) the thresholds are unknown.
+    """
     folder = Path(folder)
     cand_path = folder / "candidates.csv"
     json_path = folder / "results.json"
@@ -341,29 +344,56 @@ def read_case_folder(folder: str | Path) -> CaseResult:
 
 
 def _is_case_folder(folder: Path) -> bool:
-    return (folder / "candidates.csv").is_file() or (folder / "results.json").is_file()
+    return (folder / "results.json").is_file()
 
 
-def load_results(path: str | Path) -> list[CaseResult]:
+def _unfinished_reason(folder: Path) -> str | None:
+    """Why a folder that looks like a detect case has no usable result, or None if it does not."""
+    if (folder / "error.txt").is_file():
+        return "failed (error.txt)"
+    if (folder / "candidates.csv").is_file():
+        return "unfinished (candidates.csv without results.json, which detect writes last)"
+    return None
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """The cases found under a results path, and the case folders left out (with why)."""
+
+    cases: list[CaseResult]
+    skipped: list[str]
+
+
+def load_results(path: str | Path) -> ResultSet:
     """Every case under a results folder (or the series of a submission csv), sorted by UID.
 
-    A folder that itself holds candidates.csv/results.json is one case. Two cases of the same
-    series are refused: the scan would be counted twice.
+    A case folder holds results.json (+ candidates.csv); a folder that itself holds results.json
+    is one case. Failed (error.txt) and unfinished (no results.json) case folders are left out
+    and listed in ``skipped``. Two cases of the same series are refused: the scan would count
+    twice.
     """
     path = Path(path)
     if path.is_file():
         cases = read_submission(path)
         if not cases:
             raise EvaluationError(f"{path}: no candidate rows, so no series to evaluate")
-        return cases
+        return ResultSet(cases, [])
     if not path.is_dir():
         raise EvaluationError(f"{path}: results folder or csv not found")
     folders = [path] if _is_case_folder(path) else sorted(p for p in path.iterdir() if p.is_dir())
     cases = [read_case_folder(p) for p in folders if _is_case_folder(p)]
+    skipped = [
+        f"{p.name}: {reason}, left out"
+        for p in folders
+        if not _is_case_folder(p) and (reason := _unfinished_reason(p)) is not None
+    ]
+    for line in skipped:
+        logger.warning("%s", line)
     if not cases:
         raise EvaluationError(
-            f"{path}: no case folders with candidates.csv/results.json "
+            f"{path}: no case folders with results.json "
             "(expected the output of `lungcad detect --out`)"
+            + (f"; {len(skipped)} failed or unfinished" if skipped else "")
         )
     seen: dict[str, Path] = {}
     for case in cases:
@@ -373,7 +403,7 @@ def load_results(path: str | Path) -> list[CaseResult]:
                 f"{case.source}"
             )
         seen[case.series_uid] = case.source
-    return sorted(cases, key=lambda c: c.series_uid)
+    return ResultSet(sorted(cases, key=lambda c: c.series_uid), skipped)
 
 
 def select_cases(
