@@ -106,7 +106,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "detect",
         help="find nodules in CT files or folders; per-case outputs and a cohort summary",
-        description=__doc__.splitlines()[0],
+        description="Run the cascade on each CT and write OUT/<case_id>/ (results.json, "
+        "candidates.csv, nodules.seg.nrrd, findings.mrk.json, overlay.png, detection.npz) and "
+        "OUT/summary.csv. Cases already done are skipped (resume); a case that fails is "
+        "recorded in OUT/<case_id>/error.txt and summary.csv and the run goes on.",
+        epilog="exit status: 0 all cases done, 1 some case failed, 2 usage error",
     )
     p.add_argument(
         "inputs",
@@ -117,9 +121,18 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "files is one series), or .txt lists of them (one per line, # comments)",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder (one subfolder per case)")
-    p.add_argument("--segmentation-threshold", type=_probability, default=defaults.segmentation)
-    p.add_argument("--nodule-threshold", type=_probability, default=defaults.nodule)
-    p.add_argument("--malignancy-threshold", type=_probability, default=defaults.malignancy)
+    for name, value, what in (
+        ("segmentation", defaults.segmentation, "cut of the UNet's probability map"),
+        ("nodule", defaults.nodule, "p(nodule) a candidate needs to be a finding"),
+        ("malignancy", defaults.malignancy, "p(malignant) from which a finding is suspicious"),
+    ):
+        p.add_argument(
+            f"--{name}-threshold",
+            type=_probability,
+            default=value,
+            metavar="P",
+            help=f"{what} (default {value})",
+        )
     p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.add_argument(
