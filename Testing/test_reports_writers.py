@@ -205,6 +205,8 @@ def test_markups_json_one_list_per_band(tmp_path, result):
         np.testing.assert_allclose(point["position"], f.center_lps, atol=1e-3)
         assert f"p(malignant) {f.p_malignant:.2f}" in point["description"]
         assert f"diameter {f.diameter_mm:.1f} mm" in point["description"]
+        assert f"volume {f.volume_mm3:.0f} mm3" in point["description"]
+        assert f"p(nodule) {f.p_nodule:.2f}" in point["description"]
 
 
 def test_empty_result_still_writes_every_file(tmp_path, flipped_case):
