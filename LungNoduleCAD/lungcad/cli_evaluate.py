@@ -1,4 +1,4 @@
-"""``lungcad evaluate``: score detection results against a LUNA16-layout folder.
+"""lungcad evaluate: score detection results against a LUNA16-layout folder.
 
 FROC/CPM by the LUNA16 protocol over the series that have results, malignancy ROC AUC beside the
 diameter-only baseline, the seeds' end-to-end table, and per-case overlay pictures.
