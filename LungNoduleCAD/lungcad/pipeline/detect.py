@@ -113,7 +113,9 @@ def detect(
     )  # fmt: skip
     lap("segmentation")
 
-    groups = group_candidates(prob, box, canonical.shape_irc, floor, monitor)
+    groups = group_candidates(
+        prob, box, canonical.shape_irc, floor, canonical.voxel_volume_mm3, monitor
+    )
     del prob
     centres = np.array(
         [world_to_voxel_index(voxel_to_world(g.centroid_irc, canonical), canonical)

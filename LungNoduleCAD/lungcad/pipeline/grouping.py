@@ -5,10 +5,17 @@ label connected components (6-connected), and take each component's centre of ma
 as the point the classifiers look at. A candidate's *region* is its eroded component grown back
 by one dilation inside the thresholded map (a binary opening, per component), so its mask has the
 nodule's full extent, not the eroded core; regions of touching components may share their rim.
+
+A region larger than any nodule (:data:`MAX_REGION_ML`) is not one candidate: a low floor can
+merge vessels and nodules into one tree. Such a region is grouped again inside itself at the next
+level (floor + 0.1, + 0.2, ...) until its pieces are nodule-sized; a piece still too large at the
+last level is dropped with a warning. This depends on the map only, never on the thresholds a
+result is shown at, so refiltering and a fresh detection agree.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +25,12 @@ from lungcad.pipeline.progress import Monitor
 from lungcad.pipeline.region import Box, mask_box
 from lungcad.pipeline.store import at_least
 
+log = logging.getLogger(__name__)
+
+#: Largest region kept as one candidate (ml): a 30 mm nodule is 14 ml; room for its vessels.
+MAX_REGION_ML = 35.0
+LEVEL_STEP = 0.1
+
 
 @dataclass(frozen=True)
 class Group:
@@ -26,6 +39,15 @@ class Group:
     centroid_irc: np.ndarray  # (3,) float64, centre of mass of the eroded component
     region_index: np.ndarray  # flat canonical indices, ascending
     region_prob: np.ndarray  # float16, the map at those voxels
+    level: float  # the threshold it was grouped at (the floor, or higher for split regions)
+
+
+def _levels(floor: float) -> list[float]:
+    levels, i = [], 1
+    while round(floor + LEVEL_STEP * i, 6) < 1.0:
+        levels.append(round(floor + LEVEL_STEP * i, 6))
+        i += 1
+    return levels
 
 
 def group_candidates(
@@ -33,6 +55,7 @@ def group_candidates(
     box: Box,
     canonical_shape: tuple[int, int, int],
     floor: float,
+    voxel_volume_mm3: float,
     monitor: Monitor | None = None,
 ) -> list[Group]:
     """Candidates of the map ``prob`` (covering ``box`` of the canonical grid) at ``floor``."""
@@ -45,32 +68,51 @@ def group_candidates(
     lo = np.maximum(np.asarray(inner.start) - 1, 0)
     hi = np.minimum(np.asarray(inner.stop) + 1, prob.shape)
     view = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    above = above[view]
-    sub_prob = prob[view]
-    labels, count = ndimage.label(ndimage.binary_erosion(above))
-    offset = np.asarray(box.start) + lo
-    groups = []
-    for k, found in enumerate(ndimage.find_objects(labels), start=1):
-        if found is None:
-            continue
-        grow = tuple(
-            slice(max(s.start - 1, 0), min(s.stop + 1, n))
-            for s, n in zip(found, labels.shape, strict=True)
-        )
-        core = labels[grow] == k
-        region = ndimage.binary_dilation(core) & above[grow]
-        start = np.array([s.start for s in grow])
-        core_irc = np.argwhere(core) + start + offset
-        local = np.argwhere(region)  # C order: ascending flat index
-        irc = local + start + offset
-        groups.append(
-            Group(
-                centroid_irc=core_irc.mean(axis=0),
-                region_index=np.ravel_multi_index(irc.T, canonical_shape).astype(np.int64),
-                region_prob=sub_prob[grow][region],
-            )
-        )
-        if k % 16 == 0:
-            monitor.report("grouping", k / count)
+    max_voxels = MAX_REGION_ML * 1000.0 / voxel_volume_mm3
+    grouper = _Grouper(canonical_shape, max_voxels, monitor)
+    grouper.run(prob[view], above[view], np.asarray(box.start) + lo, floor, _levels(floor))
     monitor.report("grouping", 1.0)
-    return groups
+    return grouper.groups
+
+
+class _Grouper:
+    def __init__(self, canonical_shape, max_voxels: float, monitor: Monitor) -> None:
+        self.shape = canonical_shape
+        self.max_voxels = max_voxels
+        self.monitor = monitor
+        self.groups: list[Group] = []
+
+    def run(self, prob, above, offset, level: float, higher: list[float]) -> None:
+        """Group ``above`` (the map at ``level``, inside a box at ``offset``)."""
+        labels, count = ndimage.label(ndimage.binary_erosion(above))
+        for k, found in enumerate(ndimage.find_objects(labels), start=1):
+            if found is None:
+                continue
+            grow = tuple(
+                slice(max(s.start - 1, 0), min(s.stop + 1, n))
+                for s, n in zip(found, labels.shape, strict=True)
+            )
+            core = labels[grow] == k
+            region = ndimage.binary_dilation(core) & above[grow]
+            start = np.array([s.start for s in grow]) + offset
+            if region.sum() > self.max_voxels:
+                if higher:
+                    sub = region & at_least(prob[grow], higher[0])
+                    self.run(prob[grow], sub, start, higher[0], higher[1:])
+                else:
+                    log.warning(
+                        "dropped a region of %d voxels still above %.2f (larger than any nodule)",
+                        int(region.sum()), level,
+                    )  # fmt: skip
+                continue
+            irc = np.argwhere(region) + start  # C order: ascending flat index
+            self.groups.append(
+                Group(
+                    centroid_irc=(np.argwhere(core) + start).mean(axis=0),
+                    region_index=np.ravel_multi_index(irc.T, self.shape).astype(np.int64),
+                    region_prob=prob[grow][region],
+                    level=level,
+                )
+            )
+            if len(self.groups) % 32 == 0:
+                self.monitor.report("grouping", k / max(count, 1))

@@ -57,7 +57,7 @@ def equivalent_diameter_mm(volume_mm3: float) -> float:
     return float((6.0 * volume_mm3 / math.pi) ** (1.0 / 3.0)) if volume_mm3 > 0 else 0.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Region:
     """One candidate's region at some threshold, described in both grids.
 
@@ -65,7 +65,7 @@ class Region:
     as continuous original voxel (index, row, col). ``volume_mm3``: canonical voxel count times
     the canonical voxel volume; ``diameter_mm``: the equivalent-sphere diameter of that volume.
     ``mean_hu``: mean of the CT's own HU sampled at each region voxel's nearest original voxel
-    (so weighted by volume). ``mask``: on the CT's own voxels (:class:`VoxelMapper`).
+    (so weighted by volume). Its mask on the CT's own voxels is :meth:`CandidateStore.mask`.
     """
 
     candidate: int
@@ -75,7 +75,19 @@ class Region:
     volume_mm3: float
     mean_hu: float
     max_probability: float
-    mask: VoxelMask
+    canonical_irc: np.ndarray  # (m, 3) its canonical voxels
+
+
+_CROSS = ndimage.generate_binary_structure(3, 1)
+
+
+def _survives_erosion(irc: np.ndarray) -> bool:
+    """Whether one erosion (6-connected cross, voxels outside = False) leaves any voxel."""
+    lo = irc.min(axis=0)
+    box = np.zeros(tuple(irc.max(axis=0) - lo + 3), dtype=bool)  # one voxel of border
+    local = irc - lo + 1
+    box[local[:, 0], local[:, 1], local[:, 2]] = True
+    return bool(ndimage.binary_erosion(box, structure=_CROSS).any())
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,34 +137,44 @@ class CandidateStore:
     def arrays(self) -> dict[str, np.ndarray]:
         return {name: getattr(self, name) for name in STORE_ARRAYS}
 
+    @cached_property
+    def _prob_range(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per candidate: lowest and highest stored probability (float32)."""
+        if self.count == 0:
+            return np.zeros(0, np.float32), np.zeros(0, np.float32)
+        values = self.region_prob.astype(np.float32)
+        starts = self.region_offsets[:-1]
+        return np.minimum.reduceat(values, starts), np.maximum.reduceat(values, starts)
+
     def region(self, k: int, threshold: float) -> Region | None:
         """Candidate ``k``'s region at ``threshold``, or None when one erosion empties it."""
+        low, high = self._prob_range
+        if high[k] < np.float32(threshold):
+            return None
         a, b = self.region_offsets[k], self.region_offsets[k + 1]
         keep = at_least(self.region_prob[a:b], threshold)
-        if not keep.any():
-            return None
         irc = np.stack(np.unravel_index(self.region_index[a:b][keep], self.canonical.shape_irc), 1)
-        lo = irc.min(axis=0)
-        box = np.zeros(tuple(irc.max(axis=0) - lo + 3), dtype=bool)  # one voxel of border
-        local = irc - lo + 1
-        box[local[:, 0], local[:, 1], local[:, 2]] = True
-        if not ndimage.binary_erosion(box).any():
+        # the whole floor region survives one erosion (grouping made it so); a cut one may not
+        if low[k] < np.float32(threshold) and not _survives_erosion(irc):
             return None
         center_can = irc.mean(axis=0)
         center_lps = voxel_to_world(center_can, self.canonical)
         center_irc = world_to_voxel(center_lps, self.original)
         volume = float(len(irc) * self.canonical.voxel_volume_mm3)
-        mean_hu = float(self.region_hu[a:b][keep].mean(dtype=np.float64))
         return Region(
             candidate=k,
             center_lps=_triple(center_lps),
             center_irc=_triple(center_irc),
             diameter_mm=equivalent_diameter_mm(volume),
             volume_mm3=volume,
-            mean_hu=mean_hu,
-            max_probability=float(np.max(self.region_prob[a:b][keep].astype(np.float32))),
-            mask=self.mapper.mask(irc),
+            mean_hu=float(self.region_hu[a:b][keep].mean(dtype=np.float64)),
+            max_probability=float(high[k]),
+            canonical_irc=irc,
         )
+
+    def mask(self, region: Region) -> VoxelMask:
+        """The region's mask on the CT's own voxels."""
+        return self.mapper.mask(region.canonical_irc)
 
     def build(
         self, thresholds: Thresholds
@@ -184,7 +206,7 @@ class CandidateStore:
                 mean_hu=r.mean_hu,
                 p_nodule=float(self.p_nodule[r.candidate]),
                 p_malignant=float(self.p_malignant[r.candidate]),
-                mask=r.mask,
+                mask=self.mask(r),
             )
             for r in kept
         )
