@@ -140,6 +140,7 @@ class LungNoduleCADCore:
         if self.result is None:
             raise RuntimeError("no detection result yet: run detection first")
         if thresholds == self.result.thresholds:
+            self.last_update_ms = 0.0
             return self.result
         self.result = self.result.refilter(thresholds)
         self.outputs = self._write()

@@ -195,11 +195,26 @@ def output_nodes_of(scene: Any, volume_node: Any) -> list[Any]:
     return found
 
 
+def remove_node_with_helpers(scene: Any, node: Any) -> None:
+    """Remove a node with its display and storage nodes (MRML leaves those behind otherwise)."""
+    helpers = []
+    for count, nth in (
+        ("GetNumberOfDisplayNodes", "GetNthDisplayNode"),
+        ("GetNumberOfStorageNodes", "GetNthStorageNode"),
+    ):
+        if hasattr(node, count):
+            helpers += [getattr(node, nth)(i) for i in range(getattr(node, count)())]
+    scene.RemoveNode(node)
+    for helper in helpers:
+        if helper is not None and scene.IsNodePresent(helper):
+            scene.RemoveNode(helper)
+
+
 def remove_output_nodes(scene: Any, volume_node: Any) -> int:
     """Remove the module's nodes for ``volume_node`` (and only those); returns how many."""
     nodes = output_nodes_of(scene, volume_node)
     for node in nodes:
-        scene.RemoveNode(node)
+        remove_node_with_helpers(scene, node)
     return len(nodes)
 
 
@@ -409,21 +424,23 @@ class FindingsScene:
 def segmentation_for_file(
     findings: tuple[Finding, ...], geometry: Geometry, name: str = "nodules"
 ) -> Any:
-    """A scene-less segmentation node with every finding in one shared labelmap layer.
+    """A scene-less segmentation node holding every finding in as few labelmap layers as possible.
 
-    Slicer writes each labelmap layer over the union of all extents, so one layer cropped to the
-    findings' bounding box keeps .seg.nrrd files small and fast to write (the display node keeps
-    one layer per segment so threshold updates stay cheap).
+    Slicer writes each labelmap layer over the union of all extents, so one shared layer cropped
+    to the findings' bounding box keeps .seg.nrrd files small and fast to write (the display node
+    keeps one layer per segment so threshold updates stay cheap). Findings whose voxels overlap
+    (two regions can reach the same coarse CT voxel) go to further layers, so none loses a voxel.
     """
     node = slicer.vtkMRMLSegmentationNode()
     node.SetName(name)
     segmentation = node.GetSegmentation()
     converter = slicer.vtkSegmentationConverter
     shape = geometry.shape_irc
+    ijk_to_ras = ijk_to_ras_vtk(geometry)
     segmentation.SetConversionParameter(
         converter.GetReferenceImageGeometryParameterName(),
         converter.SerializeImageGeometry(
-            ijk_to_ras_vtk(geometry), [0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1]
+            ijk_to_ras, [0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1]
         ),
     )
     if not findings:
@@ -432,17 +449,26 @@ def segmentation_for_file(
     stops = np.array([np.add(f.mask.start_irc, f.mask.array.shape) for f in findings])
     low, high = starts.min(axis=0), stops.max(axis=0)
     dtype = np.uint8 if len(findings) < 256 else np.uint16
-    labels = np.zeros(tuple(high - low), dtype=dtype)
+    layers: list[np.ndarray] = []
+    placed: list[tuple[int, int, Finding]] = []  # (layer, label value, finding)
     for value, finding in enumerate(findings, start=1):
         region = tuple(
             slice(s - o, s - o + n)
             for s, o, n in zip(finding.mask.start_irc, low, finding.mask.array.shape, strict=True)
         )
-        labels[region][finding.mask.array] = value
-    image = _oriented_image(low, labels, ijk_to_ras_vtk(geometry))
-    for value, finding in enumerate(findings, start=1):
+        free = (
+            i for i, labels in enumerate(layers) if not labels[region][finding.mask.array].any()
+        )
+        layer = next(free, None)
+        if layer is None:
+            layers.append(np.zeros(tuple(high - low), dtype=dtype))
+            layer = len(layers) - 1
+        layers[layer][region][finding.mask.array] = value
+        placed.append((layer, value, finding))
+    images = [_oriented_image(low, labels, ijk_to_ras) for labels in layers]
+    for layer, value, finding in placed:
         segment = slicer.vtkSegment()
-        segment.AddRepresentation(_labelmap_name(), image)
+        segment.AddRepresentation(_labelmap_name(), images[layer])
         segment.SetLabelValue(value)
         _style_segment(segment, finding)
         segmentation.AddSegment(segment, f"nodule_{finding.number}")

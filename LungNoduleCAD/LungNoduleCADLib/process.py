@@ -1,0 +1,294 @@
+"""Detection in a child process, so the GUI stays responsive and Cancel can stop it at once.
+
+:class:`DetectionProcess` writes the CT to a private temporary folder, starts
+``python -m LungNoduleCADLib.worker`` and reads its progress lines on a reader thread (no Qt here).
+The widget calls :meth:`DetectionProcess.poll` from a QTimer; :meth:`DetectionProcess.cancel`
+kills the child and removes the folder, and nothing is ever written to the scene by this module,
+so a cancelled run leaves the scene exactly as it was. :class:`SubprocessRunner` wraps the same
+class as a blocking :class:`LungNoduleCADLib.logic.Runner` for batch use and tests.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from pathlib import Path
+
+from lungcad.ct import CT
+from lungcad.ctio import write_ct
+from lungcad.pipeline import STAGES, DetectionCancelled, DetectionResult
+from LungNoduleCADLib.worker import DONE, ERROR, PROGRESS, WORKER_STAGES
+
+log = logging.getLogger(__name__)
+
+#: The folder that holds ``lungcad`` and ``LungNoduleCADLib`` (the module's folder).
+MODULE_DIR = Path(__file__).resolve().parents[1]
+
+#: Share of the whole run each stage takes (roughly, on CPU); used for one overall progress bar.
+STAGE_WEIGHTS: dict[str, float] = {
+    "loading CT": 0.03,
+    "loading models": 0.02,
+    "lungs": 0.05,
+    "resample": 0.05,
+    "segmentation": 0.55,
+    "grouping": 0.05,
+    "classification": 0.2,
+    "mapping": 0.05,
+}
+_ORDER = (*WORKER_STAGES, *STAGES)
+
+
+class DetectionProcessError(RuntimeError):
+    """The child process failed; the message carries its last words."""
+
+
+class State(enum.Enum):
+    NOT_STARTED = "not started"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+def overall_fraction(stage: str, fraction: float) -> float:
+    """Progress of the whole run (0..1) from one stage's progress."""
+    if stage not in STAGE_WEIGHTS:
+        return 0.0
+    done = sum(STAGE_WEIGHTS[s] for s in _ORDER[: _ORDER.index(stage)] if s in STAGE_WEIGHTS)
+    total = sum(STAGE_WEIGHTS.values())
+    return min(1.0, (done + STAGE_WEIGHTS[stage] * min(max(fraction, 0.0), 1.0)) / total)
+
+
+def python_executable() -> str:
+    """Slicer's PythonSlicer inside Slicer (same packages as the GUI), else this interpreter."""
+    try:
+        import slicer
+
+        if getattr(slicer, "app", None) is not None:
+            found = shutil.which("PythonSlicer")
+            if found:
+                return found
+    except ImportError:
+        pass
+    return sys.executable
+
+
+def child_environment() -> dict[str, str]:
+    env = dict(os.environ)
+    parts = [str(MODULE_DIR), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(parts))
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class DetectionProcess:
+    """One detection run in a child process; not restartable."""
+
+    def __init__(
+        self,
+        ct: CT,
+        thresholds: tuple[float, float, float],
+        device: str = "auto",
+        model_folder: Path | None = None,
+        python: str | None = None,
+    ) -> None:
+        self._ct = ct
+        self._thresholds = thresholds
+        self._device = device
+        self._model_folder = model_folder
+        self._python = python or python_executable()
+        self._proc: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._tail: deque[str] = deque(maxlen=30)
+        self._folder: Path | None = None
+        self._result_path: Path | None = None
+        self._error: str | None = None
+        self.state = State.NOT_STARTED
+        self.stage = ""
+        self.stage_fraction = 0.0  # of the current stage
+        self.fraction = 0.0  # of the whole run
+        self.stages_seen: list[str] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def start(self) -> DetectionProcess:
+        if self.state is not State.NOT_STARTED:
+            raise RuntimeError("a DetectionProcess runs once")
+        self._folder = Path(tempfile.mkdtemp(prefix="LungNoduleCAD-"))
+        ct_path = write_ct(self._ct, self._folder / "input.mha")
+        self._ct = None  # the child reads the file; drop our reference to the voxels
+        self._result_path = self._folder / "result.npz"
+        command = [
+            self._python,
+            "-m",
+            "LungNoduleCADLib.worker",
+            "--input",
+            str(ct_path),
+            "--output",
+            str(self._result_path),
+            "--device",
+            self._device,
+            "--thresholds",
+            ",".join(f"{v:g}" for v in self._thresholds),
+        ]
+        if self._model_folder:
+            command += ["--models", str(self._model_folder)]
+        log.info("starting detection: %s", " ".join(command))
+        self._proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=child_environment(),
+            cwd=str(self._folder),
+            start_new_session=os.name != "nt",  # its own process group: cancel kills it all
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        self.state = State.RUNNING
+        self.stage = WORKER_STAGES[0]
+        return self
+
+    def _read(self) -> None:
+        assert self._proc is not None and self._proc.stdout is not None
+        for line in self._proc.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def poll(self) -> State:
+        """Take in what the child said since the last call; returns the current state."""
+        if self.state is not State.RUNNING:
+            return self.state
+        ended = False
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                ended = True
+                break
+            self._take(line)
+        if ended:
+            code = self._proc.wait()
+            if code == 0 and self._result_path is not None and self._result_path.is_file():
+                self.state = State.FINISHED
+                self.fraction = 1.0
+            else:
+                self.state = State.FAILED
+                self._error = self._error or (
+                    f"detection process exited with status {code}: "
+                    + " | ".join(list(self._tail)[-5:])
+                )
+                self._cleanup()
+        return self.state
+
+    def _take(self, line: str) -> None:
+        kind, _, payload = line.partition(" ")
+        if kind == PROGRESS:
+            data = json.loads(payload)
+            self.stage = str(data["stage"])
+            if self.stage not in self.stages_seen:
+                self.stages_seen.append(self.stage)
+            self.stage_fraction = float(data["fraction"])
+            self.fraction = overall_fraction(self.stage, self.stage_fraction)
+        elif kind == ERROR:
+            self._error = str(json.loads(payload)["message"])
+        elif kind == DONE:
+            pass
+        else:
+            self._tail.append(line)
+            log.debug("worker: %s", line)
+
+    def cancel(self) -> None:
+        """Stop the child now and forget its files; safe to call in any state."""
+        if self._proc is not None and self._proc.poll() is None:
+            try:
+                if os.name != "nt":
+                    os.killpg(self._proc.pid, signal.SIGTERM)
+                else:
+                    self._proc.terminate()
+                self._proc.wait(timeout=5)
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+        if self.state in (State.RUNNING, State.NOT_STARTED):
+            self.state = State.CANCELLED
+        self._cleanup()
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self._proc is None else self._proc.poll()
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    def result(self) -> DetectionResult:
+        """The finished run's result (the temporary folder is removed once it is read)."""
+        if self.state is not State.FINISHED:
+            raise DetectionProcessError(self._error or f"no result: the run is {self.state.value}")
+        try:
+            return DetectionResult.load(self._result_path)
+        finally:
+            self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+            self._folder = None
+
+    @property
+    def folder(self) -> Path | None:
+        return self._folder
+
+    # -- blocking use --------------------------------------------------------------------------
+    def wait(
+        self,
+        progress=None,
+        cancel: threading.Event | None = None,
+        interval_s: float = 0.1,
+    ) -> DetectionResult:
+        """Poll until done; ``cancel`` set -> kill the child and raise DetectionCancelled."""
+        if self.state is State.NOT_STARTED:
+            self.start()
+        last = None
+        while self.poll() is State.RUNNING:
+            if cancel is not None and cancel.is_set():
+                self.cancel()
+                raise DetectionCancelled("detection cancelled")
+            if progress is not None and (self.stage, self.stage_fraction) != last:
+                last = (self.stage, self.stage_fraction)
+                progress(self.stage, self.stage_fraction)
+            time.sleep(interval_s)
+        if self.state is State.FAILED:
+            raise DetectionProcessError(self._error or "detection failed")
+        return self.result()
+
+
+class SubprocessRunner:
+    """A :class:`LungNoduleCADLib.logic.Runner` that runs each detection in a child process."""
+
+    def __init__(self, python: str | None = None) -> None:
+        self.python = python
+        self.last: DetectionProcess | None = None
+
+    def __call__(self, ct, request, progress=None, cancel=None) -> DetectionResult:
+        thresholds = request.thresholds
+        self.last = DetectionProcess(
+            ct,
+            (thresholds.segmentation, thresholds.nodule, thresholds.malignancy),
+            device=request.device,
+            model_folder=request.model_folder,
+            python=self.python,
+        )
+        return self.last.wait(progress=progress, cancel=cancel)

@@ -1,0 +1,85 @@
+"""Child-process entry point: read a CT file, run the cascade, save the result as .npz.
+
+The module's GUI runs this with ``python -m LungNoduleCADLib.worker`` (PythonSlicer inside
+Slicer) so inference never blocks the GUI thread. It imports only the engine, never Slicer, and
+speaks a line protocol on stdout that :mod:`LungNoduleCADLib.process` parses:
+
+    LUNGCAD_PROGRESS {"stage": "segmentation", "fraction": 0.4}
+    LUNGCAD_DONE {"result": "/tmp/.../result.npz", "findings": 3}
+    LUNGCAD_ERROR {"message": "..."}
+
+Exit status: 0 done, 2 a problem the message explains, 3 cancelled (never sent by the parent,
+which kills the process instead, but kept for symmetry with the engine's DetectionCancelled).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+PROGRESS = "LUNGCAD_PROGRESS"
+DONE = "LUNGCAD_DONE"
+ERROR = "LUNGCAD_ERROR"
+#: Before the cascade's own stages (lungcad.pipeline.STAGES) the worker reports these.
+WORKER_STAGES = ("loading CT", "loading models")
+
+
+def emit(kind: str, payload: dict) -> None:
+    print(f"{kind} {json.dumps(payload)}", flush=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="LungNoduleCADLib.worker", description=__doc__.split("\n")[0])
+    p.add_argument("--input", type=Path, required=True, help="CT file written by the parent")
+    p.add_argument("--output", type=Path, required=True, help="where to save the .npz result")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
+    p.add_argument(
+        "--thresholds",
+        default="0.5,0.5,0.5",
+        help="segmentation,nodule,malignancy thresholds (each in [0, 1])",
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
+    try:
+        from lungcad.ctio import read_ct
+        from lungcad.errors import LungCADError
+        from lungcad.pipeline import CascadeModels, DetectionCancelled, Thresholds, detect
+    except ImportError as exc:  # e.g. PyTorch not installed in this Python
+        emit(ERROR, {"message": f"cannot import the engine: {exc}"})
+        return 2
+    try:
+        values = [float(v) for v in args.thresholds.split(",")]
+        if len(values) != 3:
+            raise ValueError(f"--thresholds needs three numbers, got {args.thresholds!r}")
+        thresholds = Thresholds(*values)
+        emit(PROGRESS, {"stage": WORKER_STAGES[0], "fraction": 0.0})
+        ct = read_ct(args.input)
+        emit(PROGRESS, {"stage": WORKER_STAGES[1], "fraction": 0.0})
+        models = CascadeModels.load(args.models, device=args.device)
+
+        def progress(stage: str, fraction: float) -> None:
+            emit(PROGRESS, {"stage": stage, "fraction": round(float(fraction), 4)})
+
+        result = detect(ct, models, thresholds, progress=progress)
+        result.save(args.output)
+    except DetectionCancelled:
+        emit(ERROR, {"message": "cancelled"})
+        return 3
+    except (LungCADError, ValueError, OSError, RuntimeError) as exc:
+        emit(ERROR, {"message": str(exc)})
+        return 2
+    emit(DONE, {"result": str(args.output), "findings": len(result.findings)})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
