@@ -35,18 +35,39 @@ class Ball:
 BALLS = (Ball((-6.0, 4.0, 2.0), 4.5), Ball((8.0, -5.0, -6.0), 3.5), Ball((7.0, 8.0, 9.0), 3.0))
 
 
-def scene_hu(lps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """HU of the tiny chest at LPS points (N, 3): air, a body cylinder, a lung, three balls."""
+@dataclass(frozen=True)
+class Rod:
+    """A cylinder from ``a`` to ``b`` (LPS mm) of ``radius_mm`` at ``hu``."""
+
+    a: tuple[float, float, float]
+    b: tuple[float, float, float]
+    radius_mm: float
+    hu: float
+
+
+def scene_hu(
+    lps: np.ndarray,
+    rng: np.random.Generator,
+    balls: tuple[Ball, ...] = BALLS,
+    rods: tuple[Rod, ...] = (),
+    noise_hu: float = 15.0,
+) -> np.ndarray:
+    """HU of the tiny chest at LPS points (N, 3): air, a body cylinder, a lung, balls and rods."""
     x, y, z = lps[:, 0], lps[:, 1], lps[:, 2]
     hu = np.full(len(lps), -1000.0)
     body = (x / 30.0) ** 2 + (y / 27.0) ** 2 <= 1.0
     hu[body] = BODY_HU
     lung = (x / 21.0) ** 2 + (y / 19.0) ** 2 + (z / 19.0) ** 2 <= 1.0
     hu[lung] = LUNG_HU
-    for ball in BALLS:
+    for rod in rods:
+        a, b = np.asarray(rod.a), np.asarray(rod.b)
+        t = np.clip((lps - a) @ (b - a) / np.dot(b - a, b - a), 0.0, 1.0)
+        inside = np.linalg.norm(lps - (a + t[:, None] * (b - a)), axis=1) <= rod.radius_mm
+        hu[inside] = rod.hu
+    for ball in balls:
         inside = np.sum((lps - np.asarray(ball.center_lps)) ** 2, axis=1) <= ball.radius_mm**2
         hu[inside] = NODULE_HU
-    hu += rng.normal(0.0, 15.0, len(lps))
+    hu += rng.normal(0.0, noise_hu, len(lps))
     return hu
 
 
@@ -55,6 +76,9 @@ def tiny_ct(
     spacing_xyz: tuple[float, float, float] = (1.0, 1.0, 1.5),
     size_mm: float = 64.0,
     seed: int = 0,
+    balls: tuple[Ball, ...] = BALLS,
+    rods: tuple[Rod, ...] = (),
+    noise_hu: float = 15.0,
 ) -> CT:
     """The tiny scene on a grid centred on the origin with the given direction and spacing."""
     spacing = np.asarray(spacing_xyz, dtype=np.float64)
@@ -64,7 +88,9 @@ def tiny_ct(
     geometry = Geometry.from_arrays(origin, spacing, direction, tuple(shape_xyz[::-1]))
     irc = np.stack(np.meshgrid(*[np.arange(n) for n in geometry.shape_irc], indexing="ij"), -1)
     lps = voxel_to_world(irc.reshape(-1, 3), geometry)
-    hu = scene_hu(lps, np.random.default_rng(seed)).reshape(geometry.shape_irc)
+    hu = scene_hu(lps, np.random.default_rng(seed), balls, rods, noise_hu).reshape(
+        geometry.shape_irc
+    )
     return CT(hu=np.rint(hu).astype(np.int16), geometry=geometry, series_uid=f"1.2.3.tiny.{seed}")
 
 

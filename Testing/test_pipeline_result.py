@@ -8,13 +8,14 @@ import re
 import numpy as np
 import pytest
 import torch
-from pipeline_support import fake_models, tiny_ct
+from pipeline_support import NODULE_HU, Ball, Rod, fake_models, tiny_ct
 
 from lungcad.pipeline import (
     DetectionResult,
     DetectionResultError,
     Thresholds,
     detect,
+    grouping,
 )
 
 
@@ -162,3 +163,25 @@ def test_empty_result_round_trips(tmp_path):
     loaded = DetectionResult.load(result.save(tmp_path / "empty.npz"))
     assert loaded.findings == () and loaded.store.count == 0
     assert loaded.refilter(Thresholds(0.9, 0.9, 0.9)).findings == ()
+
+
+def test_regions_larger_than_a_nodule_are_grouped_again_higher(monkeypatch):
+    """Two balls joined by a rod the stand-in UNet gives p = 0.25: one region at the floor."""
+    balls = (Ball((-8.0, 0.0, 0.0), 4.0), Ball((8.0, 0.0, 0.0), 4.0))
+    rod = Rod((-8.0, 0.0, 0.0), (8.0, 0.0, 0.0), 4.0, NODULE_HU - 150.0 * np.sqrt(np.log(4.0)))
+    ct = tiny_ct(balls=balls, rods=(rod,), noise_hu=2.0)
+    low = Thresholds(0.2, 0.0, 0.5)
+    joined = detect(ct, fake_models(), low)
+    assert len(joined.candidates) == 1
+    volume = joined.candidates[0].volume_mm3
+    monkeypatch.setattr(grouping, "MAX_REGION_ML", 0.7 * volume / 1000.0)
+    split = detect(ct, fake_models(), low)
+    assert len(split.candidates) == 2  # grouped again at 0.3, where the rod is gone
+    for c in split.candidates:
+        assert c.volume_mm3 < 0.7 * volume
+        assert min(abs(c.center_lps[0] - b.center_lps[0]) for b in balls) < 1.0
+    # the split candidates are what every threshold sees, so refilter still equals detect
+    for t in (Thresholds(0.25, 0.0, 0.5), Thresholds(0.6, 0.0, 0.5)):
+        assert_same_findings(split.refilter(t), detect(ct, fake_models(), t))
+    monkeypatch.setattr(grouping, "MAX_REGION_ML", 1e-6)
+    assert detect(ct, fake_models(), low).candidates == ()  # too large at every level: dropped

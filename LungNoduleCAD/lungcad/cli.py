@@ -71,7 +71,39 @@ def _peak_rss_mb() -> float:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    """Print how long phantom generation takes per case (a benchmark, never a test)."""
+    """Print timings and memory (a benchmark, never a test): the cascade or phantom generation.
+
+    Without ``--target``, ``--size`` or ``--cases`` (phantom options) select the phantom target.
+    """
+    target = args.target
+    if target is None:
+        target = "phantom" if args.size is not None or args.cases is not None else "cascade"
+    if target == "cascade":
+        from lungcad.benchmark import CascadeBenchOptions, run_cascade_bench
+
+        return run_cascade_bench(
+            CascadeBenchOptions(
+                ct=args.ct,
+                seed=args.seed,
+                case=args.case,
+                device=args.device,
+                threads=args.threads,
+                slice_batch=args.slice_batch,
+                crop_batch=args.crop_batch,
+                channels_last=not args.no_channels_last,
+                bf16=args.bf16,
+                lung_region=not args.whole_volume,
+                weights=args.weights,
+                compare_bf16=args.compare_bf16,
+            )
+        )
+    args.size = args.size or "full"
+    args.cases = args.cases or 3
+    return _bench_phantom(args)
+
+
+def _bench_phantom(args: argparse.Namespace) -> int:
+    """How long phantom generation takes per case."""
     from lungcad.ctio import write_ct
     from lungcad.phantom import PhantomSize
     from lungcad.phantom.cases import make_spec, render_spec
@@ -130,10 +162,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("bench", help="print timings and memory (benchmarks, not tests)")
-    p.add_argument("--target", choices=["phantom"], default="phantom")
-    p.add_argument("--size", choices=["small", "full"], default="full")
-    p.add_argument("--cases", type=int, default=3)
+    p.add_argument(
+        "--target", choices=["cascade", "phantom"], default=None,
+        help="cascade (default) or phantom generation (default when --size/--cases are given)",
+    )  # fmt: skip
+    p.add_argument("--size", choices=["small", "full"], default=None, help="phantom: full")
+    p.add_argument("--cases", type=int, default=None, help="phantom: cases to render (3)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--case", type=int, default=0, help="cascade target: phantom case index")
+    p.add_argument("--ct", type=Path, default=None, help="cascade target: a CT instead")
+    p.add_argument("--weights", type=Path, default=None, help="weights folder (bundled)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--slice-batch", type=int, default=None, help="UNet slices per call")
+    p.add_argument("--crop-batch", type=int, default=None, help="classifier crops per call")
+    p.add_argument("--no-channels-last", action="store_true", help="UNet in NCHW layout")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--whole-volume", action="store_true", help="UNet on every slice, all of it")
+    p.add_argument(
+        "--compare-bf16", type=int, default=0, metavar="N",
+        help="also run N slices in float32 and bf16 and print the map difference",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_bench)
 
     cli_evaluate.add_parser(sub)

@@ -10,6 +10,8 @@ later without a network (:meth:`DetectionResult.refilter`).
 from __future__ import annotations
 
 import logging
+import resource
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -51,6 +53,7 @@ class DetectionStats:
     slices_run: int = 0
     candidates: int = 0
     stored_voxels: int = 0
+    peak_rss_mb: dict[str, float] = field(default_factory=dict)  # after each stage
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -67,7 +70,7 @@ def detect(
     slice_batch: int = SLICE_BATCH,
     crop_batch: int = CROP_BATCH,
     bf16: bool = False,
-    channels_last: bool = False,
+    channels_last: bool = True,
     stats: DetectionStats | None = None,
 ) -> DetectionResult:
     """Find and score nodules in ``ct``; returns findings at ``thresholds`` plus the refilter cache.
@@ -92,6 +95,7 @@ def detect(
         now = time.perf_counter()
         timings[stage] = now - clock
         clock = now
+        stats.peak_rss_mb[stage] = _peak_rss_mb()
         monitor.report(stage, 1.0)
 
     monitor.check()
@@ -151,6 +155,11 @@ def detect(
         ", ".join(f"{k} {v:.2f} s" for k, v in timings.items() if k != "total"),
     )  # fmt: skip
     return result
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024.0**2 if sys.platform == "darwin" else peak / 1024.0
 
 
 def _build_store(groups, centres, p_nodule, p_malignant, canonical, ct, floor, monitor):

@@ -1,0 +1,205 @@
+"""``lungcad bench --target cascade``: time the detection cascade stage by stage on one CT.
+
+A benchmark prints, it never asserts. The phantom is rendered in a child process (so rendering
+does not count towards this process's peak memory), written as .mhd and read back, as a user's
+CT would be. Peak memory is this process's ru_maxrss, compared with the budget of three times the
+CT's int16 size plus 1.5 GB.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import resource
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BUDGET_EXTRA_BYTES = 1.5 * 1024**3
+#: FLOP of one UNet forward pass on one 512x512 slice (the issue's figure).
+UNET_GFLOP_PER_512_SLICE = 13.2
+
+
+@dataclass(frozen=True)
+class CascadeBenchOptions:
+    ct: Path | None = None
+    seed: int = 0
+    case: int = 0
+    device: str = "auto"
+    threads: int | None = None
+    slice_batch: int | None = None
+    crop_batch: int | None = None
+    channels_last: bool = True
+    bf16: bool = False
+    lung_region: bool = True
+    weights: Path | None = None
+    compare_bf16: int = 0  # slices to run in both precisions (0: no comparison)
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _render_phantom(seed: int, case: int, out: str) -> None:
+    from lungcad.ctio import write_ct
+    from lungcad.phantom import PhantomSize, make_case
+
+    write_ct(make_case(seed, case, PhantomSize.FULL).ct, Path(out))
+
+
+def _phantom_ct(seed: int, case: int, folder: Path) -> Path:
+    path = folder / f"phantom_{seed}_{case}.mhd"
+    context = multiprocessing.get_context("spawn")
+    child = context.Process(target=_render_phantom, args=(seed, case, str(path)))
+    child.start()
+    child.join()
+    if child.exitcode != 0 or not path.exists():
+        raise RuntimeError(f"rendering phantom seed {seed} case {case} failed")
+    return path
+
+
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f} (1, 5, 15 min) on {os.cpu_count()} CPUs"
+
+
+def run_cascade_bench(options: CascadeBenchOptions) -> int:
+    """Print per-stage times, slices, candidates, findings and peak memory for one CT."""
+    import torch
+
+    from lungcad.ctio import read_ct
+    from lungcad.pipeline import CascadeModels, DetectionStats, Thresholds, detect
+    from lungcad.pipeline.classify import CROP_BATCH
+    from lungcad.pipeline.segment import SLICE_BATCH
+
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    print(f"cascade benchmark: load average {_load()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        if options.ct is None:
+            path = _phantom_ct(options.seed, options.case, Path(tmp))
+            made = f"rendered phantom seed {options.seed} case {options.case} in "
+            made += f"{time.perf_counter() - started:.1f} s (child process)"
+        else:
+            path, made = options.ct, "given"
+        t0 = time.perf_counter()
+        ct = read_ct(path)
+        read_s = time.perf_counter() - t0
+    rss_ct = peak_rss_bytes()
+    print(f"CT ({made}): {ct.describe()}; read in {read_s:.2f} s")
+
+    t0 = time.perf_counter()
+    models = CascadeModels.load(options.weights, device=options.device)
+    load_s = time.perf_counter() - t0
+    print(
+        f"models: loaded in {load_s:.2f} s on {models.device} "
+        f"(torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"{'bf16 autocast' if options.bf16 else 'float32'}"
+        f"{', channels_last' if options.channels_last else ''})"
+    )
+    stats = DetectionStats()
+    kwargs = {
+        "lung_region": options.lung_region,
+        "slice_batch": options.slice_batch or SLICE_BATCH,
+        "crop_batch": options.crop_batch or CROP_BATCH,
+        "channels_last": options.channels_last,
+    }
+    result = detect(ct, models, Thresholds(), bf16=options.bf16, stats=stats, **kwargs)
+    _print_stats(result, stats, options.bf16)
+
+    t0 = time.perf_counter()
+    for seg in (0.3, 0.5, 0.7):
+        result.refilter(Thresholds(seg, 0.5, 0.5))
+    print(f"refilter: {1000 * (time.perf_counter() - t0) / 3:.1f} ms per threshold change "
+          f"({stats.candidates} candidates, {stats.stored_voxels} stored voxels)")  # fmt: skip
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = result.save(Path(tmp) / "detection.npz")
+        print(f"detection.npz: {saved.stat().st_size / 1024**2:.1f} MB")
+
+    budget = 3 * ct.hu.nbytes + BUDGET_EXTRA_BYTES
+    peak = peak_rss_bytes()
+    verdict = "within" if peak <= budget else "OVER"
+    print(
+        f"peak memory (RSS): {peak / 1024**2:.0f} MB ({rss_ct / 1024**2:.0f} MB after reading "
+        f"the CT); budget 3 x {ct.hu.nbytes / 1024**2:.0f} MB + 1536 MB = "
+        f"{budget / 1024**2:.0f} MB: {verdict}"
+    )
+    if options.compare_bf16:
+        _compare_bf16(ct, models, options.compare_bf16, options.channels_last)
+    print(f"load average at the end: {_load()}")
+    return 0
+
+
+def _print_stats(result, stats, bf16: bool) -> None:
+    t = stats.timings_s
+    n_box = stats.unet_box_shape
+    pixels = n_box[1] * n_box[2]
+    equiv = stats.slices_run * pixels / 512**2
+    seg = t.get("segmentation", 0.0)
+    print(
+        f"grid: original {_shape(stats.original_shape)}, canonical {_shape(stats.canonical_shape)}"
+        f", UNet box {_shape(n_box)} ({stats.slices_run} canonical slices of {n_box[2]}x"
+        f"{n_box[1]}, = {equiv:.0f} slices of 512x512)"
+    )
+    print("time per stage:")
+    for stage in ("lungs", "resample", "segmentation", "grouping", "classification", "mapping"):
+        peak = stats.peak_rss_mb.get(stage, 0.0)
+        print(f"  {stage:15s} {t.get(stage, 0.0):7.2f} s   (peak RSS so far {peak:.0f} MB)")
+    print(f"  {'total':15s} {t.get('total', 0.0):7.2f} s")
+    if stats.slices_run:
+        per_slice = 1000 * seg / stats.slices_run
+        per_512 = 1000 * seg / max(equiv, 1e-9)
+        rate = UNET_GFLOP_PER_512_SLICE * equiv / max(seg, 1e-9)
+        print(
+            f"UNet: {per_slice:.0f} ms per canonical slice run ({n_box[2]}x{n_box[1]}), "
+            f"{per_512:.0f} ms per 512x512-slice equivalent, ~{rate:.0f} GFLOP/s"
+            f"{' (bf16)' if bf16 else ''}"
+        )
+    if stats.candidates:
+        per = 1000 * t.get("classification", 0.0) / stats.candidates
+        print(f"classifiers: {per:.1f} ms per candidate (both networks)")
+    print(
+        f"candidates: {stats.candidates} (kept {len(result.candidates)} at segmentation 0.5); "
+        f"findings: {len(result.findings)} at thresholds 0.5/0.5/0.5"
+    )
+
+
+def _compare_bf16(ct, models, slices: int, channels_last: bool) -> None:
+    """The UNet on ``slices`` canonical slices through the lungs' middle, float32 vs bf16."""
+    import numpy as np
+
+    from lungcad.pipeline.canonical import resample_to_canonical
+    from lungcad.pipeline.region import Box, lung_box
+    from lungcad.pipeline.segment import segment_box
+
+    volume = resample_to_canonical(ct)
+    box = lung_box(ct, volume.geometry, align_rc=4)
+    middle = (box.start[0] + box.stop[0]) // 2
+    part = Box((middle, *box.start[1:]), (min(middle + slices, box.stop[0]), *box.stop[1:]))
+    maps, times = [], []
+    for bf16 in (False, True):
+        t0 = time.perf_counter()
+        maps.append(
+            segment_box(volume.hu, part, models.segmentation, models.device, bf16=bf16,
+                        channels_last=channels_last).astype(np.float32)
+        )  # fmt: skip
+        times.append(1000 * (time.perf_counter() - t0) / part.shape[0])
+    diff = np.abs(maps[0] - maps[1])
+    flips = np.mean((maps[0] >= 0.5) != (maps[1] >= 0.5))
+    print(
+        f"bf16 vs float32 UNet on {part.shape[0]} slices: {times[0]:.0f} vs {times[1]:.0f} ms "
+        f"per slice; |p difference| max {diff.max():.4f}, mean {diff.mean():.5f}; "
+        f"{100 * flips:.3f}% of voxels change side of 0.5"
+    )
+
+
+def _shape(irc: tuple[int, int, int]) -> str:
+    return f"{irc[2]}x{irc[1]}x{irc[0]}"
