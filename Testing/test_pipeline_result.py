@@ -17,6 +17,7 @@ from lungcad.pipeline import (
     detect,
     grouping,
 )
+from lungcad.pipeline.store import at_least
 
 
 @pytest.fixture(autouse=True)
@@ -185,3 +186,10 @@ def test_regions_larger_than_a_nodule_are_grouped_again_higher(monkeypatch):
         assert_same_findings(split.refilter(t), detect(ct, fake_models(), t))
     monkeypatch.setattr(grouping, "MAX_REGION_ML", 1e-6)
     assert detect(ct, fake_models(), low).candidates == ()  # too large at every level: dropped
+
+
+def test_float16_comparison_matches_float32():
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    every = every[np.isfinite(every)]
+    for t in (0.0, 0.2, 0.25, 0.3, 1 / 3, 0.5, 0.7, 0.9, 0.99999, 1.0, 1e-5):
+        np.testing.assert_array_equal(at_least(every, t), every.astype(np.float32) >= t)

@@ -76,6 +76,9 @@ def group_candidates(
 
 
 class _Grouper:
+    """Groups level by level; regions too large wait in a queue (box, mask) for the next level,
+    so only one level's label image is alive at a time."""
+
     def __init__(self, canonical_shape, max_voxels: float, monitor: Monitor) -> None:
         self.shape = canonical_shape
         self.max_voxels = max_voxels
@@ -83,7 +86,23 @@ class _Grouper:
         self.groups: list[Group] = []
 
     def run(self, prob, above, offset, level: float, higher: list[float]) -> None:
-        """Group ``above`` (the map at ``level``, inside a box at ``offset``)."""
+        """Group ``above`` (the map at ``level`` inside ``prob``, a box at ``offset``)."""
+        queue = [(prob, above, np.asarray(offset), level, higher)]
+        while queue:
+            prob, above, offset, level, higher = queue.pop(0)
+            for region_prob, region, start in self._level(prob, above, offset, level):
+                if not higher:
+                    log.warning(
+                        "dropped a region of %d voxels still above %.2f (larger than any nodule)",
+                        int(region.sum()), level,
+                    )  # fmt: skip
+                    continue
+                sub = region & at_least(region_prob, higher[0])
+                queue.append((region_prob, sub, start, higher[0], higher[1:]))
+            del prob, above
+
+    def _level(self, prob, above, offset, level):
+        """Adds the nodule-sized candidates of one level; yields the too-large regions."""
         labels, count = ndimage.label(ndimage.binary_erosion(above))
         for k, found in enumerate(ndimage.find_objects(labels), start=1):
             if found is None:
@@ -96,14 +115,7 @@ class _Grouper:
             region = ndimage.binary_dilation(core) & above[grow]
             start = np.array([s.start for s in grow]) + offset
             if region.sum() > self.max_voxels:
-                if higher:
-                    sub = region & at_least(prob[grow], higher[0])
-                    self.run(prob[grow], sub, start, higher[0], higher[1:])
-                else:
-                    log.warning(
-                        "dropped a region of %d voxels still above %.2f (larger than any nodule)",
-                        int(region.sum()), level,
-                    )  # fmt: skip
+                yield prob[grow], region, start
                 continue
             irc = np.argwhere(region) + start  # C order: ascending flat index
             self.groups.append(

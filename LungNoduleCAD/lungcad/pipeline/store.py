@@ -48,8 +48,19 @@ def index_dtype(shape_irc: tuple[int, int, int]) -> np.dtype:
 
 
 def at_least(values: np.ndarray, threshold: float) -> np.ndarray:
-    """``values >= threshold`` compared in float32: the one comparison grouping and refilter use."""
-    return np.asarray(values, dtype=np.float32) >= np.float32(threshold)
+    """``values >= threshold`` compared in float32: the one comparison grouping and refilter use.
+
+    A float16 map is compared without a float32 copy, against the smallest float16 at or above
+    the float32 threshold (float16 values are exact in float32, so the answer is the same).
+    """
+    t32 = np.float32(threshold)
+    if values.dtype == np.float16 and abs(t32) <= np.finfo(np.float16).max:
+        t16 = np.float16(t32)
+        if np.float32(t16) < t32:
+            t16 = np.nextafter(t16, np.float16(np.inf))
+        if np.isfinite(t16):
+            return values >= t16
+    return np.asarray(values, dtype=np.float32) >= t32
 
 
 def equivalent_diameter_mm(volume_mm3: float) -> float:
