@@ -137,6 +137,7 @@ class LungNoduleCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             parameters
             and self.logic.hasResult()
             and (parameters.inputVolume is self.logic.core.volume_node)
+            and thresholds_of(parameters) != self.logic.core.result.thresholds
         ):
             self.logic.updateThresholds(parameters)
             self._showSummary()
@@ -203,10 +204,9 @@ class LungNoduleCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showSummary()
 
     def onFindingClicked(self, index):
-        table = self._parameterNode.outputTable if self._parameterNode else None
-        if table is None or not index.isValid():
+        if not index.isValid() or not self.logic.hasResult():
             return
-        number = int(table.GetCellText(index.row(), 0))
+        number = int(index.sibling(index.row(), 0).data())  # column 0: the finding number
         r, a, s = self.logic.core.finding_ras(number)
         slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
 

@@ -26,6 +26,9 @@ from LungNoduleCADLib.mrml import SlicerServices
 log = logging.getLogger(__name__)
 
 CT_SUFFIXES = (".mhd", ".mha", ".nrrd", ".nhdr", ".nii", ".nii.gz")
+#: In searched folders, files whose name holds one of these are label maps, not CTs
+#: (phantom/LUNA16 truth maps ``<uid>_nodules.nrrd``, Slicer segmentations, label volumes).
+NOT_CT_MARKERS = ("_nodules.", ".seg.", "label")
 SUMMARY_COLUMNS = (
     "case_id",
     "input",
@@ -54,7 +57,9 @@ class CaseSummary:
 
 def _is_ct_file(path: Path) -> bool:
     name = path.name.lower()
-    return any(name.endswith(s) for s in CT_SUFFIXES) and not name.endswith(".seg.nrrd")
+    return any(name.endswith(s) for s in CT_SUFFIXES) and not any(
+        marker in name for marker in NOT_CT_MARKERS
+    )
 
 
 def case_id_for(path: Path, series_uid: str | None) -> str:
@@ -69,7 +74,11 @@ def case_id_for(path: Path, series_uid: str | None) -> str:
 
 
 def find_inputs(paths: Sequence[Path]) -> list[Path]:
-    """CT files and DICOM folders named on the command line (folders are searched)."""
+    """CT files and DICOM folders named on the command line.
+
+    Files named directly are always taken; folders are searched for CT files (label maps, see
+    :data:`NOT_CT_MARKERS`, are skipped) and a folder without any is taken as a DICOM series.
+    """
     found: list[Path] = []
     for path in paths:
         if path.is_file():
@@ -95,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         type=Path,
         required=True,
-        help="CT files (.mhd .mha .nrrd .nii .nii.gz), folders of them, or DICOM folders",
+        help="CT files (.mhd .mha .nrrd .nii .nii.gz), folders of them (label maps such as "
+        "*_nodules.nrrd and *.seg.nrrd are skipped), or DICOM folders",
     )
     p.add_argument("--output", type=Path, required=True, help="results folder")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -186,7 +196,7 @@ def main(
                 f"[{number}/{len(inputs)}] {case_id}: {summary.text} -> {saved.segmentation.parent}"
             )
         except (LungCADError, ValueError, OSError, RuntimeError) as exc:
-            log.exception("case %s failed", path)
+            log.debug("case %s failed", path, exc_info=True)
             rows.append(
                 CaseSummary(
                     case_id,

@@ -19,8 +19,8 @@ from lungcad.pipeline import BAND_COLORS_RGB, MalignancyBand, malignancy_color
 def two_cases(tmp_path_factory):
     folder = tmp_path_factory.mktemp("batch-input")
     paths = []
-    for rank in (0, 1):
-        ct = slicer_phantoms.nodule_crop(rank)
+    crop = slicer_phantoms.nodule_crop(0)  # the logic tests' CTs: detection is cached
+    for ct in (crop, slicer_phantoms.oblique_flipped(crop)):
         paths.append(write_ct(ct, folder / f"{ct.series_uid}.mha"))
     return folder, paths
 
@@ -119,6 +119,8 @@ def test_find_inputs_searches_folders_and_skips_segmentations(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.nii.gz").write_text("x")
     (tmp_path / "sub" / "nodules.seg.nrrd").write_text("x")
+    (tmp_path / "sub" / "1.2.3_nodules.nrrd").write_text("x")
+    (tmp_path / "sub" / "lung-labelmap.nii.gz").write_text("x")
     (tmp_path / "notes.txt").write_text("x")
     assert find_inputs([tmp_path]) == [tmp_path / "a.mhd", tmp_path / "sub" / "b.nii.gz"]
     dicom = tmp_path / "dicom"
