@@ -26,7 +26,7 @@ from lungcad.pipeline import (
     resolve_device,
 )
 from lungcad.pipeline.canonical import resample_to_canonical
-from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, lung_box, mask_box
+from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, lung_plan, mask_box
 from lungcad.pipeline.segment import segment_box
 
 
@@ -57,27 +57,39 @@ def test_lung_box_run_equals_whole_volume_run():
     assert_same_findings(boxed, whole)
 
 
-def test_lung_box_covers_the_lungs_on_the_canonical_grid():
-    ct = tiny_ct((0, 1, 0, 0, 0, 1, -1, 0, 0), spacing_xyz=(0.9, 1.1, 1.3))
+def test_lung_plan_covers_the_lungs_with_the_margin():
+    ct = tiny_ct((0, 1, 0, 0, 0, 1, -1, 0, 0), spacing_xyz=(0.9, 1.1, 1.3), size_mm=96.0)
     canonical = resample_to_canonical(ct)
-    box = lung_box(ct, canonical.geometry, margin_mm=5.0, align_rc=4)
-    assert box.start[1] % 4 == 0 and box.start[2] % 4 == 0
-    lungs = mask_box(find_lungs(canonical))
-    assert lungs is not None
-    for axis in range(3):
-        margin = 5.0 / canonical.geometry.spacing_irc[axis]
-        assert box.start[axis] <= max(lungs.start[axis] - margin + 1, 0)
-        assert box.stop[axis] >= min(lungs.stop[axis] + margin - 1, canonical.shape[axis])
+    margin_mm = 5.0
+    plan = lung_plan(ct, canonical.geometry, margin_mm, align_rc=4)
+    assert np.all(plan.rows[:, 0] % 4 == 0) and np.all(plan.cols[:, 0] % 4 == 0)
+    assert plan.pixels < 0.85 * plan.box.size  # the slices near the lung's ends run smaller
+    lungs = find_lungs(canonical)
+    whole = mask_box(lungs)
+    spacing = canonical.geometry.spacing_irc
+    assert plan.box.start[0] <= whole.start[0] - margin_mm / spacing[0] + 1
+    assert plan.box.stop[0] >= whole.stop[0] + margin_mm / spacing[0] - 1
+    for z in range(whole.start[0], whole.stop[0]):
+        rows = np.flatnonzero(lungs[z].any(axis=1))
+        cols = np.flatnonzero(lungs[z].any(axis=0))
+        if len(rows) == 0:
+            continue
+        k = z - plan.box.start[0]
+        assert plan.rows[k, 0] <= rows[0] - margin_mm / spacing[1] + 1
+        assert plan.rows[k, 1] >= rows[-1] + 1 + margin_mm / spacing[1] - 1
+        assert plan.cols[k, 0] <= cols[0] - margin_mm / spacing[2] + 1
+        assert plan.cols[k, 1] >= cols[-1] + 1 + margin_mm / spacing[2] - 1
 
 
-def test_unet_in_the_lung_box_matches_the_whole_slice_run(bundled):
-    """With the default margin the lungs lie outside the band the box edge can influence."""
+def test_unet_on_the_lung_plan_matches_the_whole_slice_run(bundled):
+    """With the default margin the lungs lie outside the band a box edge can influence."""
     ct = tiny_ct(size_mm=112.0)
     canonical = resample_to_canonical(ct)
-    box = lung_box(ct, canonical.geometry, LUNG_MARGIN_MM, align_rc=4)
+    plan = lung_plan(ct, canonical.geometry, LUNG_MARGIN_MM, align_rc=4)
+    box = plan.box
     assert box.shape[1] < canonical.shape[1] and box.shape[2] < canonical.shape[2]
     net, cpu = bundled.segmentation, torch.device("cpu")
-    boxed = segment_box(canonical.hu, box, net, cpu)
+    boxed = segment_box(canonical.hu, plan, net, cpu)
     # whole slices over the same slice range
     rows = Box((box.start[0], 0, 0), (box.stop[0], *canonical.shape[1:]))
     whole = segment_box(canonical.hu, rows, net, cpu)[:, box.slices[1], box.slices[2]]

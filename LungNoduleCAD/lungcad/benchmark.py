@@ -102,6 +102,7 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
     print(
         f"models: loaded in {load_s:.2f} s on {models.device} "
         f"(torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
         f"{'bf16 autocast' if options.bf16 else 'float32'}"
         f"{', channels_last' if options.channels_last else ''})"
     )
@@ -141,13 +142,13 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
 def _print_stats(result, stats, bf16: bool) -> None:
     t = stats.timings_s
     n_box = stats.unet_box_shape
-    pixels = n_box[1] * n_box[2]
-    equiv = stats.slices_run * pixels / 512**2
+    equiv = stats.unet_pixels / 512**2
     seg = t.get("segmentation", 0.0)
     print(
         f"grid: original {_shape(stats.original_shape)}, canonical {_shape(stats.canonical_shape)}"
-        f", UNet box {_shape(n_box)} ({stats.slices_run} canonical slices of {n_box[2]}x"
-        f"{n_box[1]}, = {equiv:.0f} slices of 512x512)"
+        f", UNet box {_shape(n_box)}: {stats.slices_run} canonical slices, each on its lung box, "
+        f"{stats.unet_pixels / 1e6:.1f} Mpixel = {equiv:.0f} slices of 512x512 "
+        f"({100 * stats.unet_pixels / max(n_box[0] * n_box[1] * n_box[2], 1):.0f}% of the box)"
     )
     print("time per stage:")
     for stage in ("lungs", "resample", "segmentation", "grouping", "classification", "mapping"):
@@ -159,7 +160,7 @@ def _print_stats(result, stats, bf16: bool) -> None:
         per_512 = 1000 * seg / max(equiv, 1e-9)
         rate = UNET_GFLOP_PER_512_SLICE * equiv / max(seg, 1e-9)
         print(
-            f"UNet: {per_slice:.0f} ms per canonical slice run ({n_box[2]}x{n_box[1]}), "
+            f"UNet: {per_slice:.0f} ms per canonical slice run, "
             f"{per_512:.0f} ms per 512x512-slice equivalent, ~{rate:.0f} GFLOP/s"
             f"{' (bf16)' if bf16 else ''}"
         )

@@ -27,7 +27,7 @@ from lungcad.pipeline.footprint import VoxelMapper
 from lungcad.pipeline.grouping import group_candidates
 from lungcad.pipeline.models import CascadeModels
 from lungcad.pipeline.progress import Monitor, ProgressCallback
-from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, lung_box
+from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, UNetPlan, lung_plan
 from lungcad.pipeline.result import DetectionResult
 from lungcad.pipeline.segment import SLICE_BATCH, segment_box
 from lungcad.pipeline.store import CandidateStore, empty_store
@@ -51,6 +51,7 @@ class DetectionStats:
     canonical_shape: tuple[int, int, int] = (0, 0, 0)
     unet_box_shape: tuple[int, int, int] = (0, 0, 0)
     slices_run: int = 0
+    unet_pixels: int = 0  # pixels the UNet ran on, over all slices
     candidates: int = 0
     stored_voxels: int = 0
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # after each stage
@@ -75,10 +76,16 @@ def detect(
 ) -> DetectionResult:
     """Find and score nodules in ``ct``; returns findings at ``thresholds`` plus the refilter cache.
 
+    Each finding reports: centre of mass in LPS mm and in the CT's own (continuous) voxels;
+    volume (canonical voxel count x voxel volume); diameter = the equivalent-sphere diameter of
+    that volume (not the largest extent); mean HU of the CT's own voxels; p_nodule, p_malignant;
+    its mask on the CT's own voxels (see :mod:`lungcad.pipeline.store`).
+
     ``progress(stage, fraction)`` is called as each stage advances (stages: :data:`STAGES`);
     setting ``cancel`` stops the run between two batches with
     :class:`~lungcad.pipeline.DetectionCancelled`. ``lung_region`` runs the UNet only on the
-    canonical box around the lungs (plus ``lung_margin_mm``); elsewhere the map is 0. ``bf16``
+    canonical pixels near the lungs (each slice's lung box plus ``lung_margin_mm``, see
+    :mod:`lungcad.pipeline.region`); elsewhere the map is 0. ``bf16``
     runs the networks under bfloat16 autocast (faster on CPUs with bf16 matmuls, slightly
     different probabilities).
     """
@@ -102,9 +109,10 @@ def detect(
     canonical = canonical_geometry(ct.geometry)
     depth = int(getattr(models.segmentation, "depth", 1))
     if lung_region:
-        box = lung_box(ct, canonical, lung_margin_mm, align_rc=2 ** max(depth - 1, 0))
+        plan = lung_plan(ct, canonical, lung_margin_mm, align_rc=2 ** max(depth - 1, 0))
     else:
-        box = Box.whole(canonical.shape_irc)
+        plan = UNetPlan.of_box(Box.whole(canonical.shape_irc))
+    box = plan.box
     lap("lungs")
 
     volume = resample_to_canonical(ct, monitor)
@@ -112,7 +120,7 @@ def detect(
 
     context = int(getattr(models.segmentation, "in_channels", 7)) // 2
     prob = segment_box(
-        volume.hu, box, models.segmentation, models.device, context=context, batch=slice_batch,
+        volume.hu, plan, models.segmentation, models.device, context=context, batch=slice_batch,
         bf16=bf16, channels_last=channels_last, monitor=monitor,
     )  # fmt: skip
     lap("segmentation")
@@ -145,7 +153,10 @@ def detect(
     stats.original_shape = tuple(ct.geometry.shape_irc)
     stats.canonical_shape = tuple(canonical.shape_irc)
     stats.unet_box_shape = box.shape
-    stats.slices_run = box.shape[0]
+    stats.slices_run = int(
+        np.sum((plan.rows[:, 1] > plan.rows[:, 0]) & (plan.cols[:, 1] > plan.cols[:, 0]))
+    )
+    stats.unet_pixels = plan.pixels
     stats.candidates = store.count
     stats.stored_voxels = len(store.region_index)
     stats.timings_s = dict(timings)

@@ -1,9 +1,10 @@
-"""Where the segmentation network runs: the canonical slices and box that contain lung.
+"""Where the segmentation network runs: the canonical slices, and the part of each, near lung.
 
-The lungs are found classically (:func:`lungcad.lungs.find_lungs`, no network) on the CT's own
-voxels; their bounding box is taken to the canonical grid, widened by a margin in millimetres and
-its row/col start rounded down to the UNet's pooling multiple, so every pixel inside sees the same
-pooling grid as in a whole-slice run.
+The lungs are found classically (:func:`lungcad.lungs.find_lungs`, no network) on a coarse copy
+of the CT. A canonical slice is run on the rows and cols of the lung within a margin (mm, in all
+three directions) of it, its row/col start rounded down to the UNet's pooling multiple so every
+pixel sees the same pooling grid as in a whole-slice run. Near the apex and the bases the lungs are
+much smaller than at the hila, so this runs the UNet on far fewer pixels than one box would.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 from lungcad.ct import CT, Geometry
 from lungcad.geometry import voxel_to_world, world_to_voxel
@@ -85,6 +87,33 @@ def box_to_grid(
 LUNG_SEARCH_MM = 2.5
 
 
+@dataclass(frozen=True, eq=False)
+class UNetPlan:
+    """Which pixels the UNet runs on: a box, and within it each slice's rows and cols.
+
+    ``rows[k]`` / ``cols[k]`` are the absolute half-open [start, stop) of slice
+    ``box.start[0] + k``; they always lie inside ``box``.
+    """
+
+    box: Box
+    rows: np.ndarray  # (n_slices, 2) int
+    cols: np.ndarray  # (n_slices, 2) int
+
+    @classmethod
+    def of_box(cls, box: Box) -> UNetPlan:
+        n = box.shape[0]
+        rows = np.tile([box.start[1], box.stop[1]], (n, 1))
+        cols = np.tile([box.start[2], box.stop[2]], (n, 1))
+        return cls(box, rows, cols)
+
+    @property
+    def pixels(self) -> int:
+        """Pixels the UNet runs on, over all slices."""
+        return int(
+            np.sum((self.rows[:, 1] - self.rows[:, 0]) * (self.cols[:, 1] - self.cols[:, 0]))
+        )
+
+
 def coarse_ct(ct: CT, target_mm: float = LUNG_SEARCH_MM) -> CT:
     """Every k-th voxel along each axis (k from the spacing), with the matching geometry."""
     strides = [max(1, round(target_mm / s)) for s in ct.geometry.spacing_irc]
@@ -95,18 +124,54 @@ def coarse_ct(ct: CT, target_mm: float = LUNG_SEARCH_MM) -> CT:
     return CT(hu=hu, geometry=geometry, series_uid=ct.series_uid, source=ct.source)
 
 
+def lung_plan(
+    ct: CT, canonical: Geometry, margin_mm: float = LUNG_MARGIN_MM, align_rc: int = 1
+) -> UNetPlan:
+    """Where to run the UNet on the canonical grid of ``ct`` (everywhere when no lung is found).
+
+    The lungs are found on a coarse copy (:data:`LUNG_SEARCH_MM`) and their voxel centres taken
+    to canonical coordinates; canonical slice z runs on the rows and cols of every lung voxel
+    within the margin of z, widened by the margin. The margin grows by half a coarse voxel's
+    diagonal, so lung between two coarse samples stays inside, whatever the CT's orientation.
+    """
+    coarse = coarse_ct(ct)
+    lungs = find_lungs(coarse)
+    if not lungs.any():
+        log.warning("%s: no lung found; the segmentation runs on the whole volume", ct.series_uid)
+        return UNetPlan.of_box(Box.whole(canonical.shape_irc))
+    margin = margin_mm + 0.5 * float(np.linalg.norm(coarse.geometry.spacing_xyz))
+    irc = world_to_voxel(voxel_to_world(np.argwhere(lungs), coarse.geometry), canonical)
+    n_z = canonical.shape_irc[0]
+    z = np.clip(np.rint(irc[:, 0]).astype(np.int64), 0, n_z - 1)
+    lo = np.full((n_z, 2), np.inf)
+    hi = np.full((n_z, 2), -np.inf)
+    np.minimum.at(lo, z, irc[:, 1:])
+    np.maximum.at(hi, z, irc[:, 1:])
+    reach = int(np.ceil(margin / canonical.spacing_irc[0] + 0.5))
+    lo = ndimage.minimum_filter1d(lo, 2 * reach + 1, axis=0, mode="constant", cval=np.inf)
+    hi = ndimage.maximum_filter1d(hi, 2 * reach + 1, axis=0, mode="constant", cval=-np.inf)
+    run = np.flatnonzero(np.isfinite(lo[:, 0]))
+    z0, z1 = int(run[0]), int(run[-1]) + 1
+    pad = margin / np.asarray(canonical.spacing_irc[1:])
+    start = np.floor(lo[z0:z1] - pad)
+    stop = np.ceil(hi[z0:z1] + pad) + 1
+    shape = np.asarray(canonical.shape_irc[1:])
+    empty = ~np.isfinite(start[:, 0])  # slices no lung voxel reaches are not run
+    start[empty], stop[empty] = 0, 0
+    start = start.astype(np.int64)
+    start -= start % align_rc  # floor to the pooling multiple (also for negatives)
+    start = np.clip(start, 0, shape)
+    stop = np.clip(stop.astype(np.int64), start, shape)
+    box_start = (z0, *(int(v) for v in start[~empty].min(axis=0)))
+    box_stop = (z1, *(int(v) for v in stop[~empty].max(axis=0)))
+    start[empty], stop[empty] = box_start[1:], box_start[1:]
+    rows = np.stack([start[:, 0], stop[:, 0]], 1)
+    cols = np.stack([start[:, 1], stop[:, 1]], 1)
+    return UNetPlan(Box(box_start, box_stop), rows, cols)
+
+
 def lung_box(
     ct: CT, canonical: Geometry, margin_mm: float = LUNG_MARGIN_MM, align_rc: int = 1
 ) -> Box:
-    """The canonical box around the lungs of ``ct`` (the whole grid when no lung is found).
-
-    The lungs are found on a coarse copy (:data:`LUNG_SEARCH_MM`); the margin grows by one
-    coarse voxel so that lung between two coarse samples stays inside.
-    """
-    coarse = coarse_ct(ct)
-    found = mask_box(find_lungs(coarse))
-    if found is None:
-        log.warning("%s: no lung found; the segmentation runs on the whole volume", ct.series_uid)
-        return Box.whole(canonical.shape_irc)
-    extra = max(coarse.geometry.spacing_xyz)
-    return box_to_grid(found, coarse.geometry, canonical, margin_mm + extra, align_rc)
+    """The one canonical box around the lungs of ``ct`` (the union of :func:`lung_plan`)."""
+    return lung_plan(ct, canonical, margin_mm, align_rc).box
