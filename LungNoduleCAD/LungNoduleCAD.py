@@ -93,9 +93,18 @@ class LungNoduleCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.initializeParameterNode()
 
     def exit(self):
-        self.setParameterNode(None)
+        # keep the parameter node (a background run may still finish), but stop GUI updates
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(
+                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameters
+            )
 
     def onSceneStartClose(self, caller, event):
+        if self._process is not None:
+            self.onCancelButton()
+        self.logic.reset()  # the cached result describes nodes that are going away
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event):
@@ -186,7 +195,7 @@ class LungNoduleCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if state is not State.FINISHED:
                 raise RuntimeError(process.error or f"detection {state.value}")
             self.logic.showResult(self._processVolume, process.result(), self._parameterNode)
-            self._showResultInViews()
+            self._showResultInViews(self._processVolume)
         self._onParameters()
         return None
 
@@ -197,10 +206,9 @@ class LungNoduleCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             f"Updated in {self.logic.core.last_update_ms:.0f} ms." if result else ""
         )
 
-    def _showResultInViews(self):
-        parameters = self._parameterNode
-        slicer.util.setSliceViewerLayers(background=parameters.inputVolume, fit=True)
-        self.ui.findingsTableView.setMRMLTableNode(parameters.outputTable)
+    def _showResultInViews(self, volume):
+        slicer.util.setSliceViewerLayers(background=volume, fit=True)
+        self.ui.findingsTableView.setMRMLTableNode(self.logic.core.outputs.table)
         self._showSummary()
 
     def onFindingClicked(self, index):
@@ -213,7 +221,7 @@ class LungNoduleCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onExportButton(self):
         folder = self.ui.exportDirectoryButton.directory
         with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
-            saved = self.logic.core.save(Path(folder) / self._parameterNode.inputVolume.GetName())
+            saved = self.logic.core.save(Path(folder) / self.logic.core.volume_node.GetName())
             self.ui.statusLabel.text = f"Exported to {saved.segmentation.parent}"
 
 
@@ -288,6 +296,10 @@ class LungNoduleCADLogic(ScriptedLoadableModuleLogic):
     def hasResult(self):
         return self._core is not None and self._core.result is not None
 
+    def reset(self):
+        """Forget the cached result (e.g. when the scene closes)."""
+        self._core = None
+
     @staticmethod
     def request(parameters):
         from LungNoduleCADLib.logic import RunRequest
@@ -341,9 +353,12 @@ class LungNoduleCADTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         import importlib.util
+        import sys
         import unittest
 
         path = Path(__file__).parent / "Testing" / "test_slicer_logic.py"
+        if str(path.parent) not in sys.path:  # for slicer_phantoms
+            sys.path.insert(0, str(path.parent))
         spec = importlib.util.spec_from_file_location("test_slicer_logic", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
