@@ -76,8 +76,6 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
 
     from lungcad.ctio import read_ct
     from lungcad.pipeline import CascadeModels, DetectionStats, Thresholds, detect
-    from lungcad.pipeline.classify import CROP_BATCH
-    from lungcad.pipeline.segment import SLICE_BATCH
 
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -109,8 +107,8 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
     stats = DetectionStats()
     kwargs = {
         "lung_region": options.lung_region,
-        "slice_batch": options.slice_batch or SLICE_BATCH,
-        "crop_batch": options.crop_batch or CROP_BATCH,
+        "slice_batch": options.slice_batch,
+        "crop_batch": options.crop_batch,
         "channels_last": options.channels_last,
     }
     result = detect(ct, models, Thresholds(), bf16=options.bf16, stats=stats, **kwargs)
@@ -150,11 +148,12 @@ def _print_stats(result, stats, bf16: bool) -> None:
         f"{stats.unet_pixels / 1e6:.1f} Mpixel = {equiv:.0f} slices of 512x512 "
         f"({100 * stats.unet_pixels / max(n_box[0] * n_box[1] * n_box[2], 1):.0f}% of the box)"
     )
-    print("time per stage:")
+    print("time per stage (wall; CPU time of all threads; peak RSS so far):")
     for stage in ("lungs", "resample", "segmentation", "grouping", "classification", "mapping"):
         peak = stats.peak_rss_mb.get(stage, 0.0)
-        print(f"  {stage:15s} {t.get(stage, 0.0):7.2f} s   (peak RSS so far {peak:.0f} MB)")
-    print(f"  {'total':15s} {t.get('total', 0.0):7.2f} s")
+        cpu = stats.cpu_s.get(stage, 0.0)
+        print(f"  {stage:15s} {t.get(stage, 0.0):7.2f} s   cpu {cpu:7.2f} s   {peak:5.0f} MB")
+    print(f"  {'total':15s} {t.get('total', 0.0):7.2f} s   cpu {sum(stats.cpu_s.values()):7.2f} s")
     if stats.slices_run:
         per_slice = 1000 * seg / stats.slices_run
         per_512 = 1000 * seg / max(equiv, 1e-9)
