@@ -83,8 +83,11 @@ def detect(
 
     Each finding reports: centre of mass in LPS mm and in the CT's own (continuous) voxels;
     volume (canonical voxel count x voxel volume); diameter = the equivalent-sphere diameter of
-    that volume (not the largest extent); mean HU of the CT's own voxels; p_nodule, p_malignant;
-    its mask on the CT's own voxels (see :mod:`lungcad.pipeline.store`).
+    that volume (not the largest extent); mean HU of the CT's own voxels nearest to the region's
+    canonical voxels; p_nodule, p_malignant; its mask on the CT's own voxels (see
+    :mod:`lungcad.pipeline.store` and :mod:`lungcad.pipeline.footprint`). Regions larger than
+    :data:`lungcad.pipeline.grouping.MAX_REGION_ML` at every level are dropped (masses, not
+    nodules; see :mod:`lungcad.pipeline.grouping`).
 
     ``progress(stage, fraction)`` is called as each stage advances (stages: :data:`STAGES`);
     setting ``cancel`` stops the run between two batches with
@@ -164,9 +167,7 @@ def detect(
     stats.original_shape = tuple(ct.geometry.shape_irc)
     stats.canonical_shape = tuple(canonical.shape_irc)
     stats.unet_box_shape = box.shape
-    stats.slices_run = int(
-        np.sum((plan.rows[:, 1] > plan.rows[:, 0]) & (plan.cols[:, 1] > plan.cols[:, 0]))
-    )
+    stats.slices_run = int(np.count_nonzero(plan.areas))
     stats.unet_pixels = plan.pixels
     stats.candidates = store.count
     stats.stored_voxels = len(store.region_index)

@@ -109,9 +109,12 @@ class UNetPlan:
     @property
     def pixels(self) -> int:
         """Pixels the UNet runs on, over all slices."""
-        return int(
-            np.sum((self.rows[:, 1] - self.rows[:, 0]) * (self.cols[:, 1] - self.cols[:, 0]))
-        )
+        return int(self.areas.sum())
+
+    @property
+    def areas(self) -> np.ndarray:
+        """Pixels run per slice (0 for a slice that is skipped)."""
+        return (self.rows[:, 1] - self.rows[:, 0]) * (self.cols[:, 1] - self.cols[:, 0])
 
 
 def coarse_ct(ct: CT, target_mm: float = LUNG_SEARCH_MM) -> CT:
