@@ -135,6 +135,26 @@ def test_refilter_moves_findings(result):
     assert all(c.finding is None for c in none.candidates)
 
 
+def test_refilter_reuses_regions_while_the_segmentation_threshold_stays(result):
+    """Moving only the nodule or malignancy slider reuses the masks; the findings equal a
+    rebuild from a fresh copy of the store (no cache)."""
+    first = result.refilter(Thresholds(0.5, 0.0, 0.5))
+    second = result.refilter(Thresholds(0.5, 0.3, 0.9))
+    masks = {f.center_lps: f.mask for f in first.findings}
+    assert second.findings and all(masks[f.center_lps] is f.mask for f in second.findings)
+    assert not second.findings[0].mask.array.flags.writeable
+    uncached = DetectionResult.from_store(
+        dataclasses.replace(result.store),
+        Thresholds(0.5, 0.3, 0.9),
+        series_uid=result.series_uid,
+        timings_s={},
+        model_versions={},
+    )
+    assert_same_findings(second, uncached)
+    moved = result.refilter(Thresholds(0.6, 0.3, 0.9))
+    assert moved.findings and all(f.mask not in masks.values() for f in moved.findings)
+
+
 def test_refilter_below_floor_raises(result):
     with pytest.raises(ValueError, match=re.escape("below this result's floor 0.2")):
         result.refilter(Thresholds(0.1, 0.5, 0.5))

@@ -187,6 +187,25 @@ class CandidateStore:
         """The region's mask on the CT's own voxels."""
         return self.mapper.mask(region.canonical_irc)
 
+    def _regions_at(self, threshold: float) -> tuple[list[Region | None], dict[int, VoxelMask]]:
+        """Every candidate's region at ``threshold`` and the masks made so far, kept for the
+        last threshold asked: moving the nodule or malignancy slider then costs no region or
+        mask work at all (the store is immutable, so the cache cannot go stale)."""
+        cached = self.__dict__.get("_last_regions")
+        if cached is not None and cached[0] == threshold:
+            return cached[1], cached[2]
+        regions = [self.region(k, threshold) for k in range(self.count)]
+        masks: dict[int, VoxelMask] = {}
+        self.__dict__["_last_regions"] = (threshold, regions, masks)
+        return regions, masks
+
+    def _mask_of(self, region: Region, masks: dict[int, VoxelMask]) -> VoxelMask:
+        if region.candidate not in masks:
+            mask = self.mask(region)
+            mask.array.setflags(write=False)  # shared by every result at this threshold
+            masks[region.candidate] = mask
+        return masks[region.candidate]
+
     def build(
         self, thresholds: Thresholds
     ) -> tuple[tuple[Finding, ...], tuple[CandidateScore, ...]]:
@@ -202,7 +221,7 @@ class CandidateStore:
                 f"{self.floor} (the map below it was not kept); run detection again with "
                 f"min_segmentation_threshold <= {thresholds.segmentation}"
             )
-        regions = [self.region(k, thresholds.segmentation) for k in range(self.count)]
+        regions, masks = self._regions_at(float(thresholds.segmentation))
         alive = [r for r in regions if r is not None]
         kept = [r for r in alive if self.p_nodule[r.candidate] >= thresholds.nodule]
         kept.sort(key=lambda r: (-self.p_malignant[r.candidate], r.candidate))
@@ -217,7 +236,7 @@ class CandidateStore:
                 mean_hu=r.mean_hu,
                 p_nodule=float(self.p_nodule[r.candidate]),
                 p_malignant=float(self.p_malignant[r.candidate]),
-                mask=self.mask(r),
+                mask=self._mask_of(r, masks),
             )
             for r in kept
         )
