@@ -220,6 +220,24 @@ def orthogonal_views(
     )
 
 
+#: (level, width) in HU: the lung window every picture of the project uses by default.
+LUNG_WINDOW: tuple[float, float] = (-600.0, 1500.0)
+
+
+def draw_axial(ax: Axes, views: OrthogonalViews, window: tuple[float, float] = LUNG_WINDOW) -> None:
+    """The axial view in patient mm (radiological orientation), grey levels from ``window``."""
+    level, width = window
+    ax.imshow(
+        views.axial,
+        cmap="gray",
+        vmin=level - width / 2,
+        vmax=level + width / 2,
+        extent=views.axial_extent,
+        origin="upper",
+        interpolation="nearest",
+    )
+
+
 def _crosshair(ax: Axes, h: float, v: float, gap: float, color: str = "yellow") -> None:
     """Thin crosshair through (h, v) with a gap at the centre, so the finding stays visible."""
     x0, x1 = sorted(ax.get_xlim())
@@ -303,7 +321,7 @@ def render_views(
     out_path: Path,
     *,
     crop_mm: float = 60.0,
-    window: tuple[float, float] = (-600.0, 1500.0),
+    window: tuple[float, float] = LUNG_WINDOW,
     title: str | None = None,
     markers: Sequence[Marker] = (),
     canonical: sitk.Image | None = None,

@@ -26,7 +26,7 @@ from lungcad.ctio import read_ct
 from lungcad.evaluation.evaluate import CaseEvaluation
 from lungcad.evaluation.matching import Status
 from lungcad.geometry import voxel_to_world, world_to_voxel
-from lungcad.show import canonical_image, orthogonal_views
+from lungcad.show import LUNG_WINDOW, canonical_image, draw_axial, orthogonal_views
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ COLORS = {"TP": "lime", "FP": "red", "missed": "orange"}
 DEFAULT_FP_DIAMETER_MM = 8.0
 MAX_PANELS = 16
 ZOOM_MM = 80.0
-LUNG_WINDOW = (-600.0, 1500.0)
 
 
 @dataclass(frozen=True)
@@ -134,15 +133,7 @@ def _volume_center(ct: CT) -> tuple[float, float, float]:
 
 def _panel(ax, views, item: Item | None, items, level, width, label: str, zoom: bool) -> None:
     ax.set_facecolor("black")
-    ax.imshow(
-        views.axial,
-        cmap="gray",
-        vmin=level - width / 2,
-        vmax=level + width / 2,
-        extent=views.axial_extent,
-        origin="upper",
-        interpolation="nearest",
-    )
+    draw_axial(ax, views, (level, width))
     plane = views.slice_xyz[2]
     half = views.spacing_xyz[2] / 2.0
     if zoom and item is not None:

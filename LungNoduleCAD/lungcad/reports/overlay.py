@@ -26,7 +26,7 @@ from lungcad.ct import CT
 from lungcad.geometry import voxel_to_world
 from lungcad.pipeline.findings import BAND_COLORS_RGB, Finding
 from lungcad.reports.common import ResultLike, check_writable
-from lungcad.show import canonical_image, orthogonal_views
+from lungcad.show import LUNG_WINDOW, canonical_image, draw_axial, orthogonal_views
 
 __all__ = ["MAX_PANELS", "mask_on_axial_slice", "write_overlay_png"]
 
@@ -34,7 +34,6 @@ MAX_PANELS = 12
 COLUMNS = 3
 PANEL_IN = 4.2
 DPI = 100
-LUNG_WINDOW = (-600.0, 1500.0)  # level, width (HU)
 _UPSAMPLE = 4
 _STROKE = [patheffects.withStroke(linewidth=2.5, foreground="black")]
 
@@ -97,19 +96,10 @@ def _panel_title(f: Finding, threshold: float) -> str:
 
 
 def _draw_finding(ax: Axes, ct: CT, canonical: sitk.Image, f: Finding, threshold: float) -> None:
-    level, width = LUNG_WINDOW
     views = orthogonal_views(ct, f.center_lps, canonical)
     x, y, _ = f.center_lps
     z_plane = views.slice_xyz[2]
-    ax.imshow(
-        views.axial,
-        cmap="gray",
-        vmin=level - width / 2,
-        vmax=level + width / 2,
-        extent=views.axial_extent,
-        origin="upper",
-        interpolation="nearest",
-    )
+    draw_axial(ax, views, LUNG_WINDOW)
     color = BAND_COLORS_RGB[f.band(threshold)]
     mask = mask_on_axial_slice(f, ct, canonical, z_plane)
     if mask.any():
@@ -136,17 +126,9 @@ def _draw_finding(ax: Axes, ct: CT, canonical: sitk.Image, f: Finding, threshold
 
 
 def _draw_empty(ax: Axes, ct: CT, canonical: sitk.Image, text: str) -> None:
-    level, width = LUNG_WINDOW
     middle = np.asarray(ct.geometry.shape_irc) // 2
     views = orthogonal_views(ct, voxel_to_world(middle, ct.geometry), canonical)
-    ax.imshow(
-        views.axial,
-        cmap="gray",
-        vmin=level - width / 2,
-        vmax=level + width / 2,
-        extent=views.axial_extent,
-        origin="upper",
-    )
+    draw_axial(ax, views, LUNG_WINDOW)
     ax.text(
         0.5, 0.05, text, transform=ax.transAxes, ha="center", va="bottom", color="white",
         fontsize=10, path_effects=_STROKE,
