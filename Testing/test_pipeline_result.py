@@ -213,3 +213,23 @@ def test_float16_comparison_matches_float32():
     every = every[np.isfinite(every)]
     for t in (0.0, 0.2, 0.25, 0.3, 1 / 3, 0.5, 0.7, 0.9, 0.99999, 1.0, 1e-5):
         np.testing.assert_array_equal(at_least(every, t), every.astype(np.float32) >= t)
+
+
+def test_erosion_check_matches_scipy():
+    from scipy import ndimage
+
+    from lungcad.pipeline.store import _survives_erosion
+
+    rng = np.random.default_rng(3)
+    cross = ndimage.generate_binary_structure(3, 1)
+    seen = set()
+    for _ in range(300):
+        shape = tuple(rng.integers(1, 6, size=3))
+        volume = rng.random(shape) < rng.uniform(0.3, 1.0)
+        if not volume.any():
+            continue
+        padded = np.pad(volume, 1)
+        expected = bool(ndimage.binary_erosion(padded, structure=cross).any())
+        seen.add(expected)
+        assert _survives_erosion(np.argwhere(volume)) == expected
+    assert seen == {True, False}

@@ -98,7 +98,17 @@ def _survives_erosion(irc: np.ndarray) -> bool:
     box = np.zeros(tuple(irc.max(axis=0) - lo + 3), dtype=bool)  # one voxel of border
     local = irc - lo + 1
     box[local[:, 0], local[:, 1], local[:, 2]] = True
-    return bool(ndimage.binary_erosion(box, structure=_CROSS).any())
+    # the cross erosion written out as shifted ANDs: the same answer as
+    # ndimage.binary_erosion(box, _CROSS).any() (tested), without its per-call overhead, which
+    # dominated the segmentation slider's refilter on small regions
+    core = box[1:-1, 1:-1, 1:-1].copy()
+    core &= box[:-2, 1:-1, 1:-1]
+    core &= box[2:, 1:-1, 1:-1]
+    core &= box[1:-1, :-2, 1:-1]
+    core &= box[1:-1, 2:, 1:-1]
+    core &= box[1:-1, 1:-1, :-2]
+    core &= box[1:-1, 1:-1, 2:]
+    return bool(core.any())
 
 
 @dataclass(frozen=True, eq=False)
