@@ -53,3 +53,14 @@ def real_data() -> Path:
     if not REAL_DATA.is_dir():
         pytest.skip(f"real CT samples not found at {REAL_DATA} (they live in ../shared/data/real)")
     return REAL_DATA
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Two busy cores shared with other jobs: one torch thread is both faster and steadier."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -29,13 +29,7 @@ from lungcad.pipeline.canonical import resample_to_canonical
 from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, lung_plan, mask_box
 from lungcad.pipeline.segment import segment_box
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from pipeline_support import BALLS, fake_models, tiny_ct
 
 from lungcad.geometry import voxel_to_world
@@ -23,12 +22,7 @@ DIRECTIONS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module", params=sorted(DIRECTIONS))

@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pytest
-import torch
 from pipeline_support import NODULE_HU, Ball, Rod, fake_models, tiny_ct
 
 from lungcad.pipeline import (
@@ -19,14 +18,7 @@ from lungcad.pipeline import (
 )
 from lungcad.pipeline.store import at_least
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two busy cores shared with other jobs: one torch thread is both faster and steadier."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -94,15 +94,8 @@ def value_or_floor(value: float | None) -> float:
     return float("-inf") if value is None else float(value)
 
 
-def to_device(
-    tensor: torch.Tensor,
-    device: torch.device,
-    memory_format: torch.memory_format = torch.contiguous_format,
-) -> torch.Tensor:
-    moved = tensor.to(device, non_blocking=device.type == "cuda")
-    if memory_format is torch.contiguous_format:
-        return moved
-    return moved.contiguous(memory_format=memory_format)
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return tensor.to(device, non_blocking=device.type == "cuda")
 
 
 def phantom_info(data_dir: Path) -> dict[str, Any] | None:
