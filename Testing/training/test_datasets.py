@@ -130,6 +130,85 @@ def test_segmentation_background_crops_sit_on_non_nodule_candidates(
     assert empty >= len(from_background) // 2  # most vessel crops hold no nodule at all
 
 
+def test_segmentation_region_crops_lie_where_detection_runs_the_unet(
+    small_dataset: Path, cache_dir: Path, seg_train: SegmentationDataset
+) -> None:
+    ds = _make(SegmentationDataset, small_dataset, cache_dir, region_ratio=2.0, progress=False)
+    assert ds.samples == seg_train.samples
+    assert set(ds.regions) == set(ds.series_uids)
+    assert ds.region_count == 2 * len(ds.samples) and len(ds) == 3 * len(ds.samples)
+    picked = [ds._sample(i) for i in range(len(ds))]
+    from_regions = [s for s in picked if s not in ds.samples]
+    assert len(from_regions) == ds.region_count
+    assert len({s.series_uid for s in from_regions}) > 1
+    for sample in from_regions:
+        plan = ds.regions[sample.series_uid]
+        k = sample.index - plan.box.start[0]
+        assert plan.areas[k] > 0, "only slices the detector runs"
+        assert plan.rows[k, 0] <= sample.center_rc[0] < plan.rows[k, 1]
+        assert plan.cols[k, 0] <= sample.center_rc[1] < plan.cols[k, 1]
+    # same epoch, same crops; the next epoch draws new places
+    assert [ds._sample(i) for i in range(len(ds))] == picked
+    ds.set_epoch(1)
+    assert [ds._sample(i) for i in range(len(ds))] != picked
+    # validation never draws them
+    val = _make(
+        SegmentationDataset, small_dataset, cache_dir, is_validation=True, region_ratio=2.0,
+        progress=False,
+    )  # fmt: skip
+    assert val.region_count == 0 and not val.regions
+    with pytest.raises(ValueError, match="region_ratio"):
+        _make(SegmentationDataset, small_dataset, cache_dir, region_ratio=-1.0, progress=False)
+
+
+def test_segmentation_dense_crops_sit_on_dense_tissue_at_the_lungs(
+    small_dataset: Path, cache_dir: Path, seg_train: SegmentationDataset
+) -> None:
+    ds = _make(SegmentationDataset, small_dataset, cache_dir, dense_ratio=1.0, progress=False)
+    assert ds.dense_count == len(ds.samples) and len(ds) == 2 * len(ds.samples)
+    assert set(ds.dense) == set(ds.series_uids)
+    picked = [ds._sample(i) for i in range(len(ds))]
+    from_dense = [s for s in picked if s not in ds.samples]
+    assert len(from_dense) == ds.dense_count
+    dense_hu = []
+    for sample in from_dense:
+        series = ds.cache.get(sample.series_uid)
+        r, c = (int(v) for v in sample.center_rc)
+        # the jitter stays inside the coarse voxel the point came from
+        near = np.asarray(series.hu[sample.index, max(r - 3, 0) : r + 1, max(c - 3, 0) : c + 1])
+        dense_hu.append(near.max())
+    assert min(dense_hu) >= -500  # every centre's coarse voxel holds dense tissue
+    with pytest.raises(ValueError, match="dense_ratio"):
+        _make(SegmentationDataset, small_dataset, cache_dir, dense_ratio=-0.5, progress=False)
+
+
+def test_segmentation_validation_in_region_crops_to_the_unet_box(
+    small_dataset: Path, cache_dir: Path, seg_val: SegmentationDataset
+) -> None:
+    ds = _make(
+        SegmentationDataset, small_dataset, cache_dir, is_validation=True, negative_slices=3,
+        in_region=True, progress=False,
+    )  # fmt: skip
+    assert ds.samples and set(s.series_uid for s in ds.samples) <= set(ds.regions)
+    for index, sample in enumerate(ds.samples):
+        assert sample.index in ds.region_slices(sample.series_uid)
+        (r0, c0), (h, w) = ds.window(sample.series_uid)
+        assert r0 % 4 == 0 and c0 % 4 == 0
+        stack, mask, _, _ = ds[index]
+        series = ds.cache.get(sample.series_uid)
+        assert stack.shape[1:] == (h, w)
+        np.testing.assert_array_equal(
+            mask[0].numpy() > 0,
+            np.asarray(series.labels[sample.index, r0 : r0 + h, c0 : c0 + w]) > 0,
+        )
+    # every nodule slice inside the region is still validated
+    for uid in ds.regions:
+        runs = set(ds.region_slices(uid))
+        nodule_slices = set(ds.cache.get(uid).nodule_slices) & runs
+        assert nodule_slices <= {s.index for s in ds.samples if s.series_uid == uid}
+    assert seg_val.window(seg_val.samples[0].series_uid) is None  # whole slices by default
+
+
 def test_segmentation_validation_whole_slices(
     seg_train: SegmentationDataset, seg_val: SegmentationDataset
 ) -> None:

@@ -17,7 +17,7 @@ from lungcad_training.config import TrainConfig
 from lungcad_training.engine import fit, make_recipe, make_scaler, train_step
 from lungcad_training.errors import TrainingError
 from lungcad_training.finetune import finetune_model
-from lungcad_training.losses import dice_loss, segmentation_loss
+from lungcad_training.losses import batch_dice_loss, dice_loss, segmentation_loss
 from lungcad_training.metrics import Tally
 from lungcad_training.optim import make_optimizer
 
@@ -80,6 +80,42 @@ def test_dice_losses() -> None:
     assert torch.allclose(segmentation_loss(nothing, label), 9 * dice_loss(nothing, label))
 
 
+def test_batch_dice_keeps_pushing_false_positives_in_empty_crops_down() -> None:
+    """Per-sample Dice of an empty crop saturates (no gradient); the batch's does not."""
+    label = torch.zeros(2, 1, 16, 16)
+    label[0, :, 4:12, 4:12] = 1  # one nodule crop (64 px), one empty crop
+    prediction = label.clone()
+    prediction[1] = 0.9  # the empty crop: 230 false-positive "pixels"
+    prediction.requires_grad_(True)
+    per_sample = segmentation_loss(prediction, label).mean()
+    (grad_sample,) = torch.autograd.grad(per_sample, prediction)
+    batch = segmentation_loss(prediction, label, over_batch=True).mean()
+    (grad_batch,) = torch.autograd.grad(batch, prediction)
+    # exact values: 1 - 1 / (1 + 230.4) per sample; 1 - 129 / (64 + 230.4 + 64 + 1) over the batch
+    assert float(dice_loss(prediction[1:].detach(), label[1:])) == pytest.approx(
+        1 - 1 / 231.4, rel=1e-5
+    )
+    assert float(batch_dice_loss(prediction.detach(), label)) == pytest.approx(
+        1 - 129 / 359.4, rel=1e-5
+    )
+    assert float(grad_batch[1].mean()) > 20 * float(grad_sample[1].mean()) > 0
+    # the false-negative term stays per sample: the same in both
+    assert torch.allclose(
+        segmentation_loss(prediction, label, over_batch=True) - batch_dice_loss(prediction, label),
+        segmentation_loss(prediction, label) - dice_loss(prediction, label),
+    )
+
+
+def test_malignancy_augmentation_keeps_the_size() -> None:
+    """Scaling would blur the diameter, malignancy's strongest cue; the nodule model keeps it."""
+    from lungcad_training.classification import MalignancyRecipe, NoduleRecipe
+
+    assert NoduleRecipe.augmentation.scale and NoduleRecipe.augmentation.scale_range == 0.2
+    assert not MalignancyRecipe.augmentation.scale
+    others = ("mirror", "shift", "rotate", "noise")
+    assert all(getattr(MalignancyRecipe.augmentation, name) for name in others)
+
+
 def test_tally_definitions() -> None:
     tally = Tally(CPU)
     tally.add_loss(torch.tensor([1.0, 3.0]))
@@ -106,8 +142,14 @@ def test_tally_definitions() -> None:
 def test_training_loss_falls(
     task: str, batch_size: int, small_dataset: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
-    """Fit one fixed, unaugmented batch with the task's default optimiser: the loss must fall."""
-    cfg = _config(task, small_dataset, tmp_path, cache_dir, augment=False)
+    """Fit one fixed, unaugmented batch with the task's default optimiser: the loss must fall.
+
+    The segmentation batch holds nodule crops only: a batch of background crops alone has a
+    Dice loss of ~1 that no prediction can lower much (nothing to overlap).
+    """
+    no_background = {"seg_background_ratio": 0.0, "seg_region_ratio": 0.0, "seg_dense_ratio": 0.0}
+    extra = no_background if task == "segmentation" else {}
+    cfg = _config(task, small_dataset, tmp_path, cache_dir, augment=False, **extra)
     recipe = make_recipe(cfg)
     train, _ = recipe.datasets(progress=False)
     batch = default_collate([train[i] for i in range(batch_size)])

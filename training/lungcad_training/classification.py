@@ -31,6 +31,9 @@ from lungcad_training.recipe import Recipe, to_device, value_or_floor
 log = logging.getLogger(__name__)
 
 CLASSIFIER_AUGMENT = AugmentConfig()  # the seeds': flip, offset 0.1, scale 0.2, rotate, noise 25
+#: Malignancy keeps the size: diameter is its strongest cue (the phantoms' rule adds 2.1 ln d, so
+#: the seeds' +-20 % scaling would blur the score by up to +-0.4, the size of the margin terms).
+MALIGNANCY_AUGMENT = AugmentConfig(scale=False)
 CropDataset = NoduleClassificationDataset | MalignancyDataset
 
 
@@ -71,6 +74,7 @@ class ClassifierRecipe(Recipe):
     dataset_class: type[CropDataset]
     positive_class = "positive"
     memory_format = torch.channels_last_3d
+    augmentation = CLASSIFIER_AUGMENT
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)
@@ -111,7 +115,7 @@ class ClassifierRecipe(Recipe):
     ) -> torch.Tensor:
         crops, labels = to_device(batch[0], device), to_device(batch[1], device)
         if self.cfg.augment:
-            crops, _ = augment_3d(crops, None, CLASSIFIER_AUGMENT, generator)
+            crops, _ = augment_3d(crops, None, self.augmentation, generator)
         logits, probabilities = model(crops.contiguous(memory_format=self.memory_format))
         loss = classification_loss(logits, labels)
         tally.add_loss(loss)
@@ -157,6 +161,7 @@ class MalignancyRecipe(ClassifierRecipe):
     dataset_class = MalignancyDataset
     positive_class = "malignant"
     extras = ("auc", "diameter_auc")
+    augmentation = MALIGNANCY_AUGMENT
 
     def __init__(self, cfg: TrainConfig) -> None:
         super().__init__(cfg)

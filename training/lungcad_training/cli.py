@@ -177,6 +177,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="background crops (on non-nodule candidates) per nodule crop in training (1)",
     )
     seg.add_argument(
+        "--region-ratio",
+        type=_non_negative_float,
+        default=1.0,
+        help="crops at random places of the lung region (where detection runs the UNet: "
+        "mediastinum and chest wall too) per nodule crop in training (1)",
+    )
+    seg.add_argument(
+        "--dense-ratio",
+        type=_non_negative_float,
+        default=2.0,
+        help="crops on dense tissue in or at the lungs (vessels, airway walls, pleura, "
+        "diaphragm, heart border) per nodule crop in training (2)",
+    )
+    seg.add_argument(
         "--recall-target",
         type=_non_negative_float,
         default=0.9,
@@ -252,6 +266,8 @@ def _config(args: argparse.Namespace, task: Task, command: str, **extra: object)
             seg_crop=args.crop,
             val_negative_slices=args.val_negative_slices,
             seg_background_ratio=args.background_ratio,
+            seg_region_ratio=args.region_ratio,
+            seg_dense_ratio=args.dense_ratio,
             seg_recall_target=args.recall_target,
         )
     fields.update(extra)

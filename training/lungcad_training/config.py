@@ -75,6 +75,8 @@ class TrainConfig:
     seg_crop: int = 64
     val_negative_slices: int = 8
     seg_background_ratio: float = 1.0
+    seg_region_ratio: float = 1.0
+    seg_dense_ratio: float = 2.0
     seg_recall_target: float = 0.9
     # run control
     resume: bool = False

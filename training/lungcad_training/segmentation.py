@@ -19,6 +19,7 @@ from torch.utils.data import Dataset
 
 from lungcad.models import SegmentationUNet, Task
 from lungcad_training.augment import AugmentConfig, augment_2d
+from lungcad_training.crops import padded_crop
 from lungcad_training.datasets import CachedSeriesDataset, SegmentationDataset
 from lungcad_training.losses import segmentation_loss
 from lungcad_training.metrics import Metrics, Tally
@@ -32,7 +33,8 @@ SEGMENTATION_AUGMENT = AugmentConfig(offset=0.03)
 
 
 class SegmentationValidationView(Dataset):
-    """Whole validation slices with a third item: the pixels of nodules >= 5 mm."""
+    """Validation slices (cropped to the UNet region) with a third item: the pixels of nodules
+    >= 5 mm."""
 
     def __init__(self, dataset: SegmentationDataset) -> None:
         self.dataset = dataset
@@ -57,6 +59,9 @@ class SegmentationValidationView(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         stack, mask, uid, slice_index = self.dataset[index]
         labels = np.asarray(self.dataset.cache.get(uid).labels[slice_index])
+        window = self.dataset.window(uid)
+        if window is not None:
+            labels = padded_crop(labels, *window, 0)
         big = np.isin(labels, self.big_labels[uid])
         return stack, mask, torch.from_numpy(big[None])
 
@@ -82,6 +87,8 @@ class SegmentationRecipe(Recipe):
             cfg.cache_dir,
             epoch_length=cfg.epoch_length,
             background_ratio=cfg.seg_background_ratio,
+            region_ratio=cfg.seg_region_ratio,
+            dense_ratio=cfg.seg_dense_ratio,
             **common,
         )
         val = SegmentationDataset(
@@ -89,6 +96,7 @@ class SegmentationRecipe(Recipe):
             cfg.cache_dir,
             is_validation=True,
             negative_slices=cfg.val_negative_slices,
+            in_region=True,
             **common,
         )
         return train, val
@@ -108,7 +116,7 @@ class SegmentationRecipe(Recipe):
         if self.cfg.augment:
             stacks, masks = augment_2d(stacks, masks, SEGMENTATION_AUGMENT, generator)
         prediction = model(stacks)
-        loss = segmentation_loss(prediction, masks)
+        loss = segmentation_loss(prediction, masks, over_batch=True)
         tally.add_loss(loss)
         tally.add_binary(prediction >= 0.5, masks > 0.5)
         return loss.mean()
