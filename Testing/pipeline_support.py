@@ -18,7 +18,7 @@ from torch import nn
 from lungcad.ct import CT, Geometry
 from lungcad.geometry import voxel_to_world
 from lungcad.models import Task, read_card
-from lungcad.pipeline import BUNDLED_MODELS, CascadeModels
+from lungcad.pipeline import BUNDLED_MODELS, CascadeModels, Precision
 
 BODY_HU = -200
 LUNG_HU = -850
@@ -122,7 +122,7 @@ class FakeClassifier(nn.Module):
         return logits, torch.softmax(logits, dim=1)
 
 
-def fake_models() -> CascadeModels:
+def fake_models(precision: Precision = Precision.FLOAT32) -> CascadeModels:
     """Stand-in networks with the bundled model cards (so ``versions()`` works)."""
     cards = {t.value: read_card(BUNDLED_MODELS / f"{t.value}.json") for t in Task}
     return CascadeModels(
@@ -131,4 +131,5 @@ def fake_models() -> CascadeModels:
         malignancy=FakeClassifier(0.2, 6.0),
         cards=cards,
         device=torch.device("cpu"),
+        precision=precision,
     )

@@ -21,9 +21,12 @@ from lungcad.pipeline import (
     DetectionCancelled,
     DetectionResult,
     DetectionStats,
+    Precision,
     Thresholds,
     detect,
+    native_bf16,
     resolve_device,
+    resolve_precision,
 )
 from lungcad.pipeline.canonical import resample_to_canonical
 from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, lung_plan, mask_box
@@ -157,6 +160,46 @@ def test_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_precision_auto_takes_bf16_only_where_the_device_has_bf16_units(monkeypatch):
+    cpu = torch.device("cpu")
+    for explicit in (Precision.FLOAT32, Precision.BF16):
+        assert resolve_precision(explicit.value, cpu) is explicit
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert native_bf16(cpu) and resolve_precision("auto", cpu) is Precision.BF16
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert not native_bf16(cpu) and resolve_precision("auto", cpu) is Precision.FLOAT32
+    with pytest.raises(ValueError, match="'fp8'"):
+        resolve_precision("fp8", cpu)
+
+
+def test_detect_runs_the_networks_in_the_models_precision(monkeypatch):
+    """bf16 models run under bf16 autocast unless the call says otherwise; versions say which."""
+    seen: list[torch.dtype] = []
+    models = fake_models()
+    forward = type(models.segmentation).forward
+
+    def spy(self, x):
+        seen.append(
+            torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        )
+        return forward(self, x)
+
+    monkeypatch.setattr(type(models.segmentation), "forward", spy)
+    bf16_models = fake_models(Precision.BF16)
+    assert bf16_models.bf16 and all(v.endswith("(bf16)") for v in bf16_models.versions().values())
+    assert all(v.endswith("(float32)") for v in models.versions().values())
+    detect(tiny_ct(), bf16_models)
+    assert seen and set(seen) == {torch.bfloat16}
+    seen.clear()
+    detect(tiny_ct(), bf16_models, bf16=False)
+    assert set(seen) == {torch.float32}
+
+
+def test_bundled_weights_load_in_the_precision_asked(bundled):
+    assert bundled.precision is resolve_precision("auto", torch.device("cpu"))
+    assert CascadeModels.load(device="cpu", precision="float32").precision is Precision.FLOAT32
 
 
 def test_bundled_weights_end_to_end(bundled, tmp_path):

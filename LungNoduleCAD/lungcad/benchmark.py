@@ -35,7 +35,7 @@ class CascadeBenchOptions:
     slice_batch: int | None = None
     crop_batch: int | None = None
     channels_last: bool = True
-    bf16: bool = False
+    precision: str = "auto"  # auto, float32 or bf16 (lungcad.pipeline.precision)
     lung_region: bool = True
     weights: Path | None = None
     compare_bf16: int = 0  # slices to run in both precisions (0: no comparison)
@@ -95,13 +95,13 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
     print(f"CT ({made}): {ct.describe()}; read in {read_s:.2f} s")
 
     t0 = time.perf_counter()
-    models = CascadeModels.load(options.weights, device=options.device)
+    models = CascadeModels.load(options.weights, options.device, options.precision)
     load_s = time.perf_counter() - t0
     print(
         f"models: loaded in {load_s:.2f} s on {models.device} "
         f"(torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
-        f"{'bf16 autocast' if options.bf16 else 'float32'}"
+        f"{'bf16 autocast' if models.bf16 else 'float32'} (--precision {options.precision})"
         f"{', channels_last' if options.channels_last else ''})"
     )
     stats = DetectionStats()
@@ -111,8 +111,8 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
         "crop_batch": options.crop_batch,
         "channels_last": options.channels_last,
     }
-    result = detect(ct, models, Thresholds(), bf16=options.bf16, stats=stats, **kwargs)
-    _print_stats(result, stats, options.bf16)
+    result = detect(ct, models, Thresholds(), stats=stats, **kwargs)
+    _print_stats(result, stats, models.bf16)
 
     t0 = time.perf_counter()
     for seg in (0.3, 0.5, 0.7):

@@ -91,7 +91,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 slice_batch=args.slice_batch,
                 crop_batch=args.crop_batch,
                 channels_last=not args.no_channels_last,
-                bf16=args.bf16,
+                precision=args.precision,
                 lung_region=not args.whole_volume,
                 weights=args.weights,
                 compare_bf16=args.compare_bf16,
@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slice-batch", type=int, default=None, help="UNet slices per call")
     p.add_argument("--crop-batch", type=int, default=None, help="classifier crops per call")
     p.add_argument("--no-channels-last", action="store_true", help="UNet in NCHW layout")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    cli_detect.add_precision_option(p)
     p.add_argument("--whole-volume", action="store_true", help="UNet on every slice, all of it")
     p.add_argument(
         "--compare-bf16", type=int, default=0, metavar="N",

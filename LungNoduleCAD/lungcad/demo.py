@@ -160,6 +160,7 @@ def run_demo(
     detector: Detector | None = None,
     device: str = "auto",
     progress: Callable[[str], None] | None = None,
+    precision: str = "auto",
 ) -> DemoReport:
     """Write the phantom under OUT/phantom, detect into OUT/results, and compare with truth.
 
@@ -181,7 +182,9 @@ def run_demo(
         f"{sx:.2f}x{sy:.2f}x{sz:.2f} mm, {len(make_spec(seed, 0).nodules)} nodules; "
         f"{record.ct_path}"
     )
-    detector = detector if detector is not None else CascadeDetector(device=device)
+    detector = (
+        detector if detector is not None else CascadeDetector(device=device, precision=precision)
+    )
     started = time.perf_counter()
     results_dir = out / "results"
     case = CaseInput(record.ct_path, record.series_uid)

@@ -17,6 +17,7 @@ from lungcad.pipeline.findings import (
     malignancy_color,
 )
 from lungcad.pipeline.models import BUNDLED_MODELS, CascadeModels, resolve_device
+from lungcad.pipeline.precision import Precision, native_bf16, resolve_precision
 from lungcad.pipeline.progress import DetectionCancelled
 from lungcad.pipeline.result import DetectionResult, DetectionResultError
 
@@ -34,9 +35,12 @@ __all__ = [
     "Finding",
     "MalignancyBand",
     "PatientSummary",
+    "Precision",
     "Thresholds",
     "VoxelMask",
     "detect",
     "malignancy_color",
+    "native_bf16",
     "resolve_device",
+    "resolve_precision",
 ]

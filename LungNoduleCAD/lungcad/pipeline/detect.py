@@ -75,7 +75,7 @@ def detect(
     lung_margin_mm: float = LUNG_MARGIN_MM,
     slice_batch: int | None = None,
     crop_batch: int | None = None,
-    bf16: bool = False,
+    bf16: bool | None = None,
     channels_last: bool = True,
     stats: DetectionStats | None = None,
 ) -> DetectionResult:
@@ -93,12 +93,13 @@ def detect(
     setting ``cancel`` stops the run between two batches with
     :class:`~lungcad.pipeline.DetectionCancelled`. ``lung_region`` runs the UNet only on the
     canonical pixels near the lungs (each slice's lung box plus ``lung_margin_mm``, see
-    :mod:`lungcad.pipeline.region`); elsewhere the map is 0. ``bf16``
-    runs the networks under bfloat16 autocast (for GPUs; on a CPU without native bf16 it is ~9x
-    slower, and it moves probabilities by up to ~0.1). ``slice_batch`` / ``crop_batch`` default
-    to 1 / 8 on the CPU (fastest there) and 16 / 128 on a GPU.
+    :mod:`lungcad.pipeline.region`); elsewhere the map is 0. ``bf16`` runs the networks under
+    bfloat16 autocast; None (default) takes ``models.precision`` (see
+    :mod:`lungcad.pipeline.precision`). ``slice_batch`` / ``crop_batch`` default to 1 / 8 on the
+    CPU (fastest there) and 16 / 128 on a GPU.
     """
     monitor = Monitor(progress, cancel)
+    bf16 = models.bf16 if bf16 is None else bool(bf16)
     on_gpu = models.device.type != "cpu"
     slice_batch = slice_batch or (GPU_SLICE_BATCH if on_gpu else SLICE_BATCH)
     crop_batch = crop_batch or (GPU_CROP_BATCH if on_gpu else CROP_BATCH)

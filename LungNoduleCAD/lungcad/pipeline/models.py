@@ -11,6 +11,7 @@ from torch import nn
 
 from lungcad.models import ModelCard, Task, load_weights
 from lungcad.models.weights import WeightsNotFoundError
+from lungcad.pipeline.precision import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ class CascadeModels:
     """Segmentation UNet, nodule classifier and malignancy classifier, in eval mode on ``device``.
 
     ``cards`` maps each task name (``segmentation``, ``nodule``, ``malignancy``) to the model card
-    its weights came with, so a result can say exactly which weights produced it.
+    its weights came with, so a result can say exactly which weights produced it. ``precision``
+    is what :func:`lungcad.pipeline.detect` runs them in (float32 or bf16, never ``auto``).
     """
 
     segmentation: nn.Module
@@ -48,13 +50,27 @@ class CascadeModels:
     malignancy: nn.Module
     cards: dict[str, ModelCard]
     device: torch.device
+    precision: Precision = Precision.FLOAT32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "precision", resolve_precision(self.precision, self.device))
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision is Precision.BF16
 
     @classmethod
-    def load(cls, folder: str | Path | None = None, device: str = "auto") -> CascadeModels:
+    def load(
+        cls,
+        folder: str | Path | None = None,
+        device: str = "auto",
+        precision: Precision | str = Precision.AUTO,
+    ) -> CascadeModels:
         """Load and check the three weights files in ``folder`` (default: the bundled ones).
 
         Every problem (missing folder or file, damaged file, wrong task or architecture) raises a
-        :class:`~lungcad.models.WeightsError` whose message names the file.
+        :class:`~lungcad.models.WeightsError` whose message names the file. ``precision`` ``auto``
+        is bf16 where the device has bf16 matrix units (:mod:`lungcad.pipeline.precision`).
         """
         root = BUNDLED_MODELS if folder is None else Path(folder)
         if not root.is_dir():
@@ -71,12 +87,15 @@ class CascadeModels:
             layout = torch.channels_last if task is Task.SEGMENTATION else torch.channels_last_3d
             nets[task.value] = model.to(memory_format=layout)
             cards[task.value] = card
-        log.info("cascade models loaded from %s on %s", root, target)
-        return cls(device=target, cards=cards, **nets)
+        models = cls(device=target, cards=cards, precision=precision, **nets)
+        log.info("cascade models loaded from %s on %s (%s)", root, target, models.precision.value)
+        return models
 
     def versions(self) -> dict[str, str]:
-        """Per task: architecture, start of the weights' SHA-256, and when they were made."""
+        """Per task: architecture, start of the weights' SHA-256, when they were made, and the
+        precision they run in."""
         return {
-            task: f"{card.architecture} sha256:{card.sha256[:12]} created {card.created}"
+            task: f"{card.architecture} sha256:{card.sha256[:12]} created {card.created} "
+            f"({self.precision.value})"
             for task, card in self.cards.items()
         }
