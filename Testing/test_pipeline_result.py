@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pipeline_support import NODULE_HU, Ball, Rod, fake_models, tiny_ct
 
+from lungcad.ct import Geometry
 from lungcad.pipeline import (
     DetectionResult,
     DetectionResultError,
@@ -16,7 +17,7 @@ from lungcad.pipeline import (
     detect,
     grouping,
 )
-from lungcad.pipeline.store import at_least
+from lungcad.pipeline.store import CandidateStore, at_least
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -144,7 +145,65 @@ def test_refilter_reuses_regions_while_the_segmentation_threshold_stays(result):
     )
     assert_same_findings(second, uncached)
     moved = result.refilter(Thresholds(0.6, 0.3, 0.9))
-    assert moved.findings and all(f.mask not in masks.values() for f in moved.findings)
+    assert moved.findings
+    for f in moved.findings:  # a region that shrank has a new mask; an unchanged one, the same
+        old = masks.get(f.center_lps)
+        assert (old is f.mask) == (old is not None and old.voxel_count == f.mask.voxel_count)
+    back = result.refilter(Thresholds(0.5, 0.3, 0.9))  # dragged back: no mask is rebuilt
+    assert all(masks[f.center_lps] is f.mask for f in back.findings)
+
+
+def _random_store(seed: int) -> CandidateStore:
+    """Blobs with random float16 probabilities on a small grid, some touching its faces."""
+    rng = np.random.default_rng(seed)
+    shape = (9, 11, 10)
+    geometry = Geometry.from_arrays(
+        (10.0, -20.0, 5.0), (0.8, 0.7, 1.5), [[0, 1, 0], [-1, 0, 0], [0, 0, 1]], shape
+    )
+    index, prob, offsets = [], [], [0]
+    for _ in range(rng.integers(5, 25)):
+        centre = rng.integers(0, shape)
+        half = rng.integers(1, 4, size=3)
+        box = np.argwhere(np.ones(2 * half + 1, dtype=bool)) - half + centre
+        box = box[np.all((box >= 0) & (box < shape), axis=1)]
+        box = box[rng.random(len(box)) < rng.uniform(0.5, 1.0)]
+        if not len(box):
+            continue
+        flat = np.sort(np.ravel_multi_index(box.T, shape))
+        index.append(flat)
+        prob.append(rng.choice(np.linspace(0.2, 1.0, 9), len(flat)).astype(np.float16))
+        offsets.append(offsets[-1] + len(flat))
+    n = len(index)
+    return CandidateStore(
+        canonical=geometry, original=geometry, floor=0.2,
+        p_nodule=rng.random(n), p_malignant=rng.random(n),
+        crop_center_irc=np.zeros((n, 3), np.int64), region_offsets=np.array(offsets),
+        region_index=np.concatenate(index), region_prob=np.concatenate(prob),
+        region_hu=rng.integers(-900, 300, offsets[-1]),
+    )  # fmt: skip
+
+
+def test_all_regions_at_once_equal_one_region_at_a_time():
+    """The prefix-sum / erosion-level computation gives exactly the per-candidate regions."""
+    seen_cut_dead = seen_cut_alive = 0
+    for seed in range(40):
+        store = _random_store(seed)
+        for t in (0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+            fast = store.regions(t)
+            for k, region in enumerate(fast):
+                slow = store.region(k, t)
+                assert (region is None) == (slow is None), (seed, t, k)
+                if slow is None:
+                    seen_cut_dead += bool(store.region_prob[store.region_offsets[k] :].size)
+                    continue
+                seen_cut_alive += 1
+                for name in ("center_lps", "center_irc", "diameter_mm", "volume_mm3",
+                             "mean_hu", "max_probability"):  # fmt: skip
+                    assert getattr(region, name) == getattr(slow, name), (seed, t, k, name)
+                assert sorted(map(tuple, region.canonical_irc)) == sorted(
+                    map(tuple, slow.canonical_irc)
+                )
+    assert seen_cut_dead and seen_cut_alive
 
 
 def test_refilter_below_floor_raises(result):

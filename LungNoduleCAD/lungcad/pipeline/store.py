@@ -19,6 +19,7 @@ rebuild findings.
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -40,6 +41,10 @@ STORE_ARRAYS: dict[str, np.dtype] = {
     "region_prob": np.dtype(np.float16),
     "region_hu": np.dtype(np.int16),
 }
+
+
+#: Bytes of finding masks a store remembers across thresholds (boolean blocks, oldest dropped).
+MASK_CACHE_BYTES = 64 * 1024**2
 
 
 def index_dtype(shape_irc: tuple[int, int, int]) -> np.dtype:
@@ -193,28 +198,101 @@ class CandidateStore:
             canonical_irc=irc,
         )
 
+    def _voxel_irc_of(self, flat: np.ndarray) -> np.ndarray:
+        """(m, 3) canonical (index, row, col) of flat canonical indices."""
+        if not len(flat):
+            return np.zeros((0, 3), dtype=np.int64)
+        return np.stack(np.unravel_index(flat, self.canonical.shape_irc), 1).astype(np.int64)
+
     def mask(self, region: Region) -> VoxelMask:
         """The region's mask on the CT's own voxels."""
         return self.mapper.mask(region.canonical_irc)
 
-    def _regions_at(self, threshold: float) -> tuple[list[Region | None], dict[int, VoxelMask]]:
-        """Every candidate's region at ``threshold`` and the masks made so far, kept for the
-        last threshold asked: moving the nodule or malignancy slider then costs no region or
-        mask work at all (the store is immutable, so the cache cannot go stale)."""
+    @cached_property
+    def _levels(self) -> _Levels:
+        """Per candidate, its voxels by probability (highest first) with prefix sums, and the
+        level up to which its region survives one erosion; built on the first :meth:`regions`."""
+        return _Levels.of(self)
+
+    def regions(self, threshold: float) -> list[Region | None]:
+        """Every candidate's :meth:`region` at ``threshold``, computed for all at once.
+
+        The same regions as ``[self.region(k, threshold) for k in range(self.count)]`` (tested)
+        without a per-candidate computation: a region at t is the first ``count`` of its voxels
+        by probability, so its size, centre and mean HU come from prefix sums, and whether it
+        survives one erosion is one comparison (:class:`_Levels`). A segmentation slider move
+        over 200 candidates then costs about a millisecond plus the masks of new findings.
+        """
+        n = self.count
+        if n == 0:
+            return []
+        levels = self._levels
+        counts = np.bincount(self._owner[at_least(self.region_prob, threshold)], minlength=n)
+        low, high = self._prob_range
+        t32 = np.float32(threshold)
+        whole = low >= t32  # grouping made every whole floor region survive an erosion
+        alive = (counts > 0) & (whole | at_least(levels.erosion, threshold))
+        ks = np.flatnonzero(alive)
+        first = self.region_offsets[ks]
+        taken = counts[ks]
+        sums = levels.irc_sums[first + taken] - levels.irc_sums[first]
+        hu = (levels.hu_sums[first + taken] - levels.hu_sums[first]) / taken
+        lps = voxel_to_world(sums / taken[:, None], self.canonical).reshape(-1, 3)
+        original = world_to_voxel(lps, self.original).reshape(-1, 3)
+        voxel_mm3 = self.canonical.voxel_volume_mm3
+        out: list[Region | None] = [None] * n
+        for j, k in enumerate(ks):
+            volume = float(taken[j] * voxel_mm3)
+            out[k] = Region(
+                candidate=int(k),
+                center_lps=_triple(lps[j]),
+                center_irc=_triple(original[j]),
+                diameter_mm=equivalent_diameter_mm(volume),
+                volume_mm3=volume,
+                mean_hu=float(hu[j]),
+                max_probability=float(high[k]),
+                canonical_irc=levels.irc[first[j] : first[j] + taken[j]],
+            )
+        return out
+
+    @cached_property
+    def _owner(self) -> np.ndarray:
+        """The candidate each stored voxel belongs to (CSR rows)."""
+        return np.repeat(np.arange(self.count, dtype=np.int64), np.diff(self.region_offsets))
+
+    def _regions_at(self, threshold: float) -> list[Region | None]:
+        """Every candidate's region at ``threshold``, kept for the last threshold asked: moving
+        the nodule or malignancy slider then costs no region work at all (the store is
+        immutable, so the cache cannot go stale)."""
         cached = self.__dict__.get("_last_regions")
         if cached is not None and cached[0] == threshold:
-            return cached[1], cached[2]
-        regions = [self.region(k, threshold) for k in range(self.count)]
-        masks: dict[int, VoxelMask] = {}
-        self.__dict__["_last_regions"] = (threshold, regions, masks)
-        return regions, masks
+            return cached[1]
+        regions = self.regions(threshold)
+        self.__dict__["_last_regions"] = (threshold, regions)
+        return regions
 
-    def _mask_of(self, region: Region, masks: dict[int, VoxelMask]) -> VoxelMask:
-        if region.candidate not in masks:
-            mask = self.mask(region)
-            mask.array.setflags(write=False)  # shared by every result at this threshold
-            masks[region.candidate] = mask
-        return masks[region.candidate]
+    @cached_property
+    def _masks(self) -> OrderedDict[tuple[int, int], VoxelMask]:
+        return OrderedDict()
+
+    def _mask_of(self, region: Region) -> VoxelMask:
+        """The region's mask, remembered across thresholds: a candidate's region at any
+        threshold is its voxels above it, so (candidate, voxel count) names it exactly, and
+        dragging a slider back and forth rebuilds no mask (up to MASK_CACHE_BYTES kept)."""
+        key = (region.candidate, len(region.canonical_irc))
+        masks = self._masks
+        mask = masks.get(key)
+        if mask is not None:
+            masks.move_to_end(key)
+            return mask
+        mask = self.mask(region)
+        mask.array.setflags(write=False)  # shared by every result that shows this region
+        masks[key] = mask
+        held = self.__dict__.get("_mask_bytes", 0) + mask.array.nbytes
+        while held > MASK_CACHE_BYTES and len(masks) > 1:
+            held -= masks.popitem(last=False)[1].array.nbytes
+        self.__dict__["_mask_bytes"] = held
+        return mask
 
     def build(
         self, thresholds: Thresholds
@@ -231,7 +309,7 @@ class CandidateStore:
                 f"{self.floor} (the map below it was not kept); run detection again with "
                 f"min_segmentation_threshold <= {thresholds.segmentation}"
             )
-        regions, masks = self._regions_at(float(thresholds.segmentation))
+        regions = self._regions_at(float(thresholds.segmentation))
         alive = [r for r in regions if r is not None]
         kept = [r for r in alive if self.p_nodule[r.candidate] >= thresholds.nodule]
         kept.sort(key=lambda r: (-self.p_malignant[r.candidate], r.candidate))
@@ -246,7 +324,7 @@ class CandidateStore:
                 mean_hu=r.mean_hu,
                 p_nodule=float(self.p_nodule[r.candidate]),
                 p_malignant=float(self.p_malignant[r.candidate]),
-                mask=self._mask_of(r, masks),
+                mask=self._mask_of(r),
             )
             for r in kept
         )
@@ -266,6 +344,62 @@ class CandidateStore:
             for r in alive
         )
         return findings, candidates
+
+
+@dataclass(frozen=True, eq=False)
+class _Levels:
+    """What makes :meth:`CandidateStore.regions` whole-array work.
+
+    Each candidate's voxels keep their CSR rows but are sorted by probability, highest first, so
+    the region at any threshold is a prefix of its row. ``irc`` holds the voxels in that order,
+    ``irc_sums`` / ``hu_sums`` their running sums (one leading zero row; exact, since they add
+    integers). ``erosion[k]`` is the highest threshold at which candidate k's region survives one
+    erosion: a voxel survives at t when it and its six face neighbours in the region have p >= t,
+    so it survives up to the lowest of those seven probabilities (never, when a neighbour lies
+    outside the region), and the region survives while its best voxel does.
+    """
+
+    irc: np.ndarray  # (M, 3) int64
+    irc_sums: np.ndarray  # (M + 1, 3) float64
+    hu_sums: np.ndarray  # (M + 1,) float64
+    erosion: np.ndarray  # (n,) float16; -inf: never survives
+
+    @classmethod
+    def of(cls, store: CandidateStore) -> _Levels:
+        owner = store._owner
+        prob = store.region_prob.astype(np.float32)
+        order = np.lexsort((-prob, owner))  # by candidate, then probability descending
+        irc = store._voxel_irc_of(store.region_index[order])
+        irc_sums = np.zeros((len(order) + 1, 3), dtype=np.float64)
+        np.cumsum(irc, axis=0, out=irc_sums[1:])
+        hu_sums = np.zeros(len(order) + 1, dtype=np.float64)
+        np.cumsum(store.region_hu[order], out=hu_sums[1:])
+        return cls(irc, irc_sums, hu_sums, _erosion_levels(store))
+
+
+def _erosion_levels(store: CandidateStore) -> np.ndarray:
+    """Per candidate, the highest threshold at which its region survives one erosion."""
+    n = store.count
+    levels = np.full(n, -np.inf, dtype=np.float16)
+    if n == 0 or not len(store.region_index):
+        return levels
+    shape = np.asarray(store.canonical.shape_irc, dtype=np.int64)
+    owner = store._owner
+    # ascending over the store: candidates in order, each region's flat indices ascending
+    keys = owner * int(np.prod(shape)) + store.region_index.astype(np.int64)
+    irc = store._voxel_irc_of(store.region_index)
+    voxel_level = store.region_prob.copy()
+    strides = (shape[1] * shape[2], shape[2], 1)
+    for axis, stride in enumerate(strides):
+        for step in (-1, 1):
+            wanted = keys + step * stride
+            pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+            coord = irc[:, axis] + step
+            present = (coord >= 0) & (coord < shape[axis]) & (keys[pos] == wanted)
+            neighbour = np.where(present, store.region_prob[pos], np.float16(-np.inf))
+            np.minimum(voxel_level, neighbour, out=voxel_level)
+    np.maximum.at(levels, owner, voxel_level)
+    return levels
 
 
 def _triple(values: np.ndarray) -> tuple[float, float, float]:
