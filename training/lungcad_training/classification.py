@@ -93,6 +93,8 @@ class ClassifierRecipe(Recipe):
             "spacing_xyz": cfg.spacing,
             "seed": cfg.seed,
         }
+        if self.task is Task.NODULE:
+            common["extra_candidates"] = cfg.extra_candidates
         train = self.dataset_class(
             cfg.data, cfg.cache_dir, ratio=cfg.ratio, epoch_length=cfg.epoch_length, **common
         )

@@ -22,6 +22,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lungcad.errors import LungCADError
 from lungcad.models import Task
+from lungcad.pipeline.precision import Precision
 from lungcad.preprocess import CANONICAL_SPACING_XYZ
 from lungcad_training.config import CLASSIFIER_CROP_IRC, DEFAULTS, TrainConfig
 from lungcad_training.optim import OPTIMIZERS
@@ -151,6 +152,16 @@ def _add_finetune_depth(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_extra_candidates(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--extra-candidates",
+        type=Path,
+        metavar="CSV",
+        help="nodule classifier: another candidates csv (seriesuid,coordX,coordY,coordZ,class) "
+        "trained and validated beside candidates.csv, e.g. from 'lungcad-train mine'",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -201,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(nod, Task.NODULE)
     _add_optimiser_options(nod, Task.NODULE)
     _add_classifier_options(nod)
+    _add_extra_candidates(nod)
 
     mal = sub.add_parser("malignancy", help="train the malignancy classifier")
     _add_run_options(mal, Task.MALIGNANCY)
@@ -212,6 +224,31 @@ def build_parser() -> argparse.ArgumentParser:
         help="nodule classifier to start from (best.pt, or exported .safetensors)",
     )
     _add_finetune_depth(mal)
+
+    mine = sub.add_parser(
+        "mine", help="the UNet's own candidates on a dataset, labelled, as a candidates csv"
+    )
+    mine.add_argument("--data", type=Path, required=True, help="LUNA16-layout dataset folder")
+    mine.add_argument(
+        "--weights",
+        type=Path,
+        required=True,
+        help="segmentation .safetensors (card beside it), or a folder holding one",
+    )
+    mine.add_argument("--out", type=Path, required=True, help="candidates csv to write")
+    mine.add_argument("--cache", type=Path, required=True, help="canonical-CT cache folder")
+    mine.add_argument(
+        "--threshold", type=_positive_float, default=0.5, help="grouping threshold (0.5)"
+    )
+    mine.add_argument("--device", choices=DEVICES, default="auto")
+    mine.add_argument(
+        "--precision",
+        choices=[p.value for p in Precision],
+        default="auto",
+        help="auto: bf16 where the device has bf16 matrix units",
+    )
+    mine.add_argument("--overwrite", action="store_true", help="replace an existing csv")
+    mine.add_argument("--quiet", action="store_true", help="no progress bars")
 
     exp = sub.add_parser("export", help="checkpoint -> safetensors + model card")
     exp.add_argument("--checkpoint", type=Path, required=True, help="e.g. OUT/nodule/best.pt")
@@ -255,7 +292,9 @@ def _config(args: argparse.Namespace, task: Task, command: str, **extra: object)
         "progress": not args.quiet,
         "command": command,
     }
-    for name in ("lr", "optimizer", "momentum", "ratio", "crop_size", "finetune"):
+    for name in (
+        "lr", "optimizer", "momentum", "ratio", "crop_size", "finetune", "extra_candidates",
+    ):  # fmt: skip
         if getattr(args, name, None) is not None:
             fields[name] = getattr(args, name)
     if hasattr(args, "finetune_depth"):
@@ -288,6 +327,19 @@ def _cmd_train(args: argparse.Namespace, command: str, runtime: Runtime) -> int:
             f"{task.value}: best epoch {result.best_epoch} of {result.epochs_done} "
             f"({_metrics_text(result.best_metrics)}); checkpoints in {result.best_path.parent}"
         )
+    return 0
+
+
+def _cmd_mine(args: argparse.Namespace) -> int:
+    from lungcad.pipeline.models import resolve_device
+    from lungcad_training.mining import mine_candidates
+
+    device = str(resolve_device(args.device))
+    found, hits = mine_candidates(
+        args.data, args.cache, args.weights, args.out, threshold=args.threshold, device=device,
+        precision=args.precision, overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
+    print(f"wrote {args.out}: {found} candidates, {hits} of them within a nodule")
     return 0
 
 
@@ -348,6 +400,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with logging_redirect_tqdm():
             if args.command == "export":
                 return _cmd_export(args)
+            if args.command == "mine":
+                return _cmd_mine(args)
             with runtime_session(args.device) as runtime:
                 if args.command == "all":
                     return _cmd_all(args, command, runtime)

@@ -70,6 +70,7 @@ class TrainConfig:
     crop_size: tuple[int, int, int] | None = None
     finetune: Path | None = None
     finetune_depth: int = 2
+    extra_candidates: Path | None = None  # nodule: another candidates csv (lungcad-train mine)
     # segmentation
     context_slices: int = 3
     seg_crop: int = 64
@@ -93,6 +94,8 @@ class TrainConfig:
             set_(self, "cache", Path(self.cache))
         if self.finetune is not None:
             set_(self, "finetune", Path(self.finetune))
+        if self.extra_candidates is not None:
+            set_(self, "extra_candidates", Path(self.extra_candidates))
         set_(self, "spacing", tuple(float(s) for s in self.spacing))
         if self.crop_size is not None:
             set_(self, "crop_size", tuple(int(s) for s in self.crop_size))

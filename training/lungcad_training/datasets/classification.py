@@ -16,7 +16,14 @@ from pathlib import Path
 import torch
 
 from lungcad.geometry import world_to_voxel_index
-from lungcad.luna16 import CandidateInfo
+from lungcad.luna16 import (
+    ANNOTATIONS_CSV,
+    CandidateInfo,
+    join_candidates,
+    read_annotations,
+    read_candidates,
+    split_by_series,
+)
 from lungcad.preprocess import CANONICAL_SPACING_XYZ, normalise_hu
 from lungcad_training.crops import PAD_HU, centred_start, padded_crop
 from lungcad_training.datasets._base import DEFAULT_VAL_STRIDE, CachedSeriesDataset
@@ -47,6 +54,7 @@ class _CropDataset(CachedSeriesDataset):
         val_stride: int = DEFAULT_VAL_STRIDE,
         is_validation: bool = False,
         ratio: int = 1,
+        extra_candidates: str | Path | None = None,
         epoch_length: int | None = None,
         crop_size: Sequence[int] = CROP_SIZE_IRC,
         spacing_xyz: tuple[float, float, float] = CANONICAL_SPACING_XYZ,
@@ -63,7 +71,10 @@ class _CropDataset(CachedSeriesDataset):
         if ratio < 0:
             raise ValueError(f"ratio must be >= 0 (0 = no balancing), got {ratio}")
         self.crop_size = tuple(int(s) for s in crop_size)
-        self.items = self._items(self.split_candidates())
+        candidates = self.split_candidates()
+        if extra_candidates is not None:
+            candidates += self._extra_candidates(Path(extra_candidates))
+        self.items = self._items(candidates)
         self.positives = [item for item in self.items if item.label]
         self.negatives = [item for item in self.items if not item.label]
         self.ratio = 0 if is_validation else ratio
@@ -90,6 +101,16 @@ class _CropDataset(CachedSeriesDataset):
 
     def _items(self, candidates: list[CandidateInfo]) -> list[CropItem]:
         raise NotImplementedError
+
+    def _extra_candidates(self, path: Path) -> list[CandidateInfo]:
+        """This split's rows of another candidates csv (``lungcad-train mine``), labelled by its
+        class column, over the series this dataset knows."""
+        known = set(self.cache.series_paths()) | self.cache.cached_series()
+        rows = [c for c in read_candidates(path) if c.series_uid in known]
+        joined = join_candidates(rows, read_annotations(self.data_dir / ANNOTATIONS_CSV))
+        log.info("%s: %d extra candidates (%d nodules)", path, len(joined),
+                 sum(c.is_nodule for c in joined))  # fmt: skip
+        return split_by_series(joined, self.val_stride, self.is_validation)
 
     def on_epoch(self) -> None:
         """Training reshuffles both lists each epoch (the seeds' shuffleSamples)."""
@@ -132,7 +153,8 @@ class _CropDataset(CachedSeriesDataset):
 
 
 class NoduleClassificationDataset(_CropDataset):
-    """Every ``candidates.csv`` row of the split, labelled ``is_nodule``.
+    """Every ``candidates.csv`` row of the split (plus the ``extra_candidates`` csv's, e.g. the
+    UNet's own candidates from :mod:`lungcad_training.mining`), labelled ``is_nodule``.
 
     Training presents ``ratio`` negatives per positive (0 = the raw list); ``epoch_length``
     defaults to the number of candidates.
