@@ -66,9 +66,11 @@ def test_dataset_has_the_luna16_layout_and_columns(small_dataset: Path) -> None:
         assert (mhd.parent / f"{uid}_nodules.nrrd").exists()
 
 
-def test_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:
+def test_same_seed_gives_the_same_bytes_in_one_process_or_several(tmp_path: Path) -> None:
     first = write_dataset(tmp_path / "a", cases=2, seed=9, size=PhantomSize.SMALL, progress=False)
-    write_dataset(tmp_path / "b", cases=2, seed=9, size=PhantomSize.SMALL, progress=False)
+    write_dataset(
+        tmp_path / "b", cases=2, seed=9, size=PhantomSize.SMALL, progress=False, workers=2
+    )
     write_dataset(tmp_path / "c", cases=1, seed=10, size=PhantomSize.SMALL, progress=False)
     files = sorted(
         p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*") if p.is_file()

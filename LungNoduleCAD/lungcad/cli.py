@@ -34,6 +34,7 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         subsets=args.subsets,
         overwrite=args.overwrite,
         progress=not args.quiet,
+        workers=args.workers,
     )
     elapsed = time.perf_counter() - started
     print(f"wrote {len(records)} {args.size} phantom cases to {args.out_dir} in {elapsed:.1f} s")
@@ -143,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", choices=["small", "full"], default="full")
     p.add_argument("--subsets", type=int, default=1, help="spread cases over subset0..subsetK-1")
+    p.add_argument(
+        "--workers", type=int, default=1, help="cases made in parallel processes (same bytes; 1)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already there")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_phantom)

@@ -61,9 +61,7 @@ def test_nodule_dataset_trains_and_validates_on_mined_candidates(
     kwargs = {"val_stride": VAL_STRIDE, "spacing_xyz": SPACING, "ratio": 0}
     plain = NoduleClassificationDataset(small_dataset, cache_dir, **kwargs)
     extra = NoduleClassificationDataset(small_dataset, cache_dir, extra_candidates=out, **kwargs)
-    val_plain = NoduleClassificationDataset(
-        small_dataset, cache_dir, is_validation=True, **kwargs
-    )
+    val_plain = NoduleClassificationDataset(small_dataset, cache_dir, is_validation=True, **kwargs)
     val_extra = NoduleClassificationDataset(
         small_dataset, cache_dir, is_validation=True, extra_candidates=out, **kwargs
     )

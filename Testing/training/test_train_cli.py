@@ -21,7 +21,8 @@ def test_all_trains_and_exports_three_models(
 ) -> None:
     out = tmp_path / "out"
     argv = ["all", "--data", str(small_dataset), "--out", str(out), *TINY]
-    argv += ["--crop-size", "16", "24", "24", "--workers", "1", "--finetune-depth", "1"]
+    argv += ["--crop-size", "16", "24", "24", "--workers", "1"]
+    argv += ["--malignancy-finetune", "--finetune-depth", "1"]
     assert main(argv) == 0
     summary = capsys.readouterr().out
     for task in Task:

@@ -257,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--overwrite", action="store_true", help="replace existing files")
 
     every = sub.add_parser(
-        "all", help="cache, train all three (malignancy fine-tuned), export to OUT/models"
+        "all", help="cache, train all three, export to OUT/models (the bundled weights' recipe)"
     )
     _add_run_options(every, None)
     every.add_argument(
@@ -268,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
         + ")",
     )
     _add_classifier_options(every)
+    every.add_argument(
+        "--malignancy-finetune",
+        action="store_true",
+        help="start the malignancy classifier from the nodule classifier just trained "
+        "(default: from scratch, which did better on the phantoms)",
+    )
     _add_finetune_depth(every)
     return parser
 
@@ -360,7 +366,7 @@ def _cmd_all(args: argparse.Namespace, command: str, runtime: Runtime) -> int:
     results = {}
     for task in TRAIN_TASKS:
         extra: dict[str, object] = {}
-        if task is Task.MALIGNANCY:
+        if task is Task.MALIGNANCY and args.malignancy_finetune:
             extra = {"finetune": results[Task.NODULE].best_path, "crop_size": None}
         results[task] = fit(_config(args, task, command, **extra), runtime)
     if not runtime.is_main:

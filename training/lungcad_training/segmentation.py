@@ -70,6 +70,7 @@ class SegmentationRecipe(Recipe):
     task = Task.SEGMENTATION
     extras = ("recall_5mm",)
     cpu_validation_batch = 1  # whole slices one at a time: 2.5x faster than 16 on a 2-core CPU
+    memory_format = torch.channels_last  # a training step 1.25x faster on the CPU than NCHW
 
     def datasets(self, progress: bool) -> tuple[SegmentationDataset, SegmentationDataset]:
         cfg = self.cfg
@@ -115,7 +116,7 @@ class SegmentationRecipe(Recipe):
         stacks, masks = to_device(batch[0], device), to_device(batch[1], device)
         if self.cfg.augment:
             stacks, masks = augment_2d(stacks, masks, SEGMENTATION_AUGMENT, generator)
-        prediction = model(stacks)
+        prediction = model(stacks.contiguous(memory_format=self.memory_format))
         loss = segmentation_loss(prediction, masks, over_batch=True)
         tally.add_loss(loss)
         tally.add_binary(prediction >= 0.5, masks > 0.5)
@@ -141,7 +142,7 @@ class SegmentationRecipe(Recipe):
         self, model: nn.Module, batch: Any, device: torch.device, tally: Tally
     ) -> None:
         stacks, masks, big = (to_device(t, device) for t in batch)
-        prediction = model(stacks)
+        prediction = model(stacks.contiguous(memory_format=self.memory_format))
         tally.add_loss(segmentation_loss(prediction, masks))
         predicted = prediction >= 0.5
         tally.add_binary(predicted, masks > 0.5)

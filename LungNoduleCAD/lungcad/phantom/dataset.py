@@ -17,6 +17,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +136,30 @@ def generate_cases(
         yield make_case(seed, index, size)
 
 
+def _write_case(
+    out: Path, seed: int, index: int, size: PhantomSize, subsets: int, overwrite: bool
+) -> tuple[CaseRecord, dict[str, list[tuple]]]:
+    """Make case ``index`` and write its CT and label map; its csv rows come back to the caller."""
+    started = time.perf_counter()
+    case = make_case(seed, index, size)
+    subset = index % subsets
+    folder = out / f"subset{subset}"
+    uid = case.spec.series_uid
+    ct = case.ct
+    ct_path = write_ct(ct, folder / f"{uid}.mhd", overwrite=overwrite)
+    label_path = write_label_map(
+        case.rendered.nodule_labels,
+        ct.geometry,
+        folder / f"{uid}_nodules.nrrd",
+        overwrite=overwrite,
+    )
+    record = CaseRecord(
+        uid, subset, ct_path, label_path, ct.shape, ct.geometry.spacing_xyz,
+        len(case.spec.nodules), time.perf_counter() - started,
+    )  # fmt: skip
+    return record, case_rows(case, subset)
+
+
 def write_dataset(
     out_dir: str | Path,
     cases: int,
@@ -143,41 +168,42 @@ def write_dataset(
     subsets: int = 1,
     overwrite: bool = False,
     progress: bool = True,
+    workers: int = 1,
 ) -> list[CaseRecord]:
     """Generate ``cases`` phantoms and write them in the LUNA16 layout; returns what was written.
 
-    Case i goes to subset i % subsets. Same seed, size and count give the same bytes.
+    Case i goes to subset i % subsets. Same seed, size and count give the same bytes, whatever
+    ``workers`` is: each case has its own random stream and the truth files are assembled in case
+    order, so ``workers`` > 1 (one process per case at a time) only makes it faster.
     """
     if cases < 1:
         raise ValueError(f"cases must be at least 1, got {cases}")
     if not 1 <= subsets <= 10:
         raise ValueError(f"subsets must be between 1 and 10 (as in LUNA16), got {subsets}")
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
     out = Path(out_dir)
     _refuse_existing(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    args = [(out, seed, index, size, subsets, overwrite) for index in range(cases)]
+    bar = tqdm(total=cases, desc="phantoms", disable=not progress)
+    results: list[tuple[CaseRecord, dict[str, list[tuple]]]] = []
+    if workers == 1:
+        for a in args:
+            results.append(_write_case(*a))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, cases)) as pool:
+            for result in pool.map(_write_case, *zip(*args, strict=True)):
+                results.append(result)
+                bar.update()
+    bar.close()
     all_rows: dict[str, list[tuple]] = {name: [] for name in TRUTH_FILES[:4]}
     records: list[CaseRecord] = []
-    for case in tqdm(
-        generate_cases(seed, cases, size), total=cases, desc="phantoms", disable=not progress
-    ):
-        started = time.perf_counter()
-        subset = case.spec.index % subsets
-        folder = out / f"subset{subset}"
-        uid = case.spec.series_uid
-        ct = case.ct
-        ct_path = write_ct(ct, folder / f"{uid}.mhd", overwrite=overwrite)
-        label_path = write_label_map(
-            case.rendered.nodule_labels,
-            ct.geometry,
-            folder / f"{uid}_nodules.nrrd",
-            overwrite=overwrite,
-        )
-        for name, rows in case_rows(case, subset).items():
-            all_rows[name] += rows
-        records.append(
-            CaseRecord(uid, subset, ct_path, label_path, ct.shape, ct.geometry.spacing_xyz,
-                       len(case.spec.nodules), time.perf_counter() - started)
-        )  # fmt: skip
+    for record, rows in results:
+        records.append(record)
+        for name, case_rows_ in rows.items():
+            all_rows[name] += case_rows_
     _write_csv_atomic(out / "annotations.csv", ANNOTATION_COLUMNS, all_rows["annotations.csv"])
     _write_csv_atomic(out / "candidates.csv", CANDIDATE_COLUMNS, all_rows["candidates.csv"])
     _write_csv_atomic(
