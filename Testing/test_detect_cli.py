@@ -22,7 +22,7 @@ from lungcad.ct import CT, Geometry
 from lungcad.ctio import write_ct
 from lungcad.geometry import voxel_to_world, world_to_voxel_index
 from lungcad.phantom import PhantomSize, make_case
-from lungcad.pipeline import DetectionResult, MalignancyBand
+from lungcad.pipeline import DetectionResult, MalignancyBand, Precision
 from lungcad.reports import OUTPUT_FILES, read_results
 
 UIDS = [f"1.2.826.0.1.3680043.2.1125.8.{k}" for k in range(3)]
@@ -32,13 +32,17 @@ class FakeDetector:
     """Stands in for CascadeDetector: same constructor, loads nothing, counts its runs."""
 
     runs: ClassVar[list[str | None]] = []
+    precisions: ClassVar[list[Precision]] = []
 
-    def __init__(self, models=None, device="auto", thresholds=None) -> None:
+    def __init__(self, models=None, device="auto", thresholds=None, precision="auto") -> None:
         self.thresholds = thresholds
+        self.precision = Precision(precision)
+        FakeDetector.precisions.append(self.precision)
 
     def load(self):
         class Models:
             device = "cpu"
+            precision = self.precision
 
             @staticmethod
             def versions():
@@ -54,6 +58,7 @@ class FakeDetector:
 @pytest.fixture
 def fake(monkeypatch):
     FakeDetector.runs = []
+    FakeDetector.precisions = []
     monkeypatch.setattr(lungcad.cohort, "CascadeDetector", FakeDetector)
     return FakeDetector
 
@@ -108,6 +113,9 @@ def test_thresholds_reach_the_detector_and_results(tmp_path, cts, fake):
     assert main(["detect", str(cts), "--out", str(out), "--quiet", *args]) == 0
     doc = read_results(out / UIDS[0] / "results.json")
     assert doc["thresholds"] == {"segmentation": 0.3, "nodule": 0.7, "malignancy": 0.5}
+    assert fake.precisions == [Precision.AUTO]
+    assert main(["detect", str(cts), "--out", str(out), "--quiet", "--precision", "bf16"]) == 0
+    assert fake.precisions[-1] is Precision.BF16  # all done already: nothing ran, nothing loaded
 
 
 def test_a_corrupt_file_fails_alone_and_resume_skips_the_rest(tmp_path, cts, fake, capsys):
@@ -162,9 +170,10 @@ def crop_ct(tmp_path_factory) -> Path:
 
 def test_end_to_end_with_the_bundled_weights(tmp_path, crop_ct, capsys):
     out = tmp_path / "out"
-    assert main(["detect", str(crop_ct), "--out", str(out), "--device", "cpu", "--quiet"]) == 0
+    args = ["--device", "cpu", "--precision", "float32", "--quiet"]
+    assert main(["detect", str(crop_ct), "--out", str(out), *args]) == 0
     text = capsys.readouterr().out
-    assert "models on cpu: SegmentationUNet sha256:" in text
+    assert "models on cpu (float32): SegmentationUNet sha256:" in text
     folder = out / "1.2.826.0.1.3680043.2.1125.8.99"
     assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_FILES.values())
     doc = read_results(folder / "results.json")

@@ -33,7 +33,7 @@ from lungcad.atomic import write_text_atomic
 from lungcad.ct import CT
 from lungcad.ctio import read_ct
 from lungcad.errors import LungCADError
-from lungcad.pipeline import CascadeModels, Thresholds, detect
+from lungcad.pipeline import CascadeModels, Precision, Thresholds, detect
 from lungcad.reports import ResultLike, ResultsFileError, read_results, write_case_outputs
 
 __all__ = [
@@ -410,8 +410,8 @@ class CascadeDetector:
     """The real detector: the cascade with weights loaded on first use.
 
     A run whose cases are all done never loads a network. ``models`` is a weights folder (None:
-    the bundled weights), ``device`` auto, cpu or cuda. Call :meth:`load` first to have a bad
-    weights folder reported before any case runs.
+    the bundled weights), ``device`` auto, cpu or cuda, ``precision`` auto, float32 or bf16. Call
+    :meth:`load` first to have a bad weights folder reported before any case runs.
     """
 
     def __init__(
@@ -419,15 +419,17 @@ class CascadeDetector:
         models: Path | None = None,
         device: str = "auto",
         thresholds: Thresholds | None = None,
+        precision: Precision | str = Precision.AUTO,
     ) -> None:
         self.models_dir = models
         self.device = device
         self.thresholds = thresholds if thresholds is not None else Thresholds()
+        self.precision = Precision(precision)
         self._models: CascadeModels | None = None
 
     def load(self) -> CascadeModels:
         if self._models is None:
-            self._models = CascadeModels.load(self.models_dir, self.device)
+            self._models = CascadeModels.load(self.models_dir, self.device, self.precision)
         return self._models
 
     def __call__(self, ct: CT) -> ResultLike:

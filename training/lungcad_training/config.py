@@ -38,10 +38,10 @@ DEFAULTS: dict[Task, TaskDefaults] = {
         epochs=12, batch_size=16, epoch_length=8192, optimizer="adam", lr=1e-3
     ),
     Task.NODULE: TaskDefaults(
-        epochs=10, batch_size=32, epoch_length=4096, optimizer="adam", lr=1e-3
+        epochs=7, batch_size=32, epoch_length=4096, optimizer="adam", lr=1e-3
     ),
     Task.MALIGNANCY: TaskDefaults(
-        epochs=15, batch_size=32, epoch_length=2048, optimizer="adam", lr=1e-3
+        epochs=8, batch_size=32, epoch_length=1024, optimizer="adam", lr=1e-3
     ),
 }
 
