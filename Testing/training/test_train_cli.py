@@ -73,3 +73,33 @@ def test_parser_defaults_and_flags() -> None:
         parser.parse_args(["nodule", "--data", "d", "--out", "o", "--val-stride", "1"])
     with pytest.raises(SystemExit):
         parser.parse_args(["segmentation", "--data", "d", "--out", "o", "--resume", "--overwrite"])
+
+
+@pytest.mark.parametrize("finetune", [False, True])
+def test_all_trains_malignancy_from_scratch_unless_asked_to_finetune(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finetune: bool
+) -> None:
+    import lungcad_training.engine as engine
+    import lungcad_training.export as export
+
+    configs = {}
+
+    def fake_fit(cfg, runtime):  # records what `all` asks for, trains nothing
+        configs[cfg.task] = cfg
+        best = cfg.out / cfg.task.value / "best.pt"
+        return engine.FitResult(cfg.task, None, 1, 1, {"f1": 0.5}, best, best, 0.0)
+
+    monkeypatch.setattr(engine, "check_data_dir", lambda data: None)
+    monkeypatch.setattr(engine, "fit", fake_fit)
+    monkeypatch.setattr(export, "export_checkpoint", lambda *a, **k: (tmp_path / "w", None))
+    argv = ["all", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"]
+    assert main([*argv, "--malignancy-finetune"] if finetune else argv) == 0
+    assert list(configs) == [Task.SEGMENTATION, Task.NODULE, Task.MALIGNANCY]
+    nodule_best = tmp_path / "out" / "nodule" / "best.pt"
+    assert configs[Task.MALIGNANCY].finetune == (nodule_best if finetune else None)
+    # the defaults are the bundled recipe
+    assert (configs[Task.SEGMENTATION].epochs, configs[Task.SEGMENTATION].epoch_length) == (
+        12,
+        8192,
+    )
+    assert (configs[Task.MALIGNANCY].epochs, configs[Task.MALIGNANCY].epoch_length) == (8, 1024)
