@@ -25,13 +25,6 @@ SPACING = (2.0, 2.0, 2.5)
 VAL_STRIDE = 2
 
 
-@pytest.fixture(scope="module")
-def cache_dir(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("dataset-cache")
-    prefill_cache(small_dataset, folder, spacing_xyz=SPACING, progress=False)
-    return folder
-
-
 def _near(volume: np.ndarray, voxel: np.ndarray) -> np.ndarray:
     """The 3x3x3 neighbourhood of a voxel (a centre may sit on a label's edge after resampling)."""
     return np.asarray(volume[tuple(slice(max(v - 1, 0), v + 2) for v in voxel)])

@@ -10,20 +10,12 @@ import pytest
 from pipeline_support import FakeUNet
 
 from lungcad.luna16 import read_annotations, validation_series
-from lungcad_training.cache import prefill_cache
 from lungcad_training.datasets import NoduleClassificationDataset
 from lungcad_training.errors import TrainingError
 from lungcad_training.mining import mine_candidates
 
 SPACING = (2.0, 2.0, 2.5)
 VAL_STRIDE = 2
-
-
-@pytest.fixture(scope="module")
-def cache_dir(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("mining-cache")
-    prefill_cache(small_dataset, folder, spacing_xyz=SPACING, progress=False)
-    return folder
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import torch
 from torch.utils.data import default_collate
 
 from lungcad.models import CandidateClassifier, ModelCard, Task, save_weights
-from lungcad_training.cache import prefill_cache
 from lungcad_training.checkpoint import load_checkpoint
 from lungcad_training.config import TrainConfig
 from lungcad_training.engine import fit, make_recipe, make_scaler, train_step
@@ -24,13 +23,6 @@ from lungcad_training.optim import make_optimizer
 SPACING = (2.0, 2.0, 2.5)  # a coarse grid keeps the CPU runs short
 CROP = (16, 24, 24)
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def cache_dir(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("trainer-cache")
-    prefill_cache(small_dataset, folder, spacing_xyz=SPACING, progress=False)
-    return folder
 
 
 def _config(task: str, data: Path, out: Path, cache: Path, **changes: object) -> TrainConfig:

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from lungcad.atomic import write_text_atomic
 from lungcad.ct import CT
+from lungcad.evaluation.matching import hit_matrix
 from lungcad.geometry import voxel_to_world
 from lungcad.luna16 import CANDIDATES_CSV
 from lungcad.luna16.records import CANDIDATE_COLUMNS
@@ -110,10 +111,9 @@ def _series_candidates(
         return [], 0
     centres = voxel_to_world(np.array([g.centroid_irc for g in groups]), geometry).reshape(-1, 3)
     annotations = cache.annotations_for(uid)
-    is_nodule = np.zeros(len(centres), dtype=bool)
-    for a in annotations:
-        distance = np.linalg.norm(centres - np.asarray(a.center_xyz), axis=1)
-        is_nodule |= distance < a.diameter_mm / 2
+    nodule_xyz = np.array([a.center_xyz for a in annotations], dtype=float).reshape(-1, 3)
+    diameters = np.array([a.diameter_mm for a in annotations], dtype=float)
+    is_nodule = hit_matrix(centres, nodule_xyz, diameters).any(axis=1)
     rows = [
         (uid, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", int(n))
         for (x, y, z), n in zip(centres, is_nodule, strict=True)

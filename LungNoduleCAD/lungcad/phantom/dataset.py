@@ -16,7 +16,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,13 +129,6 @@ def _refuse_existing(out_dir: Path, overwrite: bool) -> None:
         )
 
 
-def generate_cases(
-    seed: int, cases: int, size: PhantomSize, first: int = 0
-) -> Iterator[PhantomCase]:
-    for index in range(first, first + cases):
-        yield make_case(seed, index, size)
-
-
 def _write_case(
     out: Path, seed: int, index: int, size: PhantomSize, subsets: int, overwrite: bool
 ) -> tuple[CaseRecord, dict[str, list[tuple]]]:
@@ -174,7 +167,8 @@ def write_dataset(
 
     Case i goes to subset i % subsets. Same seed, size and count give the same bytes, whatever
     ``workers`` is: each case has its own random stream and the truth files are assembled in case
-    order, so ``workers`` > 1 (one process per case at a time) only makes it faster.
+    order; ``workers`` > 1 makes cases in parallel processes (on 2 cores no faster than one: the
+    renderer's SimpleITK filters already use both).
     """
     if cases < 1:
         raise ValueError(f"cases must be at least 1, got {cases}")
