@@ -7,9 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from pipeline_support import FakeUNet
 
 from lungcad.luna16 import read_annotations, validation_series
+from lungcad.models import ModelCard, SegmentationUNet, Task, save_weights
+from lungcad_training.cli import main
 from lungcad_training.datasets import NoduleClassificationDataset
 from lungcad_training.errors import TrainingError
 from lungcad_training.mining import mine_candidates
@@ -74,3 +77,33 @@ def test_mining_refuses_to_overwrite(small_dataset: Path, cache_dir: Path, mined
             small_dataset, cache_dir, FakeUNet(), small_dataset / "candidates.csv",
             spacing_xyz=SPACING, overwrite=True,
         )  # fmt: skip
+
+
+def test_mine_command_loads_the_weights_and_writes_the_csv(
+    small_dataset: Path, cache_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(3)
+    card = ModelCard(
+        task=Task.SEGMENTATION, trained_on="test", command="test", created="2025-01-01"
+    )
+    (tmp_path / "models").mkdir()
+    save_weights(SegmentationUNet(), card, tmp_path / "models" / "segmentation")
+    out = tmp_path / "mined.csv"
+    spacing = [str(v) for v in SPACING]
+    argv = ["mine", "--data", str(small_dataset), "--cache", str(cache_dir), "--out", str(out)]
+    argv += ["--spacing", *spacing, "--device", "cpu", "--precision", "float32", "--quiet"]
+    assert main([*argv, "--weights", str(tmp_path / "models")]) == 0
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    printed = capsys.readouterr().out
+    assert f"wrote {out}: {len(rows)} candidates" in printed
+    assert {r["seriesuid"] for r in rows} <= {a.series_uid for a in _annotations(small_dataset)}
+
+    missing = tmp_path / "elsewhere"
+    assert main([*argv, "--overwrite", "--weights", str(missing)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(missing) in err[0]
+
+
+def _annotations(data: Path):
+    return read_annotations(data / "annotations.csv")

@@ -69,6 +69,18 @@ def _stride(text: str) -> int:
     return value
 
 
+def _add_spacing(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spacing",
+        type=_positive_float,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        default=CANONICAL_SPACING_XYZ,
+        help=f"canonical voxel size in mm ({' '.join(f'{v:g}' for v in CANONICAL_SPACING_XYZ)}; "
+        "others for tests and experiments)",
+    )
+
+
 def _add_run_options(p: argparse.ArgumentParser, task: Task | None) -> None:
     """Options every training command shares; ``task`` None = ``all`` (per-task defaults)."""
     d = DEFAULTS[task] if task is not None else None
@@ -104,15 +116,7 @@ def _add_run_options(p: argparse.ArgumentParser, task: Task | None) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="(0)")
     p.add_argument("--cache", type=Path, help="canonical-CT cache folder (OUT/cache)")
-    p.add_argument(
-        "--spacing",
-        type=_positive_float,
-        nargs=3,
-        metavar=("X", "Y", "Z"),
-        default=CANONICAL_SPACING_XYZ,
-        help=f"canonical voxel size in mm ({' '.join(f'{v:g}' for v in CANONICAL_SPACING_XYZ)}; "
-        "others for tests and experiments)",
-    )
+    _add_spacing(p)
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--resume", action="store_true", help="continue from OUT/<task>/last.pt")
@@ -237,6 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     mine.add_argument("--out", type=Path, required=True, help="candidates csv to write")
     mine.add_argument("--cache", type=Path, required=True, help="canonical-CT cache folder")
+    _add_spacing(mine)
     mine.add_argument(
         "--threshold", type=_positive_float, default=0.5, help="grouping threshold (0.5)"
     )
@@ -338,12 +343,14 @@ def _cmd_train(args: argparse.Namespace, command: str, runtime: Runtime) -> int:
 
 def _cmd_mine(args: argparse.Namespace) -> int:
     from lungcad.pipeline.models import resolve_device
-    from lungcad_training.mining import mine_candidates
+    from lungcad_training.mining import load_segmentation, mine_candidates
 
     device = str(resolve_device(args.device))
+    model = load_segmentation(args.weights, device)
     found, hits = mine_candidates(
-        args.data, args.cache, args.weights, args.out, threshold=args.threshold, device=device,
-        precision=args.precision, overwrite=args.overwrite, progress=not args.quiet,
+        args.data, args.cache, model, args.out, threshold=args.threshold, device=device,
+        precision=args.precision, spacing_xyz=tuple(args.spacing), overwrite=args.overwrite,
+        progress=not args.quiet,
     )  # fmt: skip
     print(f"wrote {args.out}: {found} candidates, {hits} of them within a nodule")
     return 0
