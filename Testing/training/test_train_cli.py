@@ -32,6 +32,10 @@ def test_all_trains_and_exports_three_models(
         assert (out / task.value / "metrics.csv").is_file()
         assert (out / "runs" / task.value / "val").is_dir()
     assert "recall_5mm" in summary and "diameter_auc" in summary
+    mined = out / "mined_candidates.csv"  # the new UNet's own candidates, for the nodule net
+    assert mined.read_text().startswith("seriesuid,coordX,coordY,coordZ,class\n")
+    _, nodule = load_weights(out / "models" / "nodule.safetensors", Task.NODULE)
+    assert f"candidates.csv and {mined}" in nodule.trained_on
     _, malignancy = load_weights(out / "models" / "malignancy.safetensors", Task.MALIGNANCY)
     assert "Fine-tuned from" in malignancy.trained_on and "nodule/best.pt" in malignancy.trained_on
 
@@ -75,28 +79,39 @@ def test_parser_defaults_and_flags() -> None:
         parser.parse_args(["segmentation", "--data", "d", "--out", "o", "--resume", "--overwrite"])
 
 
-@pytest.mark.parametrize("finetune", [False, True])
-def test_all_trains_malignancy_from_scratch_unless_asked_to_finetune(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finetune: bool
+@pytest.mark.parametrize(("finetune", "mine"), [(False, True), (True, False)])
+def test_all_follows_the_recipe_unless_told_otherwise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finetune: bool, mine: bool
 ) -> None:
+    import lungcad_training.cli as cli
     import lungcad_training.engine as engine
     import lungcad_training.export as export
 
     configs = {}
+    mined = tmp_path / "out" / "mined_candidates.csv"
 
     def fake_fit(cfg, runtime):  # records what `all` asks for, trains nothing
         configs[cfg.task] = cfg
         best = cfg.out / cfg.task.value / "best.pt"
         return engine.FitResult(cfg.task, None, 1, 1, {"f1": 0.5}, best, best, 0.0)
 
+    def fake_mine(args, unet, command, runtime):
+        assert unet == tmp_path / "out" / "segmentation" / "best.pt"
+        return mined
+
     monkeypatch.setattr(engine, "check_data_dir", lambda data: None)
     monkeypatch.setattr(engine, "fit", fake_fit)
     monkeypatch.setattr(export, "export_checkpoint", lambda *a, **k: (tmp_path / "w", None))
+    monkeypatch.setattr(cli, "_mine_for_all", fake_mine)
     argv = ["all", "--data", str(tmp_path), "--out", str(tmp_path / "out"), "--quiet"]
-    assert main([*argv, "--malignancy-finetune"] if finetune else argv) == 0
+    argv += ["--malignancy-finetune"] if finetune else []
+    argv += [] if mine else ["--no-mine"]
+    assert main(argv) == 0
     assert list(configs) == [Task.SEGMENTATION, Task.NODULE, Task.MALIGNANCY]
     nodule_best = tmp_path / "out" / "nodule" / "best.pt"
     assert configs[Task.MALIGNANCY].finetune == (nodule_best if finetune else None)
+    assert configs[Task.NODULE].extra_candidates == (mined if mine else None)
+    assert configs[Task.SEGMENTATION].extra_candidates is None
     # the defaults are the bundled recipe
     assert (configs[Task.SEGMENTATION].epochs, configs[Task.SEGMENTATION].epoch_length) == (
         12,

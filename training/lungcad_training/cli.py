@@ -31,6 +31,7 @@ from lungcad_training.runtime import AMP_MODES, DEVICES, Runtime, env_rank, runt
 log = logging.getLogger("lungcad_training")
 
 PROG = "lungcad-train"
+MINED_CSV = "mined_candidates.csv"
 TRAIN_TASKS = (Task.SEGMENTATION, Task.NODULE, Task.MALIGNANCY)
 
 
@@ -280,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: from scratch, which did better on the phantoms)",
     )
     _add_finetune_depth(every)
+    every.add_argument(
+        "--no-mine",
+        action="store_true",
+        help=f"train the nodule classifier on candidates.csv alone (default: also on the new "
+        f"UNet's own candidates, mined into OUT/{MINED_CSV})",
+    )
     return parser
 
 
@@ -364,6 +371,24 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mine_for_all(args: argparse.Namespace, unet: Path, command: str, runtime: Runtime) -> Path:
+    """``OUT/mined_candidates.csv``: the best UNet's own candidates, for the nodule classifier.
+
+    Rank 0 mines (again when the UNet checkpoint is newer than the csv), the others wait.
+    """
+    from lungcad_training.mining import load_segmentation, mine_candidates
+
+    out = args.out / MINED_CSV
+    if runtime.is_main and not (out.is_file() and out.stat().st_mtime >= unet.stat().st_mtime):
+        mine_candidates(
+            args.data, _config(args, Task.NODULE, command).cache_dir,
+            load_segmentation(unet, str(runtime.device)), out, device=str(runtime.device),
+            spacing_xyz=tuple(args.spacing), overwrite=True, progress=not args.quiet,
+        )  # fmt: skip
+    runtime.barrier()
+    return out
+
+
 def _cmd_all(args: argparse.Namespace, command: str, runtime: Runtime) -> int:
     from lungcad_training.engine import check_data_dir, fit
     from lungcad_training.export import export_checkpoint
@@ -373,6 +398,9 @@ def _cmd_all(args: argparse.Namespace, command: str, runtime: Runtime) -> int:
     results = {}
     for task in TRAIN_TASKS:
         extra: dict[str, object] = {}
+        if task is Task.NODULE and not args.no_mine:
+            unet = results[Task.SEGMENTATION].best_path
+            extra = {"extra_candidates": _mine_for_all(args, unet, command, runtime)}
         if task is Task.MALIGNANCY and args.malignancy_finetune:
             extra = {"finetune": results[Task.NODULE].best_path, "crop_size": None}
         results[task] = fit(_config(args, task, command, **extra), runtime)

@@ -50,6 +50,11 @@ def trained_on_text(state: dict[str, Any]) -> str:
         f"{args.get('optimizer')} lr {args.get('lr')}, {state.get('training_seconds', 0):.0f} s "
         f"on {hardware_text(hardware)}."
         + (f" Fine-tuned from {args.get('finetune')}." if args.get("finetune") else "")
+        + (
+            f" Candidates: candidates.csv and {args.get('extra_candidates')}."
+            if args.get("extra_candidates")
+            else ""
+        )
     )
 
 
