@@ -1,31 +1,32 @@
 #!/usr/bin/env bash
-# Reproduce the bundled weights (LungNoduleCAD/Resources/Models/README.md says where each came from):
+# Reproduce the bundled weights (LungNoduleCAD/Resources/Models/README.md says how each was made):
 #   training/scripts/reproduce_bundled_weights.sh DATA_ROOT RUN_DIR
-# DATA_ROOT/phantoms-120: 120 full-size phantoms, seed 1000, 10 subsets -> segmentation, malignancy
-# DATA_ROOT/phantoms-40:  the first 40 of the same cases (seed 1000, 4 subsets) -> nodule classifier
-# Both sets are generated when missing. The segmentation and malignancy runs use the task defaults
-# (training/lungcad_training/config.py); the nodule classifier is the earlier run's recipe. The
-# three exported models land in RUN_DIR/models. On a 2-core CPU: about 40 + 3 min for segmentation
-# and malignancy; the nodule run took 36 s on an H100 and is about 100x slower on such a CPU.
+# DATA_ROOT/phantoms-120: 120 full-size phantoms, seed 1000, 10 subsets (generated when missing).
+# The steps are the ones the bundled weights were made with, one command each: the segmentation
+# UNet (task defaults), its own candidates mined over the set, the nodule classifier on
+# candidates.csv plus those, the malignancy network from scratch. `lungcad-train all` runs the
+# same sequence in one go. The exported models land in RUN_DIR/models. On a 2-core CPU, float32:
+# about 37 + 47 + 37 + 11 min. For a quick dry run on small phantoms, SPACING="2 2 2.5" and
+# TRAIN_ARGS="--epochs 1 --epoch-length 16" (both unset for the real thing).
 set -euo pipefail
 root=${1:?usage: $0 DATA_ROOT RUN_DIR}
 run=${2:?usage: $0 DATA_ROOT RUN_DIR}
 python=${PYTHON:-python3}
-phantoms() {  # folder cases subsets
-    if [ ! -d "$1" ]; then
-        "$python" -m lungcad.cli phantom "$1" --cases "$2" --seed 1000 --size full --subsets "$3" \
-            --workers 2 --quiet
-    fi
-}
-phantoms "$root/phantoms-120" 120 10
-phantoms "$root/phantoms-40" 40 4
-train() { "$python" -m lungcad_training.cli "$@" --val-stride 5 --quiet; }
-train segmentation --data "$root/phantoms-120" --out "$run/main"
-train malignancy --data "$root/phantoms-120" --out "$run/main"
-train nodule --data "$root/phantoms-40" --out "$run/nodule-40" --epochs 10 --epoch-length 4096
-for task in segmentation malignancy; do
-    "$python" -m lungcad_training.cli export --checkpoint "$run/main/$task/best.pt" \
+data="$root/phantoms-120"
+if [ ! -d "$data" ]; then
+    "$python" -m lungcad.cli phantom "$data" --cases 120 --seed 1000 --size full --subsets 10 \
+        --workers 2 --quiet
+fi
+spacing=(${SPACING:-0.75 0.75 1.25})
+read -r -a extra <<< "${TRAIN_ARGS:-}"
+train() { "$python" -m lungcad_training.cli "$@" --spacing "${spacing[@]}" --quiet; }
+train segmentation --data "$data" --out "$run" --val-stride 5 "${extra[@]}"
+train mine --data "$data" --cache "$run/cache" --weights "$run/segmentation/best.pt" \
+    --out "$run/mined_candidates.csv" --precision float32
+train nodule --data "$data" --out "$run" --val-stride 5 \
+    --extra-candidates "$run/mined_candidates.csv" "${extra[@]}"
+train malignancy --data "$data" --out "$run" --val-stride 5 --workers 0 "${extra[@]}"
+for task in segmentation nodule malignancy; do
+    "$python" -m lungcad_training.cli export --checkpoint "$run/$task/best.pt" \
         --task "$task" --out "$run/models/$task.safetensors" --overwrite
 done
-"$python" -m lungcad_training.cli export --checkpoint "$run/nodule-40/nodule/best.pt" \
-    --task nodule --out "$run/models/nodule.safetensors" --overwrite
