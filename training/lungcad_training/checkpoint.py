@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from lungcad.atomic import write_bytes_atomic
+from lungcad.models import Task, build_model
 from lungcad_training.errors import TrainingError
 
 CHECKPOINT_FORMAT = "lungcad-training-checkpoint"
@@ -80,3 +82,17 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             f"{path}: checkpoint version {state['version']} is newer than this code reads"
         )
     return state
+
+
+def model_from_checkpoint(
+    path: str | Path, task: Task | None = None, purpose: str = ""
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The checkpoint's network with its weights (on the CPU, in train mode) and the checkpoint;
+    with ``task``, another task's checkpoint is a TrainingError naming the file and ``purpose``."""
+    state = load_checkpoint(path)
+    if task is not None and state.get("task") != task.value:
+        why = f" ({purpose})" if purpose else ""
+        raise TrainingError(f"{path}: a {state.get('task')} checkpoint, not {task.value}{why}")
+    model = build_model(state["architecture"], state["hyperparameters"])
+    model.load_state_dict(state["model_state"])
+    return model, state

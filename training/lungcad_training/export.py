@@ -12,9 +12,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from lungcad.models import ModelCard, Task, build_model, save_weights
-from lungcad_training.checkpoint import load_checkpoint
-from lungcad_training.errors import TrainingError
+from lungcad.models import ModelCard, Task, save_weights
+from lungcad_training.checkpoint import model_from_checkpoint
 from lungcad_training.runtime import hardware_text
 
 log = logging.getLogger(__name__)
@@ -87,13 +86,9 @@ def export_checkpoint(
 ) -> tuple[Path, Path]:
     """Write ``out`` (.safetensors + .json) from a training checkpoint; returns both paths."""
     checkpoint = Path(checkpoint)
-    state = load_checkpoint(checkpoint)
-    if task is not None and Task(task).value != state.get("task"):
-        raise TrainingError(
-            f"{checkpoint}: a {state.get('task')} checkpoint, but --task {Task(task).value}"
-        )
-    model = build_model(state["architecture"], state["hyperparameters"])
-    model.load_state_dict(state["model_state"])
+    expected = Task(task) if task is not None else None
+    purpose = f"--task {expected.value}" if expected else ""
+    model, state = model_from_checkpoint(checkpoint, expected, purpose)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     paths = save_weights(model, card_from_checkpoint(state), out, overwrite=overwrite)

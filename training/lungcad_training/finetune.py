@@ -15,8 +15,8 @@ from pathlib import Path
 
 from torch import nn
 
-from lungcad.models import CandidateClassifier, Task, WeightsError, build_model, load_weights
-from lungcad_training.checkpoint import load_checkpoint
+from lungcad.models import CandidateClassifier, Task, WeightsError, load_weights
+from lungcad_training.checkpoint import model_from_checkpoint
 from lungcad_training.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -26,13 +26,7 @@ def load_nodule_classifier(path: str | Path) -> nn.Module:
     """A nodule classifier from a training checkpoint (``.pt``) or exported ``.safetensors``."""
     path = Path(path)
     if path.suffix == ".pt":
-        state = load_checkpoint(path)
-        if state.get("task") != Task.NODULE.value:
-            raise TrainingError(
-                f"{path}: a {state.get('task')} checkpoint; fine-tuning needs a nodule classifier"
-            )
-        model = build_model(state["architecture"], state["hyperparameters"])
-        model.load_state_dict(state["model_state"])
+        model, _ = model_from_checkpoint(path, Task.NODULE, "fine-tuning needs a nodule classifier")
         return model
     try:
         model, _ = load_weights(path, expected_task=Task.NODULE)

@@ -29,14 +29,14 @@ from lungcad.evaluation.matching import hit_matrix
 from lungcad.geometry import voxel_to_world
 from lungcad.luna16 import CANDIDATES_CSV
 from lungcad.luna16.records import CANDIDATE_COLUMNS
-from lungcad.models import Task, build_model, load_weights
+from lungcad.models import Task, load_weights
 from lungcad.pipeline.grouping import group_candidates
 from lungcad.pipeline.precision import Precision, resolve_precision
 from lungcad.pipeline.region import lung_plan
 from lungcad.pipeline.segment import segment_box
 from lungcad.preprocess import CANONICAL_SPACING_XYZ
 from lungcad_training.cache import SeriesCache, prefill_cache
-from lungcad_training.checkpoint import load_checkpoint
+from lungcad_training.checkpoint import model_from_checkpoint
 from lungcad_training.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -52,11 +52,7 @@ def load_segmentation(weights: str | Path, device: str = "cpu") -> nn.Module:
     if weights.is_dir():
         weights = weights / f"{Task.SEGMENTATION.value}.safetensors"
     if weights.suffix == ".pt":
-        state = load_checkpoint(weights)
-        if state.get("task") != Task.SEGMENTATION.value:
-            raise TrainingError(f"{weights}: a {state.get('task')} checkpoint, not segmentation")
-        model = build_model(state["architecture"], state["hyperparameters"])
-        model.load_state_dict(state["model_state"])
+        model, _ = model_from_checkpoint(weights, Task.SEGMENTATION, "mining needs a UNet")
         model = model.to(torch.device(device)).eval()
     else:
         model, _ = load_weights(weights, Task.SEGMENTATION, torch.device(device))
