@@ -213,7 +213,11 @@ def test_bundled_weights_end_to_end(bundled, tmp_path):
     ct = tiny_ct(size_mm=56.0)
     thresholds = Thresholds(0.5, 0.5, 0.5)
     result = detect(ct, bundled, thresholds)
-    assert result.model_versions == bundled.versions()
+    expected = bundled.versions()
+    expected["nodule"] += ", mean of 4 in-plane mirrors"
+    assert result.model_versions == expected
+    unmirrored = detect(ct, bundled, thresholds, mirror_nodule=False)
+    assert unmirrored.model_versions == bundled.versions()
     for c in result.candidates:
         assert 0.0 <= c.p_nodule <= 1.0 and 0.0 <= c.p_malignant <= 1.0
     other = Thresholds(0.6, 0.3, 0.7)

@@ -35,6 +35,7 @@ class CascadeBenchOptions:
     slice_batch: int | None = None
     crop_batch: int | None = None
     channels_last: bool = True
+    mirror_nodule: bool = True  # p_nodule averaged over the crop's in-plane mirrors
     precision: str = "auto"  # auto, float32 or bf16 (lungcad.pipeline.precision)
     lung_region: bool = True
     weights: Path | None = None
@@ -102,7 +103,8 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
         f"(torch {torch.__version__}, {torch.get_num_threads()} threads, "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}, "
         f"{'bf16 autocast' if models.bf16 else 'float32'} (--precision {options.precision})"
-        f"{', channels_last' if options.channels_last else ''})"
+        f"{', channels_last' if options.channels_last else ''}"
+        f"{'' if options.mirror_nodule else ', nodule classifier unmirrored'})"
     )
     stats = DetectionStats()
     kwargs = {
@@ -110,6 +112,7 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
         "slice_batch": options.slice_batch,
         "crop_batch": options.crop_batch,
         "channels_last": options.channels_last,
+        "mirror_nodule": options.mirror_nodule,
     }
     result = detect(ct, models, Thresholds(), stats=stats, **kwargs)
     _print_stats(result, stats, models.bf16)

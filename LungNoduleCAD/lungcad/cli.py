@@ -92,6 +92,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 slice_batch=args.slice_batch,
                 crop_batch=args.crop_batch,
                 channels_last=not args.no_channels_last,
+                mirror_nodule=not args.no_mirror,
                 precision=args.precision,
                 lung_region=not args.whole_volume,
                 weights=args.weights,
@@ -181,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slice-batch", type=int, default=None, help="UNet slices per call")
     p.add_argument("--crop-batch", type=int, default=None, help="classifier crops per call")
     p.add_argument("--no-channels-last", action="store_true", help="UNet in NCHW layout")
+    p.add_argument(
+        "--no-mirror", action="store_true", help="nodule classifier on one view, not 4 mirrors"
+    )
     cli_detect.add_precision_option(p)
     p.add_argument("--whole-volume", action="store_true", help="UNet on every slice, all of it")
     p.add_argument(

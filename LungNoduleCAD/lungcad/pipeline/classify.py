@@ -4,6 +4,12 @@ A crop is ``input_shape`` canonical voxels (32x48x48, index x row x col) whose v
 ``size // 2`` is the candidate's centre, filled with -1000 HU past the volume, HU clamped by
 :func:`lungcad.preprocess.normalise_hu` (``lungcad_training.crops.padded_crop`` and
 ``centred_start``).
+
+p_nodule is averaged over the crop and its three in-plane mirrors (rows, cols, both): the
+classifier was trained on randomly mirrored crops, and on 10 unseen full-size phantoms the average
+ranked candidates better than one view (nodules >= 5 mm at 4 false positives per scan 31 vs 28 of
+35; see the README's *Evaluation*). Only candidates whose unmirrored score reaches
+:data:`MIRROR_FLOOR` are mirrored; the rest keep that score. p_malignant is one view.
 """
 
 from __future__ import annotations
@@ -22,6 +28,15 @@ PAD_HU = HU_WINDOW[0]
 #: Crops per classifier call (measured on the CPU, one thread, channels_last_3d: 23 ms per crop
 #: at 8, 38 ms at 32).
 CROP_BATCH = 8
+
+#: In-plane mirrors of an (N, 1, index, row, col) crop batch averaged for p_nodule: the crop as it
+#: is, rows flipped, cols flipped, both.
+NODULE_MIRRORS: tuple[tuple[int, ...], ...] = ((), (3,), (4,), (3, 4))
+
+#: Candidates whose unmirrored p_nodule is below this keep it, unmirrored: their average could not
+#: pass (floor + 3) / 4 = 0.76, and skipping them (about half of all candidates) keeps the extra
+#: classifier time near 1.5 views.
+MIRROR_FLOOR = 0.05
 
 
 def padded_crop(
@@ -58,9 +73,14 @@ def classify(
     *,
     batch: int = CROP_BATCH,
     bf16: bool = False,
+    mirror: bool = True,
     monitor: Monitor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(p_nodule, p_malignant) as float64 arrays, one per centre; both networks see every crop."""
+    """(p_nodule, p_malignant) as float64 arrays, one per centre; both networks see every crop.
+
+    ``mirror`` averages p_nodule over :data:`NODULE_MIRRORS` for candidates at or above
+    :data:`MIRROR_FLOOR` (see the module docstring); False gives the one-view scores.
+    """
     monitor = monitor or Monitor()
     size = _input_shape(nodule)
     if _input_shape(malignancy) != size:
@@ -71,13 +91,37 @@ def classify(
     n = len(centers_irc)
     p_nodule = np.zeros(n, dtype=np.float64)
     p_malignant = np.zeros(n, dtype=np.float64)
+    first_share = 0.5 if mirror else 1.0
     with torch.inference_mode(), autocast(device, bf16):
         for b0 in range(0, n, batch):
             b1 = min(b0 + batch, n)
-            crops = np.stack([centred_crop(volume, c, size) for c in centers_irc[b0:b1]])
-            x = torch.from_numpy(normalise_hu(crops)[:, None])
-            x = x.to(device, memory_format=torch.channels_last_3d)
-            p_nodule[b0:b1] = nodule(x)[1][:, 1].float().cpu().numpy()
-            p_malignant[b0:b1] = malignancy(x)[1][:, 1].float().cpu().numpy()
-            monitor.report("classification", b1 / n)
+            x = _crops(volume, centers_irc[b0:b1], size, device)
+            p_nodule[b0:b1] = _positive(nodule, x)
+            p_malignant[b0:b1] = _positive(malignancy, x)
+            monitor.report("classification", first_share * b1 / n)
+        if mirror:
+            again = np.flatnonzero(p_nodule >= MIRROR_FLOOR)
+            for b0 in range(0, len(again), batch):
+                chosen = again[b0 : b0 + batch]
+                x = _crops(volume, centers_irc[chosen], size, device)
+                total = p_nodule[chosen].copy()
+                for dims in NODULE_MIRRORS[1:]:
+                    flipped = x.flip(dims).contiguous(memory_format=torch.channels_last_3d)
+                    total += _positive(nodule, flipped)
+                p_nodule[chosen] = total / len(NODULE_MIRRORS)
+                monitor.report("classification", 0.5 + 0.5 * (b0 + len(chosen)) / len(again))
     return p_nodule, p_malignant
+
+
+def _crops(
+    volume: np.ndarray, centers_irc: np.ndarray, size: tuple[int, int, int], device: torch.device
+) -> torch.Tensor:
+    """Normalised crops around ``centers_irc`` as an (N, 1, index, row, col) channels-last batch."""
+    crops = np.stack([centred_crop(volume, c, size) for c in centers_irc])
+    x = torch.from_numpy(normalise_hu(crops)[:, None])
+    return x.to(device, memory_format=torch.channels_last_3d)
+
+
+def _positive(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    """The classifier's probability of class 1 for each crop of ``x``."""
+    return model(x)[1][:, 1].float().cpu().numpy()

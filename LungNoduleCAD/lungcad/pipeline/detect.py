@@ -21,7 +21,7 @@ import numpy as np
 from lungcad.ct import CT
 from lungcad.geometry import voxel_to_world, world_to_voxel_index
 from lungcad.pipeline.canonical import resample_to_canonical
-from lungcad.pipeline.classify import CROP_BATCH, classify
+from lungcad.pipeline.classify import CROP_BATCH, NODULE_MIRRORS, classify
 from lungcad.pipeline.findings import Thresholds
 from lungcad.pipeline.footprint import VoxelMapper
 from lungcad.pipeline.grouping import group_candidates
@@ -77,6 +77,7 @@ def detect(
     crop_batch: int | None = None,
     bf16: bool | None = None,
     channels_last: bool = True,
+    mirror_nodule: bool = True,
     stats: DetectionStats | None = None,
 ) -> DetectionResult:
     """Find and score nodules in ``ct``; returns findings at ``thresholds`` plus the refilter cache.
@@ -96,7 +97,8 @@ def detect(
     :mod:`lungcad.pipeline.region`); elsewhere the map is 0. ``bf16`` runs the networks under
     bfloat16 autocast; None (default) takes ``models.precision`` (see
     :mod:`lungcad.pipeline.precision`). ``slice_batch`` / ``crop_batch`` default to 1 / 8 on the
-    CPU (fastest there) and 16 / 128 on a GPU.
+    CPU (fastest there) and 16 / 128 on a GPU. ``mirror_nodule`` averages p_nodule over the
+    crop's in-plane mirrors (:mod:`lungcad.pipeline.classify`); the result's model versions say so.
     """
     monitor = Monitor(progress, cancel)
     bf16 = models.bf16 if bf16 is None else bool(bf16)
@@ -152,7 +154,7 @@ def detect(
 
     p_nodule, p_malignant = classify(
         volume.hu, centres, models.nodule, models.malignancy, models.device, batch=crop_batch,
-        bf16=bf16, monitor=monitor,
+        bf16=bf16, mirror=mirror_nodule, monitor=monitor,
     )  # fmt: skip
     del volume
     lap("classification")
@@ -163,7 +165,7 @@ def detect(
 
     result = DetectionResult.from_store(
         store, thresholds, series_uid=ct.series_uid, timings_s=timings,
-        model_versions=models.versions(),
+        model_versions=_versions(models, mirror_nodule),
     )  # fmt: skip
     stats.original_shape = tuple(ct.geometry.shape_irc)
     stats.canonical_shape = tuple(canonical.shape_irc)
@@ -179,6 +181,14 @@ def detect(
         ", ".join(f"{k} {v:.2f} s" for k, v in timings.items() if k != "total"),
     )  # fmt: skip
     return result
+
+
+def _versions(models: CascadeModels, mirror_nodule: bool) -> dict[str, str]:
+    """The models' versions, the nodule classifier's saying whether its views were averaged."""
+    versions = models.versions()
+    if mirror_nodule and "nodule" in versions:
+        versions["nodule"] += f", mean of {len(NODULE_MIRRORS)} in-plane mirrors"
+    return versions
 
 
 def _peak_rss_mb() -> float:
