@@ -33,11 +33,15 @@ class FakeDetector:
 
     runs: ClassVar[list[str | None]] = []
     precisions: ClassVar[list[Precision]] = []
+    mirrors: ClassVar[list[bool]] = []
 
-    def __init__(self, models=None, device="auto", thresholds=None, precision="auto") -> None:
+    def __init__(
+        self, models=None, device="auto", thresholds=None, precision="auto", mirror_nodule=True
+    ) -> None:
         self.thresholds = thresholds
         self.precision = Precision(precision)
         FakeDetector.precisions.append(self.precision)
+        FakeDetector.mirrors.append(mirror_nodule)
 
     def load(self):
         class Models:
@@ -59,6 +63,7 @@ class FakeDetector:
 def fake(monkeypatch):
     FakeDetector.runs = []
     FakeDetector.precisions = []
+    FakeDetector.mirrors = []
     monkeypatch.setattr(lungcad.cohort, "CascadeDetector", FakeDetector)
     return FakeDetector
 
@@ -114,8 +119,11 @@ def test_thresholds_reach_the_detector_and_results(tmp_path, cts, fake):
     doc = read_results(out / UIDS[0] / "results.json")
     assert doc["thresholds"] == {"segmentation": 0.3, "nodule": 0.7, "malignancy": 0.5}
     assert fake.precisions == [Precision.AUTO]
-    assert main(["detect", str(cts), "--out", str(out), "--quiet", "--precision", "bf16"]) == 0
+    assert fake.mirrors == [True]
+    again = ["--precision", "bf16", "--no-mirror"]
+    assert main(["detect", str(cts), "--out", str(out), "--quiet", *again]) == 0
     assert fake.precisions[-1] is Precision.BF16  # all done already: nothing ran, nothing loaded
+    assert fake.mirrors[-1] is False
 
 
 def test_a_corrupt_file_fails_alone_and_resume_skips_the_rest(tmp_path, cts, fake, capsys):
@@ -197,3 +205,18 @@ def test_end_to_end_with_the_bundled_weights(tmp_path, crop_ct, capsys):
     assert points == len(saved.findings)
     row = _rows(out)["1.2.826.0.1.3680043.2.1125.8.99"]
     assert row["status"] == "ok" and int(row["findings"]) == len(saved.findings)
+
+
+@pytest.mark.parametrize("mirror", [True, False])
+def test_cascade_detector_passes_the_mirror_choice_to_detect(monkeypatch, mirror):
+    seen = []
+
+    def fake_detect(ct, models, thresholds, **kwargs):
+        seen.append((ct, models, kwargs))
+        return "result"
+
+    monkeypatch.setattr(lungcad.cohort, "detect", fake_detect)
+    detector = lungcad.cohort.CascadeDetector(mirror_nodule=mirror)
+    monkeypatch.setattr(detector, "load", lambda: "models")
+    assert detector("ct") == "result"
+    assert seen == [("ct", "models", {"mirror_nodule": mirror})]

@@ -52,7 +52,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         f"{len(mine)}, of which {len(mine) - len(todo)} already done"
         f"{' (redone: --overwrite)' if args.overwrite and mine else ''}"
     )
-    detector = CascadeDetector(args.models, args.device, thresholds, args.precision)
+    detector = CascadeDetector(
+        args.models, args.device, thresholds, args.precision, mirror_nodule=not args.no_mirror
+    )
     if todo:
         models = detector.load()  # a bad weights folder is a usage error, before any case
         print(
@@ -150,6 +152,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     add_precision_option(p)
+    p.add_argument(
+        "--no-mirror",
+        action="store_true",
+        help="score candidates with one view of the nodule classifier, not the mean of 4 mirrors",
+    )
     p.add_argument(
         "--shard",
         default=None,

@@ -410,8 +410,9 @@ class CascadeDetector:
     """The real detector: the cascade with weights loaded on first use.
 
     A run whose cases are all done never loads a network. ``models`` is a weights folder (None:
-    the bundled weights), ``device`` auto, cpu or cuda, ``precision`` auto, float32 or bf16. Call
-    :meth:`load` first to have a bad weights folder reported before any case runs.
+    the bundled weights), ``device`` auto, cpu or cuda, ``precision`` auto, float32 or bf16;
+    ``mirror_nodule`` as :func:`lungcad.pipeline.detect`. Call :meth:`load` first to have a bad
+    weights folder reported before any case runs.
     """
 
     def __init__(
@@ -420,11 +421,13 @@ class CascadeDetector:
         device: str = "auto",
         thresholds: Thresholds | None = None,
         precision: Precision | str = Precision.AUTO,
+        mirror_nodule: bool = True,
     ) -> None:
         self.models_dir = models
         self.device = device
         self.thresholds = thresholds if thresholds is not None else Thresholds()
         self.precision = Precision(precision)
+        self.mirror_nodule = mirror_nodule
         self._models: CascadeModels | None = None
 
     def load(self) -> CascadeModels:
@@ -433,7 +436,7 @@ class CascadeDetector:
         return self._models
 
     def __call__(self, ct: CT) -> ResultLike:
-        return detect(ct, self.load(), self.thresholds)
+        return detect(ct, self.load(), self.thresholds, mirror_nodule=self.mirror_nodule)
 
 
 def pending(cases: Sequence[CaseInput], out_dir: Path | str, overwrite: bool) -> list[CaseInput]:
