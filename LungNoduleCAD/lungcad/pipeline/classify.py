@@ -7,7 +7,7 @@ A crop is ``input_shape`` canonical voxels (32x48x48, index x row x col) whose v
 
 p_nodule is averaged over the crop and its three in-plane mirrors (rows, cols, both): the
 classifier was trained on randomly mirrored crops, and on 10 unseen full-size phantoms the average
-ranked candidates better than one view (nodules >= 5 mm at 4 false positives per scan 31 vs 28 of
+ranked candidates better than one view (nodules >= 5 mm at 4 false positives per scan 30 vs 28 of
 35; see the README's *Evaluation*). Only candidates whose unmirrored score reaches
 :data:`MIRROR_FLOOR` are mirrored; the rest keep that score. p_malignant is one view.
 """
