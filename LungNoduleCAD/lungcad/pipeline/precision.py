@@ -4,9 +4,10 @@ bfloat16 halves memory traffic and, on CPUs with AMX tiles (Intel Sapphire Rapid
 on CUDA GPUs with bf16 tensor cores, runs the convolutions on matrix units: measured on this
 project's 2-core Xeon with AMX, the UNet takes 66 ms per 512x512 slice in bf16 against 166 ms in
 float32 (one thread), and a classifier crop 8 vs 14 ms. Without such units bf16 is emulated and
-slower than float32 (the earlier CPU this project ran on: ~9x), so ``auto`` only picks it where the
-units are present. bf16 moves probabilities slightly (it keeps 8 bits of mantissa); the README
-gives the detection figures in both.
+slower than float32 (an AVX2-only AMD EPYC: ~9x), and AVX-512's bf16 instructions alone do not pay
+either (the same Xeon with oneDNN capped below AMX: 112 ms bf16 vs 96 ms float32 per 512x512
+slice), so ``auto`` only picks it where the matrix units are present. bf16 moves probabilities
+slightly (it keeps 8 bits of mantissa); the README gives the detection figures in both.
 """
 
 from __future__ import annotations
