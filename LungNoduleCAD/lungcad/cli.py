@@ -182,9 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slice-batch", type=int, default=None, help="UNet slices per call")
     p.add_argument("--crop-batch", type=int, default=None, help="classifier crops per call")
     p.add_argument("--no-channels-last", action="store_true", help="UNet in NCHW layout")
-    p.add_argument(
-        "--no-mirror", action="store_true", help="nodule classifier on one view, not 4 mirrors"
-    )
+    cli_detect.add_mirror_option(p)
     cli_detect.add_precision_option(p)
     p.add_argument("--whole-volume", action="store_true", help="UNet on every slice, all of it")
     p.add_argument(

@@ -26,6 +26,15 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
 
 
+def add_mirror_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-mirror``: one view of the nodule classifier (see :mod:`lungcad.pipeline.classify`)."""
+    parser.add_argument(
+        "--no-mirror",
+        action="store_true",
+        help="score candidates with one view of the nodule classifier, not the mean of 4 mirrors",
+    )
+
+
 def _cmd_detect(args: argparse.Namespace) -> int:
     from lungcad.cohort import (
         CascadeDetector,
@@ -152,11 +161,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     add_precision_option(p)
-    p.add_argument(
-        "--no-mirror",
-        action="store_true",
-        help="score candidates with one view of the nodule classifier, not the mean of 4 mirrors",
-    )
+    add_mirror_option(p)
     p.add_argument(
         "--shard",
         default=None,
