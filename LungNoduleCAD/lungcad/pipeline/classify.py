@@ -100,6 +100,8 @@ def classify(
             p_malignant[b0:b1] = _positive(malignancy, x)
             monitor.report("classification", first_share * b1 / n)
         if mirror:
+            # Crops are cut again rather than kept from the first pass: 0.24 ms per crop against
+            # ~8 ms per candidate in the networks, and no ~0.3 MB per candidate held meanwhile.
             again = np.flatnonzero(p_nodule >= MIRROR_FLOOR)
             for b0 in range(0, len(again), batch):
                 chosen = again[b0 : b0 + batch]
