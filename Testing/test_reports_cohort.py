@@ -126,6 +126,27 @@ def test_a_folder_of_dicom_files_is_one_case_named_by_its_series(tmp_path):
     assert read_results(tmp_path / "out" / uid / "results.json")["input"]["series_uid"] == uid
 
 
+def test_dicom_files_named_by_their_uid_or_without_suffix_are_found(tmp_path):
+    uid = "1.2.826.0.1.3680043.2.1125.9.78"
+    folder = tmp_path / "export" / "series"
+    _dicom_folder(folder, uid)
+    for k, dcm in enumerate(sorted(folder.iterdir())):  # as PACS exports name them
+        dcm.rename(folder / (f"CT.{uid}.{k + 1}" if k % 2 else f"IM{k:04d}"))
+    (folder / "notes.txt").write_text("not DICOM")
+    cases = assign_case_ids(collect_inputs([tmp_path / "export"]))
+    assert [(c.path.name, c.case_id) for c in cases] == [("series", uid)]
+
+
+def test_the_real_dicom_series_with_uid_file_names_is_found(real_data):
+    """dicom_totalseg's files are named CT.1.3.12... (no .dcm); its series UID is blank."""
+    found = collect_inputs([real_data])
+    assert real_data / "dicom_totalseg" in found
+    assert real_data / "dicom_lungmask" in found
+    assert real_data / "chest_cta_totalseg.nii.gz" in found
+    cases = assign_case_ids(collect_inputs([real_data / "dicom_totalseg"]))
+    assert [c.case_id for c in cases] == ["dicom_totalseg"]
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [("2/2", "0 <= I < N"), ("1/0", "N >= 1"), ("a/3", "takes I/N"), ("-1/3", "takes I/N")],

@@ -124,12 +124,17 @@ def _is_ct_file(path: Path) -> bool:
 
 
 def _is_dicom_file(path: Path) -> bool:
-    """A .dcm file, or an extension-less file with the DICOM preamble's 'DICM' at byte 128."""
+    """A .dcm file, or any other file (not a CT file) with the preamble's 'DICM' at byte 128.
+
+    Scanners and PACS exports name files freely: no suffix, or the SOP instance UID
+    (``CT.1.3.12.2...``), whose last dotted part pathlib takes for a suffix. So the preamble
+    decides, not the name.
+    """
     if path.name.startswith("."):
         return False
     if path.suffix.lower() == ".dcm":
         return True
-    if path.suffix:
+    if _is_ct_file(path) or path.name.lower().endswith(SKIPPED_SUFFIXES):
         return False
     try:
         with path.open("rb") as fh:
