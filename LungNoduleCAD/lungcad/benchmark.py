@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -44,6 +43,8 @@ class CascadeBenchOptions:
 
 def peak_rss_bytes() -> int:
     """This process's peak resident set size (Linux reports KiB, macOS bytes)."""
+    import resource  # Unix only: imported here so that this module imports on Windows
+
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(peak if sys.platform == "darwin" else peak * 1024)
 

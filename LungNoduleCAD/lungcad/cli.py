@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import resource
 import sys
 import tempfile
 import time
@@ -68,6 +67,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _peak_rss_mb() -> float:
+    import resource  # Unix only: imported here so that the CLI starts on Windows
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -79,6 +80,20 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     target = args.target
     if target is None:
         target = "phantom" if args.size is not None or args.cases is not None else "cascade"
+    if target == "real":
+        from lungcad.benchmark_real import RealBenchOptions, run_real_bench
+
+        return run_real_bench(
+            RealBenchOptions(
+                real_dir=args.real_dir,
+                scans=tuple(args.scans) if args.scans else None,
+                weights=args.weights,
+                phantoms=args.phantoms,
+                phantom_dir=args.phantom_dir,
+                device=args.device,
+                precision=args.precision,
+            )
+        )
     if target == "cascade":
         from lungcad.benchmark import CascadeBenchOptions, run_cascade_bench
 
@@ -168,8 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="print timings and memory (benchmarks, not tests)")
     p.add_argument(
-        "--target", choices=["cascade", "phantom"], default=None,
-        help="cascade (default) or phantom generation (default when --size/--cases are given)",
+        "--target", choices=["cascade", "phantom", "real"], default=None,
+        help="cascade (default), phantom generation (default when --size/--cases are given) or "
+        "real: the cascade and realism statistics on the real CT samples beside phantoms",
     )  # fmt: skip
     p.add_argument("--size", choices=["small", "full"], default=None, help="phantom: full")
     p.add_argument("--cases", type=int, default=None, help="phantom: cases to render (3)")
@@ -188,6 +204,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compare-bf16", type=int, default=0, metavar="N",
         help="also run N slices in float32 and bf16 and print the map difference",
+    )  # fmt: skip
+    p.add_argument(
+        "--real-dir", type=Path, default=None,
+        help="real target: the real CT samples (default $LUNGCAD_REAL_DATA, else shared/data/real "
+        "beside the checkout)",
+    )  # fmt: skip
+    p.add_argument(
+        "--scans", nargs="+", default=None, metavar="NAME",
+        help="real target: only these real scans (chest_cta_totalseg, chest_cta_totalseg_5mm, "
+        "dicom_totalseg, dicom_lungmask; default all)",
+    )  # fmt: skip
+    p.add_argument(
+        "--phantoms", type=int, default=2,
+        help="real target: full-size phantoms (seed 7000, cases 0..N-1) beside them (2; 0: none)",
+    )  # fmt: skip
+    p.add_argument(
+        "--phantom-dir", type=Path, default=None,
+        help="real target: take the phantoms from this LUNA16-layout set instead of rendering",
     )  # fmt: skip
     p.set_defaults(func=_cmd_bench)
 
