@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from lungcad.pipeline.classify import MIRROR_FLOOR, NODULE_MIRRORS, centred_crop, classify
+from lungcad.crops import centred_crop
+from lungcad.pipeline.classify import MIRROR_FLOOR, NODULE_MIRRORS, classify
 
 CROP = (4, 6, 6)
 

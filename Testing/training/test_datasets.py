@@ -10,11 +10,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from lungcad.crops import context_indices, padded_crop
 from lungcad.geometry import world_to_voxel_index
 from lungcad.luna16 import candidate_list, find_series, split_by_series
 from lungcad.preprocess import normalise_hu
 from lungcad_training.cache import prefill_cache
-from lungcad_training.crops import context_indices, padded_crop
 from lungcad_training.datasets import (
     MalignancyDataset,
     NoduleClassificationDataset,
@@ -219,11 +219,6 @@ def test_segmentation_validation_whole_slices(
     expected = normalise_hu(series.hu[context_indices(slice_index, 3, series.hu.shape[0])])
     np.testing.assert_array_equal(stack.numpy(), expected)
     np.testing.assert_array_equal(mask[0].numpy(), series.labels[slice_index] > 0)
-
-
-def test_context_repeats_edge_slices() -> None:
-    assert context_indices(0, 3, 10) == [0, 0, 0, 0, 1, 2, 3]
-    assert context_indices(9, 3, 10) == [6, 7, 8, 9, 9, 9, 9]
 
 
 # ------------------------------------------------------------------ nodule classification

@@ -17,9 +17,9 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from lungcad.crops import padded_crop
 from lungcad.models import SegmentationUNet, Task
 from lungcad_training.augment import AugmentConfig, augment_2d
-from lungcad_training.crops import padded_crop
 from lungcad_training.datasets import CachedSeriesDataset, SegmentationDataset
 from lungcad_training.losses import segmentation_loss
 from lungcad_training.metrics import Metrics, Tally

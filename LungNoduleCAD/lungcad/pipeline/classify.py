@@ -2,8 +2,8 @@
 
 A crop is ``input_shape`` canonical voxels (32x48x48, index x row x col) whose voxel
 ``size // 2`` is the candidate's centre, filled with -1000 HU past the volume, HU clamped by
-:func:`lungcad.preprocess.normalise_hu` (``lungcad_training.crops.padded_crop`` and
-``centred_start``).
+:func:`lungcad.preprocess.normalise_hu`: :func:`lungcad.crops.centred_crop`, which the training
+tree cuts its crops with too.
 
 p_nodule is averaged over the crop and its three in-plane mirrors (rows, cols, both): the
 classifier was trained on randomly mirrored crops, and on 10 unseen full-size phantoms the average
@@ -14,17 +14,15 @@ ranked candidates better than one view (nodules >= 5 mm at 4 false positives per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from torch import nn
 
+from lungcad.crops import centred_crop
 from lungcad.pipeline.progress import Monitor
 from lungcad.pipeline.segment import autocast
-from lungcad.preprocess import HU_WINDOW, normalise_hu
+from lungcad.preprocess import normalise_hu
 
-PAD_HU = HU_WINDOW[0]
 #: Crops per classifier call (measured on the CPU, one thread, channels_last_3d: 23 ms per crop
 #: at 8, 38 ms at 32).
 CROP_BATCH = 8
@@ -37,27 +35,6 @@ NODULE_MIRRORS: tuple[tuple[int, ...], ...] = ((), (3,), (4,), (3, 4))
 #: pass (floor + 3) / 4 = 0.76, and skipping them (about half of all candidates) keeps the extra
 #: classifier time near 1.5 views.
 MIRROR_FLOOR = 0.05
-
-
-def padded_crop(
-    volume: np.ndarray, start: Sequence[int], size: Sequence[int], fill: int = PAD_HU
-) -> np.ndarray:
-    """``volume[start : start + size]`` along every axis; voxels outside are ``fill``."""
-    out = np.full(tuple(int(s) for s in size), fill, dtype=volume.dtype)
-    src, dst = [], []
-    for a, n, dim in zip(start, size, volume.shape, strict=True):
-        lo, hi = max(int(a), 0), min(int(a) + int(n), dim)
-        if lo >= hi:
-            return out
-        src.append(slice(lo, hi))
-        dst.append(slice(lo - int(a), hi - int(a)))
-    out[tuple(dst)] = volume[tuple(src)]
-    return out
-
-
-def centred_crop(volume: np.ndarray, center_irc: Sequence[int], size: Sequence[int]) -> np.ndarray:
-    start = [int(c) - int(n) // 2 for c, n in zip(center_irc, size, strict=True)]
-    return padded_crop(volume, start, size)
 
 
 def _input_shape(model: nn.Module) -> tuple[int, int, int]:

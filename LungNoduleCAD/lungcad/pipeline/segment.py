@@ -1,6 +1,6 @@
 """The segmentation stage: the UNet over canonical slices, in batches, into a float16 map.
 
-Inputs are built as training builds them (``lungcad_training.crops.slice_stack``): the slice and
+Inputs are built as training builds them, by :func:`lungcad.crops.slice_stack`: the slice and
 ``context`` slices above and below as channels, edge slices repeated past the volume's ends, HU
 clamped by :func:`lungcad.preprocess.normalise_hu`. Only the rows/cols of ``box`` are fed; the
 context slices come from the whole canonical volume, so a box run and a whole-volume run see the
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lungcad.crops import slice_stack
 from lungcad.pipeline.progress import Monitor
 from lungcad.pipeline.region import Box, UNetPlan
 from lungcad.preprocess import normalise_hu
@@ -23,11 +24,6 @@ from lungcad.preprocess import normalise_hu
 #: slice at batch 1 vs 547 at 4 and 767 at 8, one thread, channels_last): a slice's activations
 #: already overflow the caches, and bigger batches only add memory traffic.
 SLICE_BATCH = 1
-
-
-def context_indices(index: int, context: int, n_slices: int) -> list[int]:
-    """The slice and ``context`` slices above and below, edge slices repeated (as in training)."""
-    return [min(max(i, 0), n_slices - 1) for i in range(index - context, index + context + 1)]
 
 
 def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
@@ -55,7 +51,6 @@ def segment_box(
     """
     monitor = monitor or Monitor()
     plan = box if isinstance(box, UNetPlan) else UNetPlan.of_box(box)
-    n_slices = volume.shape[0]
     z0, z1 = plan.box.start[0], plan.box.stop[0]
     out = np.zeros(plan.box.shape, dtype=np.float16)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -66,10 +61,8 @@ def segment_box(
             r0, r1 = plan.rows[k0:k1, 0].min(), plan.rows[k0:k1, 1].max()
             c0, c1 = plan.cols[k0:k1, 0].min(), plan.cols[k0:k1, 1].max()
             if r1 > r0 and c1 > c0:
-                stacks = np.stack(
-                    [volume[context_indices(i, context, n_slices), r0:r1, c0:c1]
-                     for i in range(b0, b1)]
-                )  # fmt: skip
+                window = ((r0, c0), (r1 - r0, c1 - c0))
+                stacks = np.stack([slice_stack(volume, i, context, *window) for i in range(b0, b1)])
                 x = torch.from_numpy(normalise_hu(stacks)).to(device, memory_format=memory_format)
                 p = model(x)[:, 0].float().cpu().numpy()
                 rr = slice(r0 - plan.box.start[1], r1 - plan.box.start[1])

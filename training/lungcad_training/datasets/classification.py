@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from lungcad.crops import PAD_HU, centred_start, padded_crop
 from lungcad.geometry import world_to_voxel_index
 from lungcad.luna16 import (
     ANNOTATIONS_CSV,
@@ -25,7 +26,6 @@ from lungcad.luna16 import (
     split_by_series,
 )
 from lungcad.preprocess import CANONICAL_SPACING_XYZ, normalise_hu
-from lungcad_training.crops import PAD_HU, centred_start, padded_crop
 from lungcad_training.datasets._base import DEFAULT_VAL_STRIDE, CachedSeriesDataset
 from lungcad_training.sampling import balanced_pick
 

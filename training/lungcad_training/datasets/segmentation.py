@@ -28,13 +28,13 @@ import torch
 from scipy import ndimage
 from tqdm import tqdm
 
+from lungcad.crops import PAD_HU, padded_crop, slice_stack
 from lungcad.ct import CT
 from lungcad.geometry import world_to_voxel_index
 from lungcad.lungs import find_lungs
 from lungcad.pipeline.region import UNetPlan, coarse_ct, lung_plan
 from lungcad.preprocess import CANONICAL_SPACING_XYZ, normalise_hu
 from lungcad_training.cache import NoduleSummary, geometry_from_json
-from lungcad_training.crops import PAD_HU, padded_crop, slice_stack
 from lungcad_training.datasets._base import DEFAULT_VAL_STRIDE, CachedSeriesDataset
 
 log = logging.getLogger(__name__)
