@@ -10,9 +10,8 @@ from pipeline_support import BALLS, fake_models, tiny_ct
 
 from lungcad.geometry import voxel_to_world
 from lungcad.pipeline import Thresholds, detect
-from lungcad.pipeline.canonical import resample_to_canonical
 from lungcad.pipeline.footprint import VoxelMapper, mask_from_flat
-from lungcad.preprocess import canonical_geometry, to_canonical
+from lungcad.preprocess import canonical_geometry
 
 # identity; x and y flipped; axes permuted (col->z, row->x, index->y) with z flipped
 DIRECTIONS = {
@@ -103,12 +102,3 @@ def test_axis_by_axis_mapping_equals_the_general_one(name):
         general = mask_from_flat(mapper._flat_general(irc), ct.geometry.shape_irc)
         assert fast.start_irc == general.start_irc
         np.testing.assert_array_equal(fast.array, general.array)
-
-
-def test_slab_resampling_equals_to_canonical():
-    ct = tiny_ct(DIRECTIONS["permuted"], spacing_xyz=(0.9, 1.1, 1.3), size_mm=80.0)
-    ours = resample_to_canonical(ct)
-    theirs = to_canonical(ct)
-    assert ours.geometry == theirs.geometry
-    assert ours.hu.shape[0] > 32  # more than one slab
-    np.testing.assert_array_equal(ours.hu, theirs.hu)

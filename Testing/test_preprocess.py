@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from lungcad import preprocess
 from lungcad.ct import CT, Geometry
 from lungcad.geometry import voxel_to_world, world_to_voxel, world_to_voxel_index
 from lungcad.preprocess import (
@@ -110,6 +111,58 @@ def test_canonical_input_is_left_unchanged() -> None:
 
     assert canon.geometry == ct.geometry
     np.testing.assert_array_equal(canon.hu, hu)
+
+
+# Source grids whose voxel centres are canonical voxel centres, so every canonical voxel is one
+# source voxel exactly: (direction, source spacing_xyz, canonical array from the source array).
+ALIGNED = {
+    "flipped": (
+        np.diag([-1.0, -1.0, 1.0]),
+        CANONICAL_SPACING_XYZ,
+        lambda hu: hu[:, ::-1, ::-1],
+    ),
+    # col axis along -z, row axis along +x, index axis along +y: canonical (z, y, x) is
+    # source (index=y, row=x, col=last-z)
+    "permuted": (
+        np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [-1.0, 0.0, 0.0]]),
+        (1.25, 0.75, 0.75),
+        lambda hu: np.transpose(hu, (2, 0, 1))[::-1],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALIGNED))
+def test_aligned_flipped_and_permuted_grids_resample_exactly(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direction, spacing_xyz, expected = ALIGNED[name]
+    monkeypatch.setattr(preprocess, "SLAB_SLICES", 3)  # several slabs, one ragged
+    hu = np.random.default_rng(2).integers(-1024, 2000, size=(6, 7, 8)).astype(np.int16)
+    ct = CT(hu, Geometry.from_arrays((12.5, -40.0, 100.0), spacing_xyz, direction, hu.shape))
+    fractions: list[float] = []
+
+    canon = to_canonical(ct, progress=fractions.append)
+
+    np.testing.assert_array_equal(canon.hu, expected(hu))
+    assert canon.hu.dtype == np.int16
+    first = voxel_to_world((0, 0, 0), canon.geometry)
+    assert hu[tuple(world_to_voxel_index(first, ct.geometry))] == canon.hu[0, 0, 0]
+    n = canon.hu.shape[0]
+    assert fractions == [min(z + 3, n) / n for z in range(0, n, 3)]
+
+
+@pytest.mark.parametrize("name", ["flipped-z", "permuted", "oblique"])
+def test_slabs_join_into_the_whole_volume(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    hu = np.random.default_rng(3).integers(-1024, 2000, size=SHAPE_IRC).astype(np.int16)
+    ct = CT(hu, _geometry(DIRECTIONS[name]))
+    monkeypatch.setattr(preprocess, "SLAB_SLICES", 10_000)
+    whole = to_canonical(ct, spacing_xyz=(0.9, 1.1, 0.7))
+    assert whole.hu.shape[0] > 40
+    for slab in (1, 7):
+        monkeypatch.setattr(preprocess, "SLAB_SLICES", slab)
+        slabs = to_canonical(ct, spacing_xyz=(0.9, 1.1, 0.7))
+        assert slabs.geometry == whole.geometry
+        np.testing.assert_array_equal(slabs.hu, whole.hu)
 
 
 def test_outside_is_padding_and_spacing_is_configurable() -> None:

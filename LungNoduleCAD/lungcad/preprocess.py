@@ -5,13 +5,15 @@ would see a different physical size on each. So the engine and the training tree
 onto an LPS-aligned (identity direction) grid at :data:`CANONICAL_SPACING_XYZ` before any model
 looks at it, and map masks back to the original voxels afterwards. The grid covers the volume's
 whole physical extent, so flipped, permuted and oblique scans all land the same way up.
-:data:`SPACING_POLICY` is what model cards record.
+:data:`SPACING_POLICY` is what model cards record. :func:`to_canonical` is the one resampler: the
+detector (:mod:`lungcad.pipeline.canonical`) and the training cache both call it.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import numpy as np
 import SimpleITK as sitk
@@ -47,6 +49,9 @@ DEFAULT_HU = -1024
 
 HU_WINDOW: tuple[int, int] = (-1000, 1000)
 """Models see HU clamped to this window (as the seeds do); their input batch norm scales it."""
+
+SLAB_SLICES = 32
+"""Canonical slices resampled per SimpleITK call (32 slices of 512x512 float32: 32 MB scratch)."""
 
 # tolerance so that an extent of exactly n voxels does not round up to n + 1 from float noise
 _EXTENT_EPS = 1e-6
@@ -105,22 +110,40 @@ def _reference_image(geometry: Geometry) -> sitk.Image:
     return ref
 
 
-def to_canonical(ct: CT, spacing_xyz: tuple[float, float, float] = CANONICAL_SPACING_XYZ) -> CT:
+def _sub_geometry(geometry: Geometry, start_irc: tuple[int, int, int], shape_irc) -> Geometry:
+    """The grid of ``geometry``'s voxels from ``start_irc`` on, ``shape_irc`` of them."""
+    origin = voxel_to_world(np.asarray(start_irc, dtype=np.float64), geometry)
+    return Geometry.from_arrays(origin, geometry.spacing_xyz, geometry.direction, shape_irc)
+
+
+def to_canonical(
+    ct: CT,
+    spacing_xyz: tuple[float, float, float] = CANONICAL_SPACING_XYZ,
+    progress: Callable[[float], None] | None = None,
+) -> CT:
     """``ct`` resampled (linear, outside = -1024 HU, int16) onto its canonical grid.
 
-    Interpolation runs in float32 and is rounded, so that int16 truncation does not bias HU.
+    Interpolation runs in float32 and is rounded, so that int16 truncation does not bias HU. It
+    runs in slabs of :data:`SLAB_SLICES` canonical slices so that the float32 scratch stays small
+    on a full-size CT; each slab is resampled onto its own piece of the grid, and a voxel's linear
+    interpolation depends only on where it is, so the slabs join into the whole-volume result.
+    ``progress`` gets the fraction of slices done after each slab.
     """
     target = canonical_geometry(ct.geometry, spacing_xyz)
-    resampled = sitk.Resample(
-        ct_to_sitk(ct),
-        _reference_image(target),
-        sitk.Transform(),
-        sitk.sitkLinear,
-        float(DEFAULT_HU),
-        sitk.sitkFloat32,
-    )
-    arr = sitk.GetArrayViewFromImage(resampled)
-    hu = np.clip(np.rint(arr), np.iinfo(np.int16).min, np.iinfo(np.int16).max).astype(np.int16)
+    image = ct_to_sitk(ct)
+    hu = np.empty(target.shape_irc, dtype=np.int16)
+    n = target.shape_irc[0]
+    lo16, hi16 = np.iinfo(np.int16).min, np.iinfo(np.int16).max
+    for z0 in range(0, n, SLAB_SLICES):
+        z1 = min(z0 + SLAB_SLICES, n)
+        slab = _sub_geometry(target, (z0, 0, 0), (z1 - z0, *target.shape_irc[1:]))
+        resampled = sitk.Resample(
+            image, _reference_image(slab), sitk.Transform(), sitk.sitkLinear, float(DEFAULT_HU),
+            sitk.sitkFloat32,
+        )  # fmt: skip
+        hu[z0:z1] = np.clip(np.rint(sitk.GetArrayViewFromImage(resampled)), lo16, hi16)
+        if progress is not None:
+            progress(z1 / n)
     metadata = dict(ct.metadata)
     metadata["canonical_spacing_xyz"] = " ".join(f"{s:g}" for s in spacing_xyz)
     log.debug(
