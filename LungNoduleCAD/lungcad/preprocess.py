@@ -110,7 +110,9 @@ def _reference_image(geometry: Geometry) -> sitk.Image:
     return ref
 
 
-def _sub_geometry(geometry: Geometry, start_irc: tuple[int, int, int], shape_irc) -> Geometry:
+def _sub_geometry(
+    geometry: Geometry, start_irc: tuple[int, int, int], shape_irc: tuple[int, int, int]
+) -> Geometry:
     """The grid of ``geometry``'s voxels from ``start_irc`` on, ``shape_irc`` of them."""
     origin = voxel_to_world(np.asarray(start_irc, dtype=np.float64), geometry)
     return Geometry.from_arrays(origin, geometry.spacing_xyz, geometry.direction, shape_irc)
