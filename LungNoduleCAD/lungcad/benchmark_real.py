@@ -4,7 +4,7 @@ The phantoms are what the bundled models were trained on; the figure that matter
 do on real scans (issue 13). This runs the real cascade (bundled models, default thresholds) on
 the real samples in ``shared/data/real`` beside the checkout (README there), plus a derived 5 mm
 thick-slice stand-in, then on a few full-size phantoms, and prints per scan: findings, candidates
-(every region the classifiers scored), lung volume, candidates per litre of lung, findings under
+(every region the UNet proposed), lung volume, candidates per litre of lung, findings under
 5 mm and the seconds spent. Then the realism statistics of :mod:`lungcad.realism` for each real
 scan and the phantoms' mean, and the lung histogram distances. A benchmark prints, it never
 asserts; the real scans have no nodules, so every finding on them is a false one.
@@ -144,7 +144,10 @@ def run_real_bench(options: RealBenchOptions) -> int:
         row = _run(name, "(phantom)", ct, models)
         phantom_rows.append(row)
         print(_row(row), flush=True)
-    print("candidates: regions the classifiers scored; lung: lungcad.realism.lung_mask")
+    print(
+        "candidates: every region the UNet proposed (DetectionStats.candidates); "
+        "lung L: lungcad.realism.lung_mask; <5mm: findings under 5 mm"
+    )
     _print_realism(real_rows, phantom_rows)
     return 0
 
