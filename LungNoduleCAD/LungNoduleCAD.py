@@ -201,7 +201,7 @@ class LungNoduleCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _showSummary(self):
         result = self.logic.core.result
-        self.ui.summaryLabel.text = result.summary.text if result else "No detection run yet."
+        self.ui.summaryLabel.text = self.logic.core.summary_text()
         self.ui.statusLabel.text = (
             f"Updated in {self.logic.core.last_update_ms:.0f} ms." if result else ""
         )

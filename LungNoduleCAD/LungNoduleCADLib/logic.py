@@ -153,6 +153,15 @@ class LungNoduleCADCore:
         self.last_update_ms = 1000 * (time.perf_counter() - started)
         return outputs
 
+    def summary_text(self) -> str:
+        """What the module's summary shows: the findings, then one line per warning (a scan
+        outside the models' training range, lungs not wholly in the field)."""
+        if self.result is None:
+            return "No detection run yet."
+        lines = [self.result.summary.text]
+        lines += [f"Warning: {w}" for w in self.result.warnings]
+        return "\n".join(lines)
+
     def finding_ras(self, number: int) -> tuple[float, float, float]:
         """RAS centre of finding ``number`` (what the table's row click jumps to)."""
         from LungNoduleCADLib.scene import finding_ras

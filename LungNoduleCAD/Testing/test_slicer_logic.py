@@ -14,6 +14,7 @@ Detection is the real cascade with the bundled weights on 70 mm phantom crops, r
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import shutil
 import tempfile
 import threading
@@ -177,6 +178,18 @@ class LungNoduleCADLogicTest(unittest.TestCase):
         )
         for node in outputs.all():
             self.assertTrue(node.GetAttribute(OUTPUT_ATTRIBUTE))
+
+    def test_summary_text_shows_each_warning_of_the_result(self):
+        volume, _, result = self.run_on_crop()
+        self.assertEqual(self.core.summary_text().splitlines()[0], result.summary.text)
+        warned = dataclasses.replace(result, warnings=("5.0 mm slices: trained on 0.6-2.5 mm",))
+        self.core.show_result(volume, warned)
+        self.assertEqual(
+            self.core.summary_text(),
+            f"{result.summary.text}\nWarning: 5.0 mm slices: trained on 0.6-2.5 mm",
+        )
+        self.core.update_thresholds(Thresholds(0.6, 0.4, 0.3))  # refiltering keeps them
+        self.assertIn("Warning: 5.0 mm slices", self.core.summary_text())
 
     def test_oblique_flipped_volume_points_and_segments_sit_on_their_voxels(self):
         ct = slicer_phantoms.oblique_flipped(slicer_phantoms.nodule_crop(0))

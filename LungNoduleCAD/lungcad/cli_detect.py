@@ -81,6 +81,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     )
     for status in by_status["ok"]:
         print(f"  {status.case_id}: {status.findings} findings, {status.suspicious} suspicious")
+        for warning in status.warnings:
+            print(f"    warning: {warning}")
     for status in by_status["failed"]:
         print(f"  FAILED {status.case_id} ({status.input}): {status.error}")
     print(f"outputs: {args.out}/<case_id>/; summary: {Path(args.out) / 'summary.csv'}")

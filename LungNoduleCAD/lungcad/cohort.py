@@ -62,8 +62,10 @@ CT_SUFFIXES = (".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr", ".nii")
 SKIPPED_SUFFIXES = (".seg.nrrd", ".seg.nhdr", "_nodules.nrrd")
 SUMMARY_COLUMNS = (
     "case_id", "input", "status", "findings", "highest_malignancy", "suspicious", "seconds",
-    "error",
+    "error", "warnings",
 )  # fmt: skip
+#: How a case's warnings share one summary.csv cell.
+WARNING_SEPARATOR = " | "
 SUMMARY_FILE = "summary.csv"
 ERROR_FILE = "error.txt"
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)+")
@@ -96,6 +98,7 @@ class CaseStatus:
     suspicious: int | None = None
     seconds: float | None = None
     error: str = ""
+    warnings: tuple[str, ...] = ()  # where the scan lies outside what the models know
 
     def row(self) -> dict[str, str]:
         def fmt(value: float | int | None, spec: str) -> str:
@@ -110,6 +113,7 @@ class CaseStatus:
             "suspicious": fmt(self.suspicious, "d"),
             "seconds": fmt(self.seconds, ".1f"),
             "error": self.error,
+            "warnings": WARNING_SEPARATOR.join(self.warnings),
         }
 
 
@@ -320,6 +324,7 @@ def _run_case(
         highest_malignancy=s.highest_malignancy,
         suspicious=s.suspicious_count,
         seconds=time.perf_counter() - started,
+        warnings=tuple(getattr(result, "warnings", ())),
     )
 
 
@@ -333,6 +338,7 @@ def _skipped(case: CaseInput, doc: dict) -> CaseStatus:
         highest_malignancy=s["highest_malignancy"],
         suspicious=s["suspicious_count"],
         seconds=doc["timings_s"].get("total"),
+        warnings=tuple(doc.get("warnings", ())),
     )
 
 

@@ -97,3 +97,11 @@ def test_export_cli(trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["export", "--checkpoint", str(tmp_path / "none.pt"), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("lungcad-train: error:") and "none.pt" in err[-1]
+
+
+def test_export_states_the_training_range_of_the_data(trained: Path, tmp_path: Path) -> None:
+    from lungcad_training.training_range import folder_range
+
+    state = load_checkpoint(trained / "nodule" / "best.pt")
+    _, card_path = export_checkpoint(trained / "nodule" / "best.pt", tmp_path / "nodule")
+    assert read_card(card_path).training_range == folder_range(state["data"]["data_dir"])

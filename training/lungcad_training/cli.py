@@ -262,6 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--out", type=Path, required=True, help="weights path (.safetensors)")
     exp.add_argument("--overwrite", action="store_true", help="replace existing files")
 
+    rng = sub.add_parser(
+        "range",
+        help="the training range (pixel size, slices, contrast, HU) of a data set, as export "
+        "writes it into model cards; optionally add it to existing cards",
+    )
+    source = rng.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="a LUNA16-layout folder (phantoms included)")
+    source.add_argument(
+        "--phantom",
+        nargs=3,
+        metavar=("SEED", "CASES", "SIZE"),
+        help="a phantom set by its recipe, from the generator's draws (no voxels rendered)",
+    )
+    rng.add_argument(
+        "--card", type=Path, nargs="*", default=[], help="model cards to write the range into"
+    )
+
     every = sub.add_parser(
         "all", help="cache, train all three, export to OUT/models (the bundled weights' recipe)"
     )
@@ -371,6 +388,22 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_range(args: argparse.Namespace) -> int:
+    import json
+
+    from lungcad_training.training_range import folder_range, phantom_range, write_range
+
+    if args.data is not None:
+        found = folder_range(args.data)
+    else:
+        seed, cases, size = args.phantom
+        found = phantom_range(int(seed), int(cases), size)
+    print(json.dumps(found.to_dict(), indent=2))
+    for card in args.card:
+        print(f"wrote the range into {write_range(card, found)}")
+    return 0
+
+
 def _mine_for_all(args: argparse.Namespace, unet: Path, command: str, runtime: Runtime) -> Path:
     """``OUT/mined_candidates.csv``: the best UNet's own candidates, for the nodule classifier.
 
@@ -443,6 +476,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _cmd_export(args)
             if args.command == "mine":
                 return _cmd_mine(args)
+            if args.command == "range":
+                return _cmd_range(args)
             with runtime_session(args.device) as runtime:
                 if args.command == "all":
                     return _cmd_all(args, command, runtime)

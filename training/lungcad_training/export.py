@@ -15,6 +15,7 @@ from typing import Any
 from lungcad.models import ModelCard, Task, save_weights
 from lungcad_training.checkpoint import model_from_checkpoint
 from lungcad_training.runtime import hardware_text
+from lungcad_training.training_range import range_for_data
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,10 @@ def _selection(task: str | None) -> str:
 
 
 def card_from_checkpoint(state: dict[str, Any]) -> ModelCard:
-    """The model card of the checkpoint's model (metrics: its own validation epoch)."""
+    """The model card of the checkpoint's model (metrics: its own validation epoch).
+
+    Its training range is measured on the training data (:mod:`lungcad_training.training_range`).
+    """
     metrics = state.get("metrics", {}).get("val", {})
     return ModelCard(
         task=Task(state["task"]),
@@ -75,6 +79,7 @@ def card_from_checkpoint(state: dict[str, Any]) -> ModelCard:
         hyperparameters=dict(state["hyperparameters"]),
         input_spec=dict(state.get("input_spec", {})),
         validation_metrics={k: float(v) for k, v in metrics.items() if v is not None},
+        training_range=range_for_data(state.get("data", {})),
     )
 
 

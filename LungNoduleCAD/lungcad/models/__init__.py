@@ -11,6 +11,7 @@ from lungcad.models.registry import ARCHITECTURES, Task, build_model, parameter_
 from lungcad.models.unet import SegmentationUNet
 from lungcad.models.weights import (
     ModelCard,
+    TrainingRange,
     WeightsArchitectureError,
     WeightsCardError,
     WeightsChecksumError,
@@ -32,6 +33,7 @@ __all__ = [
     "ModelCard",
     "SegmentationUNet",
     "Task",
+    "TrainingRange",
     "WeightsArchitectureError",
     "WeightsCardError",
     "WeightsChecksumError",

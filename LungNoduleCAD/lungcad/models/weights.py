@@ -88,6 +88,83 @@ class WeightsTaskError(WeightsError):
 # --- model card ---------------------------------------------------------------------------------
 
 
+#: What a card's ``training_range.contrast`` may say about the training scans.
+CONTRAST_KINDS = ("none", "contrast-enhanced", "both")
+_RANGE_FIELDS = (
+    "pixel_mm", "slice_thickness_mm", "slice_spacing_mm", "hu_air", "hu_fat", "hu_blood",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainingRange:
+    """What the training scans covered, so detection can say when a scan lies outside it.
+
+    Each ``(min, max)`` is over the series the models were trained on: pixel size, slice
+    thickness and slice spacing (mm), and the HU the scans showed for air, fat and blood/muscle
+    (their calibration). ``contrast`` is one of :data:`CONTRAST_KINDS`; ``source`` says where the
+    numbers came from (headers, generator draws, or a stated assumption).
+    """
+
+    pixel_mm: tuple[float, float]
+    slice_thickness_mm: tuple[float, float]
+    slice_spacing_mm: tuple[float, float]
+    contrast: str
+    hu_air: tuple[float, float] = (-1000.0, -1000.0)
+    hu_fat: tuple[float, float] = (-100.0, -100.0)
+    hu_blood: tuple[float, float] = (40.0, 40.0)
+    series: int = 0
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in _RANGE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+                raise TypeError(f"training_range.{name} must be [min, max], got {value!r}")
+            if len(value) != 2 or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value
+            ):
+                raise TypeError(f"training_range.{name} must be two numbers, got {value!r}")
+            lo, hi = (float(v) for v in value)
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+                raise ValueError(f"training_range.{name} must be finite with min <= max: {value}")
+            # to a micrometre / a millionth of a HU, so a card equals itself read back
+            object.__setattr__(self, name, (round(lo, 6), round(hi, 6)))
+        if self.contrast not in CONTRAST_KINDS:
+            raise ValueError(
+                f"training_range.contrast must be one of {', '.join(CONTRAST_KINDS)}, "
+                f"got {self.contrast!r}"
+            )
+        if isinstance(self.series, bool) or not isinstance(self.series, int) or self.series < 0:
+            raise TypeError("training_range.series must be a count (integer >= 0)")
+        if not isinstance(self.source, str):
+            raise TypeError("training_range.source must be a string")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (ranges as [min, max] lists)."""
+        data = dataclasses.asdict(self)
+        for name in _RANGE_FIELDS:
+            data[name] = list(data[name])
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainingRange:
+        """Parse a card's ``training_range``; unknown keys are logged and ignored."""
+        if not isinstance(data, Mapping):
+            raise TypeError("model card field 'training_range' must be a JSON object")
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            log.warning("model card training_range: ignoring unknown fields %s", unknown)
+        missing = sorted(
+            f.name
+            for f in dataclasses.fields(cls)
+            if f.default is dataclasses.MISSING and f.name not in data
+        )
+        if missing:
+            raise ValueError(f"training_range lacks {missing}")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
 @dataclass(frozen=True, kw_only=True)
 class ModelCard:
     """What a weights file is and where it came from; written as JSON beside the tensors.
@@ -110,9 +187,14 @@ class ModelCard:
     torch_version: str = ""
     parameter_count: int = 0
     sha256: str = ""
+    training_range: TrainingRange | None = None  # absent from cards made before it existed
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task(self.task))
+        if isinstance(self.training_range, Mapping):
+            object.__setattr__(self, "training_range", TrainingRange.from_dict(self.training_range))
+        elif self.training_range is not None and not isinstance(self.training_range, TrainingRange):
+            raise TypeError("model card field 'training_range' must be a mapping or absent")
         for name in ("trained_on", "command", "created", "architecture"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"model card field {name!r} must be a string")
@@ -139,6 +221,10 @@ class ModelCard:
         for f in dataclasses.fields(self):
             data[f.name] = getattr(self, f.name)
         data["task"] = self.task.value
+        if self.training_range is None:
+            del data["training_range"]  # old cards stay byte for byte what they were
+        else:
+            data["training_range"] = self.training_range.to_dict()
         data["validation_metrics"] = {k: float(v) for k, v in self.validation_metrics.items()}
         return json.loads(json.dumps(data, allow_nan=False))
 

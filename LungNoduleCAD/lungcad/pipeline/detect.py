@@ -23,6 +23,7 @@ from lungcad.geometry import voxel_to_world, world_to_voxel_index
 from lungcad.pipeline.canonical import resample_to_canonical
 from lungcad.pipeline.classify import CROP_BATCH, NODULE_MIRRORS, classify
 from lungcad.pipeline.findings import Thresholds
+from lungcad.pipeline.input_checks import check_input
 from lungcad.pipeline.footprint import VoxelMapper
 from lungcad.pipeline.grouping import group_candidates
 from lungcad.pipeline.models import CascadeModels
@@ -166,6 +167,7 @@ def detect(
     result = DetectionResult.from_store(
         store, thresholds, series_uid=ct.series_uid, timings_s=timings,
         model_versions=_versions(models, mirror_nodule),
+        warnings=check_input(ct, models.cards),  # outside the training range, partial lungs
     )  # fmt: skip
     stats.original_shape = tuple(ct.geometry.shape_irc)
     stats.canonical_shape = tuple(canonical.shape_irc)

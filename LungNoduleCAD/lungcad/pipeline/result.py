@@ -62,6 +62,8 @@ class DetectionResult:
     model_versions: dict[str, str]
     min_segmentation_threshold: float
     store: CandidateStore = field(repr=False)
+    #: Where the scan lies outside what the models know (:mod:`lungcad.pipeline.input_checks`).
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def from_store(
@@ -72,6 +74,7 @@ class DetectionResult:
         series_uid: str | None,
         timings_s: dict[str, float],
         model_versions: dict[str, str],
+        warnings: tuple[str, ...] = (),
     ) -> DetectionResult:
         findings, candidates = store.build(thresholds)
         return cls(
@@ -85,6 +88,7 @@ class DetectionResult:
             model_versions=dict(model_versions),
             min_segmentation_threshold=store.floor,
             store=store,
+            warnings=tuple(warnings),
         )
 
     def refilter(self, thresholds: Thresholds) -> DetectionResult:
@@ -100,6 +104,7 @@ class DetectionResult:
             series_uid=self.series_uid,
             timings_s=self.timings_s,
             model_versions=self.model_versions,
+            warnings=self.warnings,
         )
         log.debug(
             "refiltered %d candidates in %.1f ms", self.store.count,
@@ -122,6 +127,7 @@ class DetectionResult:
             "min_segmentation_threshold": self.min_segmentation_threshold,
             "geometry": _geometry_to_json(self.geometry),
             "canonical_geometry": _geometry_to_json(self.store.canonical),
+            "warnings": list(self.warnings),
         }
         buffer = io.BytesIO()
         np.savez_compressed(
@@ -172,6 +178,7 @@ class DetectionResult:
                 series_uid=meta["series_uid"],
                 timings_s={str(k): float(v) for k, v in meta["timings_s"].items()},
                 model_versions={str(k): str(v) for k, v in meta["model_versions"].items()},
+                warnings=tuple(str(w) for w in meta.get("warnings", [])),  # absent: older file
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise DetectionResultError(path, f"inconsistent content: {exc!r}") from None

@@ -8,6 +8,9 @@ Layout (schema ``lungcad.results/1``)::
     models: {task: version}, timings_s: {step: seconds}
     summary: finding_count, suspicious_count, highest_malignancy, text
     candidate_count
+    warnings: [one line each] where the scan lies outside what the models know (training
+              range, lungs not wholly in the field); added within schema 1 (a new optional key
+              that older readers ignore): a file without it predates the checks
     findings: [number, label, center_lps, center_irc, diameter_mm, volume_mm3, mean_hu,
                p_nodule, p_malignant, band, voxel_count]
     outputs: {kind: file name} of the other files written beside it
@@ -86,6 +89,8 @@ def results_dict(
             "text": s.text,
         },
         "candidate_count": len(result.candidates),
+        # stand-ins for a result (tests, truth results) may carry no warnings
+        "warnings": [str(w) for w in getattr(result, "warnings", ())],
         "findings": [
             {
                 "number": int(f.number),
