@@ -58,7 +58,7 @@ def test_bench_real_prints_phantoms_beside_and_divides_candidates_by_litres(
     """The cascade is replaced by a fixed answer, so the arithmetic is checked, not the models."""
 
     def fake_detect(ct, models, thresholds, *, stats, **kwargs):
-        stats.candidates = 37
+        stats.candidates, stats.candidates_in_lung, stats.lung_volume_ml = 50, 37, 2500.0
         stats.timings_s.update(total=1.5, classification=0.5)
         sizes = (3.0, 4.9, 5.0, 12.0)
         return SimpleNamespace(findings=[SimpleNamespace(diameter_mm=d) for d in sizes])
@@ -74,6 +74,7 @@ def test_bench_real_prints_phantoms_beside_and_divides_candidates_by_litres(
     for row in rows.values():
         assert (row["findings"], row["candidates"], row["small"]) == ("4", "37", "2")
         assert (row["total"], row["classify"]) == ("1.5", "0.5")
+        assert row["litres"] == "2.500"  # the lung mask's volume, from the stats
         _check_per_litre(row)
     assert re.search(r"^phantom mean \(n=1\) +[\d.]+ ", out, re.MULTILINE)
     assert re.search(r"^phantom 0 \(subset\d\) +[\d.]+$", out, re.MULTILINE)  # its distance

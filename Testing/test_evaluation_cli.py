@@ -21,6 +21,13 @@ import torch
 from monai.metrics import compute_roc_auc
 
 from lungcad.cli import main
+from lungcad.evaluation.endtoend import (
+    COLUMNS,
+    FILTERED,
+    MISSED,
+    PREDICTED_BENIGN,
+    PREDICTED_MALIGNANT,
+)
 from lungcad.luna16 import find_series, read_candidate_arrays, read_malignancy_annotations
 from lungcad.reports.candidates_csv import CANDIDATE_COLUMNS
 
@@ -52,7 +59,9 @@ def _write_case(folder: Path, uid: str, rows: list[dict], malignancy_threshold: 
 
 
 def _column(kept: bool, p_mal: float, threshold: float) -> int:
-    return 1 if not kept else (3 if p_mal >= threshold else 2)
+    return (
+        FILTERED if not kept else (PREDICTED_MALIGNANT if p_mal >= threshold else PREDICTED_BENIGN)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +80,19 @@ def scenario(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> d
             k += 1
             p_nod, p_mal = {0: (None, None), 1: (0.4, 0.9), 2: (0.95, 0.1), 3: (0.95, 0.8)}[kind]
             if p_nod is None:
-                nodules.append((uid, m.center_xyz, m.diameter_mm, m.mal_bool, 0, None))
+                nodules.append((uid, m.center_xyz, m.diameter_mm, m.mal_bool, MISSED, None))
                 continue
             cands[uid].append({"xyz": m.center_xyz, "p_nodule": p_nod, "p_malignant": p_mal})
             col = _column(p_nod >= 0.5, p_mal, MAL_THRESHOLD[index])
             nodules.append(
-                (uid, m.center_xyz, m.diameter_mm, m.mal_bool, col, p_mal if col > 1 else None)
+                (
+                    uid,
+                    m.center_xyz,
+                    m.diameter_mm,
+                    m.mal_bool,
+                    col,
+                    p_mal if col > FILTERED else None,
+                )
             )
     # two class-0 points of series 0 far (> 20 mm) from every other class-0 point and nodule
     others = [p for u, p in zip(c_uids, c_xyz.tolist(), strict=True) if u == uids[0]]
@@ -111,7 +127,7 @@ def scenario(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> d
 
 
 def _expected_table(s: dict) -> list[list[int]]:
-    counts = [[0] * 4 for _ in range(3)]
+    counts = [[0] * len(COLUMNS) for _ in range(3)]
     for _, _, _, is_mal, col, _ in s["nodules"]:
         counts[2 if is_mal else 1][col] += 1
     spheres = [(u, c, d) for u, c, d, *_ in s["nodules"]]
@@ -119,7 +135,7 @@ def _expected_table(s: dict) -> list[list[int]]:
     for uid, p in s["class0"]:
         if any(u == uid and math.dist(p, c) < d / 2 for u, c, d in spheres):
             continue  # a nodule, not a non-nodule
-        col = 0
+        col = MISSED
         for c in s["cands"].get(uid, []):
             if math.dist(p, c["xyz"]) < 5.0:
                 col = max(col, _column(c["p_nodule"] >= 0.5, c["p_malignant"], threshold[uid]))
@@ -143,7 +159,7 @@ def test_evaluate_command_end_to_end(scenario: dict, tmp_path: Path, capsys) -> 
     # FROC: kept nodules at 0.95, filtered ones at 0.4; FPs at 0.7 and 0.1; 3 scans
     n_all = len(s["nodules"])
     hits_95 = sum(1 for *_, p in s["nodules"] if p is not None)
-    hits_40 = sum(1 for *_, col, _ in s["nodules"] if col == 1)
+    hits_40 = sum(1 for *_, col, _ in s["nodules"] if col == FILTERED)
     # curve: (0,0) (0,a) (1/3,a) (1/3,b) (2/3,b) with a = hits_95/N, b = (hits_95+hits_40)/N
     a, b = hits_95 / n_all, (hits_95 + hits_40) / n_all
     sens = metrics["froc"]["sensitivity"]
@@ -172,7 +188,7 @@ def test_evaluate_command_end_to_end(scenario: dict, tmp_path: Path, capsys) -> 
     # end-to-end table, per-case malignancy thresholds from results.json
     assert metrics["end_to_end"]["counts"] == _expected_table(s)
     table_csv = list(csv.reader((out / "end_to_end.csv").open()))
-    assert [int(v) for v in table_csv[2][1:5]] == _expected_table(s)[1]
+    assert [int(v) for v in table_csv[2][1 : 1 + len(COLUMNS)]] == _expected_table(s)[1]
 
     # malignancy AUC over kept nodules vs diameter, checked with MONAI
     kept = [n for n in s["nodules"] if n[5] is not None]

@@ -8,6 +8,13 @@ import numpy as np
 import pytest
 
 from lungcad.evaluation import CaseResult, EvaluationOptions, Truth, evaluate, truth_outcomes
+from lungcad.evaluation.endtoend import (
+    FILTERED,
+    MISSED,
+    OUTSIDE_LUNG,
+    PREDICTED_BENIGN,
+    PREDICTED_MALIGNANT,
+)
 from lungcad.luna16 import Annotation, MalignancyAnnotation
 from lungcad.pipeline import Thresholds
 
@@ -23,9 +30,21 @@ def test_truth_outcomes_take_the_furthest_column_of_any_hit() -> None:
     columns, best = truth_outcomes(truth, np.full(5, 10.0), cands, kept, p_mal, 0.5)
     # T0 filtered only; T1 benign beats filtered; T2 malignant beats benign;
     # T3's candidate is exactly 5 mm away (not a hit); T4 has none.
-    assert columns.tolist() == [1, 2, 3, 0, 0]
+    assert columns.tolist() == [FILTERED, PREDICTED_BENIGN, PREDICTED_MALIGNANT, MISSED, MISSED]
     # the filtered c2 (p_mal 0.99) does not count: only kept hits give a malignancy score
     np.testing.assert_array_equal(best, [np.nan, 0.2, 0.5, np.nan, np.nan])
+
+
+def test_a_truth_hit_only_outside_the_lung_is_counted_outside_lung() -> None:
+    truth = np.array([[0, 0, 0], [50, 0, 0], [100, 0, 0]], float)
+    cands = np.array([[1, 0, 0], [50, 1, 0], [51, 0, 0], [100, 0, 1]], float)
+    in_lung = np.array([False, False, True, True])
+    kept = np.array([False, False, False, True])  # outside-lung candidates are never kept
+    p_mal = np.array([0.0, 0.0, 0.3, 0.9])
+    columns, best = truth_outcomes(truth, np.full(3, 10.0), cands, kept, p_mal, 0.5, in_lung)
+    # T0: only an outside-lung hit; T1: filtered beats outside lung; T2: malignant
+    assert columns.tolist() == [OUTSIDE_LUNG, FILTERED, PREDICTED_MALIGNANT]
+    np.testing.assert_array_equal(best, [np.nan, np.nan, 0.9])
 
 
 def _truth() -> Truth:
@@ -64,17 +83,18 @@ def test_end_to_end_table_counts() -> None:
     assert table is not None
     # P2 (0, 0, 0) lies inside M0's sphere: a nodule, not a non-nodule, so it is left out
     assert table.non_nodules_inside_annotations == 1
-    assert table.counts.tolist() == [[2, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 1]]
+    assert table.counts.tolist() == [[2, 0, 0, 0, 1], [0, 0, 0, 1, 0], [0, 0, 1, 0, 1]]
     rows = table.as_rows()
     assert rows[2] == {
         "truth": "malignant",
         "missed_by_segmentation": 0,
+        "outside_lung": 0,
         "filtered_by_nodule_classifier": 1,
         "predicted_benign": 0,
         "predicted_malignant": 1,
         "total": 2,
     }
-    assert table.csv_text().splitlines()[1] == "non-nodule,2,0,0,1,3"
+    assert table.csv_text().splitlines()[1] == "non-nodule,2,0,0,0,1,3"
     mal = ev.malignancy
     assert mal is not None
     # detected (kept) nodules: M0 benign p .2, M1 malignant p .8; both 10 mm
@@ -86,15 +106,15 @@ def test_end_to_end_table_counts() -> None:
 
 def test_table_options_radius_min_diameter_and_threshold_override() -> None:
     wide = evaluate(_truth(), [_case()], EvaluationOptions(non_nodule_radius_mm=7.0))
-    assert wide.table.counts[0].tolist() == [1, 1, 0, 1]  # P1's candidate 6 mm away now found
+    assert wide.table.counts[0].tolist() == [1, 0, 1, 0, 1]  # P1's candidate 6 mm away now found
     big = evaluate(_truth(), [_case()], EvaluationOptions(min_diameter_mm=5.0))
-    assert big.table.counts[2].tolist() == [0, 0, 0, 1]  # the 4 mm M2 is left out
+    assert big.table.counts[2].tolist() == [0, 0, 0, 0, 1]  # the 4 mm M2 is left out
     assert big.froc.n_nodules == 2 and big.n_small_annotations_ignored == 1
     strict = evaluate(_truth(), [_case()], EvaluationOptions(nodule_threshold=0.95))
-    assert strict.table.counts.tolist() == [[2, 1, 0, 0], [0, 1, 0, 0], [0, 2, 0, 0]]
+    assert strict.table.counts.tolist() == [[2, 0, 1, 0, 0], [0, 0, 1, 0, 0], [0, 0, 2, 0, 0]]
     assert strict.malignancy.auc is None  # nothing kept
     low_mal = evaluate(_truth(), [_case()], EvaluationOptions(malignancy_threshold=0.1))
-    assert low_mal.table.counts[1].tolist() == [0, 0, 0, 1]
+    assert low_mal.table.counts[1].tolist() == [0, 0, 0, 0, 1]
 
 
 def test_defaults_without_thresholds_and_no_table_without_malignancy_scores() -> None:

@@ -206,12 +206,13 @@ class LungNoduleCADLogicTest(unittest.TestCase):
         counts = []
         for nodule in (scores[0] - 1e-6 if scores[0] > 0 else 0.0, middle, 1.0):
             updated = self.core.update_thresholds(Thresholds(0.5, max(nodule, 0.0), 0.5))
-            expected = sum(c.p_nodule >= nodule for c in updated.candidates)
+            # candidates outside the lung are never findings, even at nodule threshold 0
+            expected = sum(c.in_lung and c.p_nodule >= nodule for c in updated.candidates)
             self.assertEqual(len(updated.findings), expected)
             self.assert_nodes_match(self.core.outputs, updated)
             counts.append(len(updated.findings))
         self.assertGreater(counts[0], counts[1])
-        self.assertEqual(counts[2], sum(c.p_nodule >= 1.0 for c in result.candidates))
+        self.assertEqual(counts[2], sum(c.in_lung and c.p_nodule >= 1.0 for c in result.candidates))
         # the malignancy slider moves points between bands, never hides a finding
         low = self.core.update_thresholds(Thresholds(0.5, 0.0, 0.0))
         high = self.core.update_thresholds(Thresholds(0.5, 0.0, 1.0))

@@ -30,7 +30,6 @@ from lungcad.realism import (
     RealismStats,
     average_slabs,
     histogram_distance,
-    lung_litres,
     lung_mask,
     measure_realism,
 )
@@ -145,7 +144,8 @@ def run_real_bench(options: RealBenchOptions) -> int:
         phantom_rows.append(row)
         print(_row(row), flush=True)
     print(
-        "candidates: every region the UNet proposed (DetectionStats.candidates); "
+        "candidates: the UNet's regions in the lung, which the classifiers score; lung L: the "
+        "lung mask (lungcad.lungs.parenchyma_mask); "
         "lung L: lungcad.realism.lung_mask; <5mm: findings under 5 mm"
     )
     _print_realism(real_rows, phantom_rows)
@@ -211,8 +211,8 @@ def _run(name: str, note: str, ct: CT, models) -> ScanRow:
         shape=f"{nx}x{ny}x{nz}",
         spacing=f"{sx:.2f}x{sy:.2f}x{sz:.2f}",
         findings=len(result.findings),
-        candidates=stats.candidates,
-        litres=lung_litres(ct, lungs),
+        candidates=stats.candidates_in_lung,
+        litres=stats.lung_volume_ml / 1000.0,
         small_findings=sum(f.diameter_mm < SMALL_FINDING_MM for f in result.findings),
         seconds=stats.timings_s.get("total", 0.0),
         classify_seconds=stats.timings_s.get("classification", 0.0),

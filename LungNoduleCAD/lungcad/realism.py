@@ -27,7 +27,7 @@ from scipy import ndimage, stats
 
 from lungcad.ct import CT, Geometry
 from lungcad.ctio import PADDING_HU
-from lungcad.lungs import find_lungs, lung_statistics
+from lungcad.lungs import AIR_THRESHOLD_HU, fill_slice_holes, lung_statistics, parenchyma_mask
 
 log = logging.getLogger(__name__)
 
@@ -73,12 +73,12 @@ class RealismStats:
 
 
 def lung_mask(ct: CT) -> np.ndarray:
-    """The lung mask every figure here and in the real-CT bench uses: swap it in one place.
-
-    Today :func:`lungcad.lungs.find_lungs`; a parenchyma mask that keeps lungs touching a crop's
-    edge is being built in :mod:`lungcad.lungs`.
-    """
-    return find_lungs(ct)
+    """The lung mask every figure here uses, on the CT's own voxels: air within the parenchyma
+    mask without its closing (:func:`lungcad.lungs.parenchyma_mask`, which keeps lungs that touch
+    a crop's edge and leaves out stomach gas), its vessels filled in, no chest wall."""
+    region = parenchyma_mask(ct, closing_mm=0.0).voxel_mask(ct.geometry)
+    pixel_mm2 = ct.geometry.spacing_irc[1] * ct.geometry.spacing_irc[2]
+    return fill_slice_holes(region & (ct.hu < AIR_THRESHOLD_HU), pixel_mm2)
 
 
 def lung_litres(ct: CT, lungs: np.ndarray) -> float:

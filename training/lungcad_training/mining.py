@@ -3,8 +3,9 @@
 The nodule classifier learns from ``candidates.csv`` (LUNA16's, or the phantoms' look-alikes),
 but in the cascade it judges what the UNet and grouping propose: vessel cross-sections, pleural
 and diaphragm bumps, centres that sit a voxel or two off a nodule's. ``mine_candidates`` runs the
-detector's first half (lung region, UNet, grouping at ``threshold``; :mod:`lungcad.pipeline`) on
-each cached canonical CT and writes every candidate centre in the LUNA16 candidates layout
+detector's first half (:func:`lungcad.pipeline.propose.propose_candidates`: lung region, UNet,
+grouping at ``threshold``, the lung mask) on each cached canonical CT and writes every candidate
+centre in the lung (detection never classifies the others) in the LUNA16 candidates layout
 (``seriesuid,coordX,coordY,coordZ,class``), class 1 when the centre lies within an annotation's
 radius (the evaluation's hit rule). ``lungcad-train nodule --extra-candidates FILE`` trains on
 them beside ``candidates.csv``; validation series are mined too, so validation scores the kind
@@ -26,14 +27,13 @@ from tqdm import tqdm
 from lungcad.atomic import write_text_atomic
 from lungcad.ct import CT
 from lungcad.evaluation.matching import hit_matrix
-from lungcad.geometry import voxel_to_world
 from lungcad.luna16 import CANDIDATES_CSV
 from lungcad.luna16.records import CANDIDATE_COLUMNS
+from lungcad.lungs import parenchyma_mask
 from lungcad.models import Task, load_weights
-from lungcad.pipeline.grouping import group_candidates
 from lungcad.pipeline.precision import Precision, resolve_precision
+from lungcad.pipeline.propose import propose_candidates
 from lungcad.pipeline.region import lung_plan
-from lungcad.pipeline.segment import segment_box
 from lungcad.preprocess import CANONICAL_SPACING_XYZ
 from lungcad_training.cache import SeriesCache, prefill_cache
 from lungcad_training.checkpoint import model_from_checkpoint
@@ -108,14 +108,14 @@ def _series_candidates(
     geometry = series.geometry
     ct = CT(hu=series.hu, geometry=geometry, series_uid=uid)
     depth = int(getattr(model, "depth", 1))
-    plan = lung_plan(ct, geometry, align_rc=2 ** max(depth - 1, 0))
-    context = int(getattr(model, "in_channels", 7)) // 2
-    prob = segment_box(series.hu, plan, model, device, context=context, bf16=bf16)
-    groups = group_candidates(prob, plan.box, geometry.shape_irc, threshold,
-                              geometry.voxel_volume_mm3)  # fmt: skip
-    if not groups:
+    lungs = parenchyma_mask(ct)
+    plan = lung_plan(ct, geometry, align_rc=2 ** max(depth - 1, 0), lungs=lungs)
+    proposals = propose_candidates(
+        series.hu, geometry, plan, lungs, model, device, threshold, bf16=bf16
+    )
+    centres = proposals.centres_lps[proposals.in_lung]
+    if not len(centres):
         return [], 0
-    centres = voxel_to_world(np.array([g.centroid_irc for g in groups]), geometry).reshape(-1, 3)
     annotations = cache.annotations_for(uid)
     nodule_xyz = np.array([a.center_xyz for a in annotations], dtype=float).reshape(-1, 3)
     diameters = np.array([a.diameter_mm for a in annotations], dtype=float)

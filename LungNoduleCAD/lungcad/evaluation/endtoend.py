@@ -5,13 +5,14 @@ annotations_with_malignancy.csv). Columns: where the cascade left each one:
 
 - missed by segmentation: no candidate within the truth's radius (an annotation's diameter / 2;
   for a class-0 point, which has no size, a fixed radius, 5 mm by default);
+- outside lung: candidates hit it, all with their centre outside the lung mask (never classified);
 - filtered out by the nodule classifier: candidates hit it, all with p_nodule < nodule threshold;
 - predicted benign / malignant: a kept candidate (p_nodule >= nodule threshold) hits it, and its
   p_malignant is below / at or above the malignancy threshold.
 
 As in the seeds (``match_and_score``), a truth hit by several candidates takes the furthest
-column any of them reaches (malignant > benign > filtered), and one candidate may count for
-several truths.
+column any of them reaches (malignant > benign > filtered > outside lung), and one candidate may
+count for several truths.
 """
 
 from __future__ import annotations
@@ -28,26 +29,30 @@ from lungcad.evaluation.roc import roc_auc, roc_curve
 ROWS = ("non-nodule", "benign", "malignant")
 COLUMNS = (
     "missed_by_segmentation",
+    "outside_lung",
     "filtered_by_nodule_classifier",
     "predicted_benign",
     "predicted_malignant",
 )
-COLUMN_TITLES = ("missed by seg.", "filtered (nodule)", "pred. benign", "pred. malignant")
-MISSED, FILTERED, PREDICTED_BENIGN, PREDICTED_MALIGNANT = range(4)
+COLUMN_TITLES = (
+    "missed by seg.", "outside lung", "filtered (nodule)", "pred. benign", "pred. malignant",
+)  # fmt: skip
+MISSED, OUTSIDE_LUNG, FILTERED, PREDICTED_BENIGN, PREDICTED_MALIGNANT = range(5)
 DEFAULT_NON_NODULE_RADIUS_MM = 5.0
 
 
 def candidate_columns(
-    kept: np.ndarray, p_malignant: np.ndarray, malignancy_threshold: float
+    kept: np.ndarray,
+    p_malignant: np.ndarray,
+    malignancy_threshold: float,
+    in_lung: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Per candidate: FILTERED (not kept), PREDICTED_BENIGN or PREDICTED_MALIGNANT."""
+    """Per candidate: OUTSIDE_LUNG, FILTERED (not kept), PREDICTED_BENIGN or _MALIGNANT."""
     kept = np.asarray(kept, dtype=bool)
     p_malignant = np.asarray(p_malignant, dtype=np.float64)
-    return np.where(
-        ~kept,
-        FILTERED,
-        np.where(p_malignant < malignancy_threshold, PREDICTED_BENIGN, PREDICTED_MALIGNANT),
-    ).astype(np.int64)
+    in_lung = np.ones(len(kept), dtype=bool) if in_lung is None else np.asarray(in_lung, bool)
+    judged = np.where(p_malignant < malignancy_threshold, PREDICTED_BENIGN, PREDICTED_MALIGNANT)
+    return np.where(~in_lung, OUTSIDE_LUNG, np.where(~kept, FILTERED, judged)).astype(np.int64)
 
 
 def truth_outcomes(
@@ -57,14 +62,16 @@ def truth_outcomes(
     kept: np.ndarray,
     p_malignant: np.ndarray,
     malignancy_threshold: float,
+    in_lung: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(table column, highest p_malignant of a kept hit or NaN) for each truth sphere.
 
-    ``kept`` marks the candidates the nodule classifier kept (p_nodule >= nodule threshold).
+    ``kept`` marks the candidates the nodule classifier kept (p_nodule >= nodule threshold);
+    ``in_lung`` (None: all) those whose centre lies in the lung mask.
     """
     truth_diameter_mm = np.asarray(truth_diameter_mm, dtype=np.float64).reshape(-1)
     hits = hit_matrix(cand_xyz, truth_xyz, truth_diameter_mm)  # candidates x truths
-    cols = candidate_columns(kept, p_malignant, malignancy_threshold)
+    cols = candidate_columns(kept, p_malignant, malignancy_threshold, in_lung)
     column = np.where(hits, cols[:, None], MISSED).max(axis=0, initial=MISSED)
     kept_hits = hits & (cols >= PREDICTED_BENIGN)[:, None]
     p_mal = np.asarray(p_malignant, dtype=np.float64)
@@ -89,12 +96,14 @@ class EndToEndTable:
     """Counts (rows ROWS x columns COLUMNS) summed over the evaluated scans."""
 
     non_nodule_radius_mm: float = DEFAULT_NON_NODULE_RADIUS_MM
-    counts: np.ndarray = field(default_factory=lambda: np.zeros((3, 4), dtype=np.int64))
+    counts: np.ndarray = field(
+        default_factory=lambda: np.zeros((len(ROWS), len(COLUMNS)), dtype=np.int64)
+    )
     non_nodules_inside_annotations: int = 0
     nodules: list[NoduleOutcome] = field(default_factory=list)
 
     def add_non_nodules(self, columns: np.ndarray) -> None:
-        self.counts[0] += np.bincount(columns, minlength=4)
+        self.counts[0] += np.bincount(columns, minlength=len(COLUMNS))
 
     def add_nodules(self, outcomes: Sequence[NoduleOutcome]) -> None:
         for o in outcomes:

@@ -156,9 +156,10 @@ def _kept(case: CaseResult, thresholds: Thresholds, options: EvaluationOptions) 
 
     The column is trusted over re-applying the threshold because the csv rounds p_nodule.
     """
+    in_lung = np.ones(len(case), dtype=bool) if case.in_lung is None else case.in_lung
     if case.finding is not None and options.nodule_threshold is None:
         kept = case.finding > 0
-        rule = case.p_nodule >= thresholds.nodule
+        rule = (case.p_nodule >= thresholds.nodule) & in_lung
         if np.any(kept != rule):
             logger.info(
                 "%s: %d candidates' finding column differs from p_nodule >= %g (csv rounding)",
@@ -167,7 +168,7 @@ def _kept(case: CaseResult, thresholds: Thresholds, options: EvaluationOptions) 
                 thresholds.nodule,
             )
         return kept
-    return case.p_nodule >= thresholds.nodule
+    return (case.p_nodule >= thresholds.nodule) & in_lung
 
 
 def evaluate(
@@ -267,7 +268,7 @@ def _add_to_table(
     annotated: Sequence,
 ) -> None:
     p_malignant = case.p_malignant if case.p_malignant is not None else np.zeros(len(case))
-    scores = (case.xyz, kept, p_malignant, thresholds.malignancy)
+    scores = (case.xyz, kept, p_malignant, thresholds.malignancy, case.in_lung)
     rows = [m for m in malignancy_rows if m.diameter_mm >= options.min_diameter_mm]
     xyz, diam = _xyz_diam(rows)
     columns, p_mal = truth_outcomes(xyz, diam, *scores)

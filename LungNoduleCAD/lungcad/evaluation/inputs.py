@@ -37,7 +37,7 @@ from lungcad.luna16 import (
     read_candidate_arrays,
     read_malignancy_annotations,
 )
-from lungcad.pipeline.findings import Thresholds
+from lungcad.pipeline.findings import OUTSIDE_LUNG_STATUS, Thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,9 @@ class CaseResult:
 
     ``probability`` is the FROC score (the submission's probability column, = p_nodule for
     lungcad results). ``p_malignant``, ``finding`` (finding number, 0 when not kept),
-    ``diameter_mm`` and ``thresholds`` are None for a plain submission csv.
+    ``diameter_mm`` and ``thresholds`` are None for a plain submission csv; ``in_lung`` (False for
+    a candidate outside the lung mask, never classified) is None where the csv has no status
+    column (a submission, or results written before the lung mask).
     """
 
     series_uid: str
@@ -95,6 +97,7 @@ class CaseResult:
     finding: np.ndarray | None = None
     diameter_mm: np.ndarray | None = None
     thresholds: Thresholds | None = None
+    in_lung: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.probability)
@@ -261,7 +264,14 @@ def _case_from_rows(
         finding=_finding_column(source, rows) if "finding" in header else None,
         diameter_mm=_optional_column(source, header, rows, "diameter_mm"),
         thresholds=thresholds,
+        in_lung=_in_lung_column(rows) if "status" in header else None,
     )
+
+
+def _in_lung_column(rows: Sequence[tuple[int, dict[str, str]]]) -> np.ndarray:
+    """False where the status column says the candidate lies outside the lung."""
+    statuses = [(row.get("status") or "") for _, row in rows]
+    return np.array([s != OUTSIDE_LUNG_STATUS for s in statuses], dtype=bool)
 
 
 def _group_rows(

@@ -3,8 +3,10 @@
 The models were trained on the canonical grid (:mod:`lungcad.preprocess`), so detection runs there
 and maps its regions back to the CT's own voxels at the end. Candidates are grouped once at a
 floor threshold (``min_segmentation_threshold``, or the requested segmentation threshold when that
-is lower) and both classifiers score every candidate, so the result can re-threshold anything
-later without a network (:meth:`DetectionResult.refilter`).
+is lower) and both classifiers score every candidate in the lung, so the result can re-threshold
+anything later without a network (:meth:`DetectionResult.refilter`). Candidates whose centre
+lies outside the lung mask (:func:`lungcad.lungs.parenchyma_mask`) are kept, marked, and never
+classified: on real CT the mediastinum and the chest wall are a main source of false findings.
 """
 
 from __future__ import annotations
@@ -19,18 +21,18 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lungcad.ct import CT
-from lungcad.geometry import voxel_to_world, world_to_voxel_index
+from lungcad.lungs import parenchyma_mask
 from lungcad.pipeline.canonical import resample_to_canonical
 from lungcad.pipeline.classify import CROP_BATCH, NODULE_MIRRORS, classify
 from lungcad.pipeline.findings import Thresholds
-from lungcad.pipeline.input_checks import check_input
 from lungcad.pipeline.footprint import VoxelMapper
-from lungcad.pipeline.grouping import group_candidates
+from lungcad.pipeline.input_checks import check_input
 from lungcad.pipeline.models import CascadeModels
 from lungcad.pipeline.progress import Monitor, ProgressCallback
+from lungcad.pipeline.propose import propose_candidates
 from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, UNetPlan, lung_plan
 from lungcad.pipeline.result import DetectionResult
-from lungcad.pipeline.segment import SLICE_BATCH, segment_box
+from lungcad.pipeline.segment import SLICE_BATCH
 from lungcad.pipeline.store import CandidateStore, empty_store
 from lungcad.preprocess import canonical_geometry
 
@@ -58,6 +60,8 @@ class DetectionStats:
     slices_run: int = 0
     unet_pixels: int = 0  # pixels the UNet ran on, over all slices
     candidates: int = 0
+    candidates_in_lung: int = 0  # the ones the classifiers ran on
+    lung_volume_ml: float = 0.0  # the lung mask's volume
     stored_voxels: int = 0
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # after each stage
     cpu_s: dict[str, float] = field(default_factory=dict)  # process CPU time, all threads
@@ -126,8 +130,13 @@ def detect(
     monitor.check()
     canonical = canonical_geometry(ct.geometry)
     depth = int(getattr(models.segmentation, "depth", 1))
-    if lung_region:
-        plan = lung_plan(ct, canonical, lung_margin_mm, align_rc=2 ** max(depth - 1, 0))
+    lungs = parenchyma_mask(ct)
+    if not lungs.mask.any():
+        # nothing outside the lung is ever classified: with no lung there is nothing to run
+        log.warning("%s: no lung found; no candidate can be a finding", ct.series_uid or "CT")
+        plan = UNetPlan.of_box(Box((0, 0, 0), (0, 0, 0)))
+    elif lung_region:
+        plan = lung_plan(ct, canonical, lung_margin_mm, 2 ** max(depth - 1, 0), lungs)
     else:
         plan = UNetPlan.of_box(Box.whole(canonical.shape_irc))
     box = plan.box
@@ -136,31 +145,23 @@ def detect(
     volume = resample_to_canonical(ct, monitor)
     lap("resample")
 
-    context = int(getattr(models.segmentation, "in_channels", 7)) // 2
-    prob = segment_box(
-        volume.hu, plan, models.segmentation, models.device, context=context, batch=slice_batch,
-        bf16=bf16, channels_last=channels_last, monitor=monitor,
+    proposals = propose_candidates(
+        volume.hu, canonical, plan, lungs, models.segmentation, models.device, floor,
+        batch=slice_batch, bf16=bf16, channels_last=channels_last, monitor=monitor, on_stage=lap,
     )  # fmt: skip
-    lap("segmentation")
+    groups, centres, in_lung = proposals.groups, proposals.crop_centres_irc, proposals.in_lung
 
-    groups = group_candidates(
-        prob, box, canonical.shape_irc, floor, canonical.voxel_volume_mm3, monitor
-    )
-    del prob
-    centres = np.array(
-        [world_to_voxel_index(voxel_to_world(g.centroid_irc, canonical), canonical)
-         for g in groups], dtype=np.int64,
-    ).reshape(-1, 3)  # fmt: skip
-    lap("grouping")
-
-    p_nodule, p_malignant = classify(
-        volume.hu, centres, models.nodule, models.malignancy, models.device, batch=crop_batch,
-        bf16=bf16, mirror=mirror_nodule, monitor=monitor,
+    p_nodule = np.zeros(len(groups), dtype=np.float64)
+    p_malignant = np.zeros(len(groups), dtype=np.float64)
+    p_nodule[in_lung], p_malignant[in_lung] = classify(
+        volume.hu, centres[in_lung], models.nodule, models.malignancy, models.device,
+        batch=crop_batch, bf16=bf16, mirror=mirror_nodule, monitor=monitor,
     )  # fmt: skip
     del volume
     lap("classification")
 
-    store = _build_store(groups, centres, p_nodule, p_malignant, canonical, ct, floor, monitor)
+    store = _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct, floor,
+                         monitor)  # fmt: skip
     lap("mapping")
     timings["total"] = time.perf_counter() - started
 
@@ -175,6 +176,8 @@ def detect(
     stats.slices_run = int(np.count_nonzero(plan.areas))
     stats.unet_pixels = plan.pixels
     stats.candidates = store.count
+    stats.candidates_in_lung = int(in_lung.sum())
+    stats.lung_volume_ml = lungs.volume_ml
     stats.stored_voxels = len(store.region_index)
     stats.timings_s = dict(timings)
     log.info(
@@ -198,8 +201,8 @@ def _peak_rss_mb() -> float:
     return peak / 1024.0**2 if sys.platform == "darwin" else peak / 1024.0
 
 
-def _build_store(groups, centres, p_nodule, p_malignant, canonical, ct, floor, monitor):
-    """The candidate store: floor regions, the CT's HU there, the scores."""
+def _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct, floor, monitor):
+    """The candidate store: floor regions, the CT's HU there, the scores, in the lung or not."""
     if not groups:
         return empty_store(canonical, ct.geometry, floor)
     mapper = VoxelMapper(canonical, ct.geometry)
@@ -218,4 +221,5 @@ def _build_store(groups, centres, p_nodule, p_malignant, canonical, ct, floor, m
         region_index=index,
         region_prob=np.concatenate([g.region_prob for g in groups]),
         region_hu=mapper.sample(index, ct.hu),
+        in_lung=in_lung,
     )

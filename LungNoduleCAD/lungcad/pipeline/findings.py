@@ -95,9 +95,14 @@ class VoxelMask:
         return full
 
 
+#: Above this diameter (mm) a finding is a mass, not a nodule (Fleischner's and Lung-RADS' line).
+MASS_DIAMETER_MM = 30.0
+
+
 @dataclass(frozen=True, eq=False)
 class Finding:
-    """One reported nodule, numbered from 1 in the order the result lists them."""
+    """One reported nodule (or mass, above :data:`MASS_DIAMETER_MM`), numbered from 1 in the
+    order the result lists them."""
 
     number: int
     center_lps: tuple[float, float, float]
@@ -112,9 +117,14 @@ class Finding:
     def band(self, malignancy_threshold: float = 0.5) -> MalignancyBand:
         return MalignancyBand.of(self.p_malignant, malignancy_threshold)
 
+    @property
+    def kind(self) -> str:
+        """ "mass" above :data:`MASS_DIAMETER_MM`, else "nodule"."""
+        return "mass" if self.diameter_mm > MASS_DIAMETER_MM else "nodule"
+
     def label(self) -> str:
         """A short name a viewer can show, e.g. ``Nodule 3 - malignancy 0.82``."""
-        return f"Nodule {self.number} - malignancy {self.p_malignant:.2f}"
+        return f"{self.kind.capitalize()} {self.number} - malignancy {self.p_malignant:.2f}"
 
     def describe(self) -> str:
         return (
@@ -124,12 +134,18 @@ class Finding:
         )
 
 
+#: candidates.csv's status of a candidate whose centre lies outside the lung mask.
+OUTSIDE_LUNG_STATUS = "outside lung"
+
+
 @dataclass(frozen=True)
 class CandidateScore:
     """Every candidate the grouping step produced, kept or not: what FROC and re-filtering need.
 
     ``max_probability`` is the highest segmentation probability inside the candidate's region;
-    ``finding`` is the finding number it became under the result's thresholds, or None.
+    ``finding`` is the finding number it became under the result's thresholds, or None;
+    ``in_lung`` is False for a candidate whose centre lies outside the lung mask (mediastinum,
+    chest wall, below the diaphragm): it was never classified and is never a finding.
     """
 
     center_lps: tuple[float, float, float]
@@ -141,6 +157,14 @@ class CandidateScore:
     p_nodule: float
     p_malignant: float
     finding: int | None = None
+    in_lung: bool = True
+
+    @property
+    def status(self) -> str:
+        """What became of it: a finding, outside the lung, or below the nodule threshold."""
+        if self.finding is not None:
+            return "finding"
+        return "below nodule threshold" if self.in_lung else OUTSIDE_LUNG_STATUS
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,14 @@ as the point the classifiers look at. A candidate's *region* is its eroded compo
 by one dilation inside the thresholded map (a binary opening, per component), so its mask has the
 nodule's full extent, not the eroded core; regions of touching components may share their rim.
 
-A region larger than any nodule (:data:`MAX_REGION_ML`) is not one candidate: a low floor can
-merge vessels and nodules into one tree. Such a region is grouped again inside itself at the next
-level (floor + 0.1, + 0.2, ...) until its pieces are nodule-sized; a piece still too large at the
-last level is dropped with a warning. This depends on the map only, never on the thresholds a
-result is shown at, so refiltering and a fresh detection agree.
+A region larger than any nodule (:data:`MAX_REGION_ML`) is usually not one candidate: a low floor
+can merge vessels and nodules into one tree. Such a region is grouped again inside itself at the
+next level (floor + 0.1, + 0.2, ...) until its pieces are nodule-sized; a piece still too large at
+the last level is dropped with a warning. The exception is a mass: a region that holds a ball of
+:data:`MASS_MIN_RADIUS_MM` (larger than any nodule, and far thicker than any vessel) is one lesion,
+kept whole as one candidate rather than cut into fragments at higher levels. This depends on the
+map only, never on the thresholds a result is shown at, so refiltering and a fresh detection
+agree.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ log = logging.getLogger(__name__)
 #: Largest region kept as one candidate (ml): a 30 mm nodule is 14 ml; room for its vessels.
 MAX_REGION_ML = 35.0
 LEVEL_STEP = 0.1
+#: A too-large region holding a ball of this radius (a 30 mm diameter: no nodule is larger, no
+#: vessel nearly as thick) is a mass and stays one candidate.
+MASS_MIN_RADIUS_MM = 15.0
 
 
 @dataclass(frozen=True)
@@ -57,8 +63,13 @@ def group_candidates(
     floor: float,
     voxel_volume_mm3: float,
     monitor: Monitor | None = None,
+    spacing_irc: tuple[float, float, float] | None = None,
 ) -> list[Group]:
-    """Candidates of the map ``prob`` (covering ``box`` of the canonical grid) at ``floor``."""
+    """Candidates of the map ``prob`` (covering ``box`` of the canonical grid) at ``floor``.
+
+    ``spacing_irc`` (mm) lets a too-large region be recognised as a mass; without it every
+    too-large region is grouped again higher.
+    """
     monitor = monitor or Monitor()
     above = at_least(prob, floor)
     inner = mask_box(above)
@@ -69,7 +80,7 @@ def group_candidates(
     hi = np.minimum(np.asarray(inner.stop) + 1, prob.shape)
     view = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     max_voxels = MAX_REGION_ML * 1000.0 / voxel_volume_mm3
-    grouper = _Grouper(canonical_shape, max_voxels, monitor)
+    grouper = _Grouper(canonical_shape, max_voxels, monitor, spacing_irc)
     grouper.run(prob[view], above[view], np.asarray(box.start) + lo, floor, _levels(floor))
     monitor.report("grouping", 1.0)
     return grouper.groups
@@ -79,10 +90,11 @@ class _Grouper:
     """Groups level by level; regions too large wait in a queue (box, mask) for the next level,
     so only one level's label image is alive at a time."""
 
-    def __init__(self, canonical_shape, max_voxels: float, monitor: Monitor) -> None:
+    def __init__(self, canonical_shape, max_voxels: float, monitor: Monitor, spacing_irc) -> None:
         self.shape = canonical_shape
         self.max_voxels = max_voxels
         self.monitor = monitor
+        self.spacing_irc = spacing_irc
         self.groups: list[Group] = []
 
     def run(self, prob, above, offset, level: float, higher: list[float]) -> None:
@@ -114,7 +126,7 @@ class _Grouper:
             core = labels[grow] == k
             region = ndimage.binary_dilation(core) & above[grow]
             start = np.array([s.start for s in grow]) + offset
-            if region.sum() > self.max_voxels:
+            if region.sum() > self.max_voxels and not self._is_mass(region):
                 yield prob[grow], region, start
                 continue
             irc = np.argwhere(region) + start  # C order: ascending flat index
@@ -128,3 +140,10 @@ class _Grouper:
             )
             if len(self.groups) % 32 == 0:
                 self.monitor.report("grouping", k / max(count, 1))
+
+    def _is_mass(self, region: np.ndarray) -> bool:
+        """Whether ``region`` holds a ball of :data:`MASS_MIN_RADIUS_MM` (its deepest voxel)."""
+        if self.spacing_irc is None:
+            return False
+        depth = ndimage.distance_transform_edt(np.pad(region, 1), sampling=self.spacing_irc)
+        return bool(depth.max() >= MASS_MIN_RADIUS_MM)

@@ -1,8 +1,8 @@
 """Where the segmentation network runs: the canonical slices, and the part of each, near lung.
 
-The lungs are found classically (:func:`lungcad.lungs.find_lungs`, no network) on a coarse copy
-of the CT. A canonical slice is run on the rows and cols of the lung within a margin (mm, in all
-three directions) of it, its row/col start rounded down to the UNet's pooling multiple so every
+The lungs are found classically (:func:`lungcad.lungs.parenchyma_mask`, no network) on a coarse
+copy of the CT. A canonical slice is run on the rows and cols of the lung within a margin (mm, in
+all three directions) of it, its row/col start rounded down to the UNet's pooling multiple so every
 pixel sees the same pooling grid as in a whole-slice run. Near the apex and the bases the lungs are
 much smaller than at the hila, so this runs the UNet on far fewer pixels than one box would.
 """
@@ -17,7 +17,8 @@ from scipy import ndimage
 
 from lungcad.ct import CT, Geometry
 from lungcad.geometry import voxel_to_world, world_to_voxel
-from lungcad.lungs import find_lungs
+from lungcad.lungs import LungMask, parenchyma_mask
+from lungcad.lungs import coarse_ct as coarse_ct  # re-exported: it lived here before
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +83,6 @@ def box_to_grid(
     return Box(tuple(int(v) for v in start), tuple(int(v) for v in stop))
 
 
-#: Voxel size (mm) the lungs are looked for at: a bounding box needs no finer grid, and finding
-#: them on every voxel of a 512x512x600 scan takes ~15 s and ~1 GB.
-LUNG_SEARCH_MM = 2.5
-
-
 @dataclass(frozen=True, eq=False)
 class UNetPlan:
     """Which pixels the UNet runs on: a box, and within it each slice's rows and cols.
@@ -117,33 +113,27 @@ class UNetPlan:
         return (self.rows[:, 1] - self.rows[:, 0]) * (self.cols[:, 1] - self.cols[:, 0])
 
 
-def coarse_ct(ct: CT, target_mm: float = LUNG_SEARCH_MM) -> CT:
-    """Every k-th voxel along each axis (k from the spacing), with the matching geometry."""
-    strides = [max(1, round(target_mm / s)) for s in ct.geometry.spacing_irc]
-    hu = np.ascontiguousarray(ct.hu[:: strides[0], :: strides[1], :: strides[2]])
-    g = ct.geometry
-    spacing_xyz = [s * k for s, k in zip(g.spacing_xyz, strides[::-1], strict=True)]
-    geometry = Geometry.from_arrays(g.origin_xyz, spacing_xyz, g.direction, hu.shape)
-    return CT(hu=hu, geometry=geometry, series_uid=ct.series_uid, source=ct.source)
-
-
 def lung_plan(
-    ct: CT, canonical: Geometry, margin_mm: float = LUNG_MARGIN_MM, align_rc: int = 1
+    ct: CT,
+    canonical: Geometry,
+    margin_mm: float = LUNG_MARGIN_MM,
+    align_rc: int = 1,
+    lungs: LungMask | None = None,
 ) -> UNetPlan:
     """Where to run the UNet on the canonical grid of ``ct`` (everywhere when no lung is found).
 
-    The lungs are found on a coarse copy (:data:`LUNG_SEARCH_MM`) and their voxel centres taken
-    to canonical coordinates; canonical slice z runs on the rows and cols of every lung voxel
+    The lungs (``lungs``, or :func:`~lungcad.lungs.parenchyma_mask` of ``ct``) are found on a
+    coarse copy (:data:`~lungcad.lungs.LUNG_SEARCH_MM`) and their voxel centres taken to canonical
+    coordinates; canonical slice z runs on the rows and cols of every lung voxel
     within the margin of z, widened by the margin. The margin grows by half a coarse voxel's
     diagonal, so lung between two coarse samples stays inside, whatever the CT's orientation.
     """
-    coarse = coarse_ct(ct)
-    lungs = find_lungs(coarse)
-    if not lungs.any():
+    lungs = parenchyma_mask(ct) if lungs is None else lungs
+    if not lungs.mask.any():
         log.warning("%s: no lung found; the segmentation runs on the whole volume", ct.series_uid)
         return UNetPlan.of_box(Box.whole(canonical.shape_irc))
-    margin = margin_mm + 0.5 * float(np.linalg.norm(coarse.geometry.spacing_xyz))
-    irc = world_to_voxel(voxel_to_world(np.argwhere(lungs), coarse.geometry), canonical)
+    margin = margin_mm + 0.5 * float(np.linalg.norm(lungs.geometry.spacing_xyz))
+    irc = world_to_voxel(voxel_to_world(np.argwhere(lungs.mask), lungs.geometry), canonical)
     n_z = canonical.shape_irc[0]
     z = np.clip(np.rint(irc[:, 0]).astype(np.int64), 0, n_z - 1)
     lo = np.full((n_z, 2), np.inf)

@@ -22,7 +22,7 @@ from lungcad.atomic import write_bytes_atomic
 from lungcad.ct import Geometry
 from lungcad.errors import LungCADError
 from lungcad.pipeline.findings import CandidateScore, Finding, PatientSummary, Thresholds
-from lungcad.pipeline.store import STORE_ARRAYS, CandidateStore
+from lungcad.pipeline.store import STORE_ARRAY_DEFAULTS, STORE_ARRAYS, CandidateStore
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +162,7 @@ class DetectionResult:
             raise DetectionResultError(
                 path, f"format version {version!r} is newer than this lungcad reads"
             )
-        missing = sorted(set(STORE_ARRAYS) - set(arrays))
+        missing = sorted(set(STORE_ARRAYS) - set(arrays) - set(STORE_ARRAY_DEFAULTS))
         if missing:
             raise DetectionResultError(path, f"arrays missing: {', '.join(missing)}")
         try:
@@ -170,7 +170,7 @@ class DetectionResult:
                 canonical=_geometry_from_json(meta["canonical_geometry"]),
                 original=_geometry_from_json(meta["geometry"]),
                 floor=float(meta["min_segmentation_threshold"]),
-                **{name: arrays[name] for name in STORE_ARRAYS},
+                **{name: arrays[name] for name in STORE_ARRAYS if name in arrays},
             )
             return cls.from_store(
                 store,

@@ -6,7 +6,9 @@ keeps, in CSR layout (``offsets[k]:offsets[k + 1]`` slices the flat arrays of ca
 - its floor region on the canonical grid: flat voxel indices (int32 when the grid allows) and
   the probability map there (float16);
 - the CT's own HU at each region voxel's nearest original voxel (int16), for the mean HU;
-- its classifier scores (computed once, for every candidate).
+- its classifier scores (computed once, for every candidate in the lung);
+- whether its centre lies in the lung (:func:`lungcad.lungs.parenchyma_mask`): a candidate
+  outside is never classified (its scores are 0) and never becomes a finding, at any threshold.
 
 That is 8 bytes per voxel at or above the floor that belongs to a candidate; nothing of the CT
 or of the rest of the map is kept. At a segmentation threshold t >= floor a candidate's region
@@ -40,7 +42,12 @@ STORE_ARRAYS: dict[str, np.dtype] = {
     "region_index": np.dtype(np.int64),  # stored as int32 when the canonical grid allows
     "region_prob": np.dtype(np.float16),
     "region_hu": np.dtype(np.int16),
+    "in_lung": np.dtype(np.bool_),
 }
+
+#: Arrays a store saved before they existed may lack, with the value each candidate then gets
+#: (results saved before the lung mask: every candidate counted as in the lung).
+STORE_ARRAY_DEFAULTS: dict[str, bool] = {"in_lung": True}
 
 
 #: Bytes of finding masks a store remembers across thresholds (boolean blocks, oldest dropped).
@@ -130,9 +137,12 @@ class CandidateStore:
     region_index: np.ndarray
     region_prob: np.ndarray
     region_hu: np.ndarray
+    in_lung: np.ndarray | None = None  # None: every candidate (results saved before the mask)
 
     def __post_init__(self) -> None:
         n = len(self.p_nodule)
+        if self.in_lung is None:
+            object.__setattr__(self, "in_lung", np.ones(n, dtype=bool))
         for name, dtype in STORE_ARRAYS.items():
             if name == "region_index":
                 dtype = index_dtype(self.canonical.shape_irc)
@@ -143,6 +153,7 @@ class CandidateStore:
             object.__setattr__(self, "crop_center_irc", self.crop_center_irc.reshape(n, 3))
         checks = (
             (len(self.p_malignant) == n, "p_malignant"),
+            (len(self.in_lung) == n, "in_lung"),
             (len(self.region_offsets) == n + 1, "region_offsets"),
             (len(self.region_prob) == len(self.region_index), "region_prob"),
             (len(self.region_hu) == len(self.region_index), "region_hu"),
@@ -300,8 +311,8 @@ class CandidateStore:
         """Findings and candidate scores at ``thresholds`` (no network, no CT).
 
         Candidates are those whose region survives ``thresholds.segmentation``, listed by
-        p_nodule descending (ties: grouping order); findings are the candidates with p_nodule at
-        or above ``thresholds.nodule``, numbered 1.. by p_malignant descending.
+        p_nodule descending (ties: grouping order); findings are the candidates in the lung with
+        p_nodule at or above ``thresholds.nodule``, numbered 1.. by p_malignant descending.
         """
         if thresholds.segmentation < self.floor:
             raise ValueError(
@@ -311,7 +322,11 @@ class CandidateStore:
             )
         regions = self._regions_at(float(thresholds.segmentation))
         alive = [r for r in regions if r is not None]
-        kept = [r for r in alive if self.p_nodule[r.candidate] >= thresholds.nodule]
+        kept = [
+            r
+            for r in alive
+            if self.in_lung[r.candidate] and self.p_nodule[r.candidate] >= thresholds.nodule
+        ]
         kept.sort(key=lambda r: (-self.p_malignant[r.candidate], r.candidate))
         number = {r.candidate: i + 1 for i, r in enumerate(kept)}
         findings = tuple(
@@ -340,6 +355,7 @@ class CandidateStore:
                 p_nodule=float(self.p_nodule[r.candidate]),
                 p_malignant=float(self.p_malignant[r.candidate]),
                 finding=number.get(r.candidate),
+                in_lung=bool(self.in_lung[r.candidate]),
             )
             for r in alive
         )

@@ -2,7 +2,9 @@
 
 Columns: ``seriesuid,coordX,coordY,coordZ,probability`` (LPS mm; probability = p_nodule), then
 diameter_mm, volume_mm3, mean_hu, max_probability, p_nodule, p_malignant, finding (the finding
-number it became, or empty), index, row, col (continuous voxel position in the CT's own grid).
+number it became, or empty), index, row, col (continuous voxel position in the CT's own grid),
+status: "finding", "below nodule threshold", or "outside lung" (its centre lies outside the lung
+mask, so it was never classified: p_nodule and p_malignant are 0).
 Concatenating the files of a cohort (one header) gives a LUNA16 FROC submission.
 """
 
@@ -21,7 +23,7 @@ LUNA16_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
 CANDIDATE_COLUMNS = (
     *LUNA16_COLUMNS,
     "diameter_mm", "volume_mm3", "mean_hu", "max_probability", "p_nodule", "p_malignant",
-    "finding", "index", "row", "col",
+    "finding", "index", "row", "col", "status",
 )  # fmt: skip
 
 
@@ -38,7 +40,7 @@ def candidates_csv_text(result: ResultLike, seriesuid: str) -> str:
             seriesuid, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", f"{c.p_nodule:.6f}",
             f"{c.diameter_mm:.3f}", f"{c.volume_mm3:.3f}", f"{c.mean_hu:.1f}",
             f"{c.max_probability:.6f}", f"{c.p_nodule:.6f}", f"{c.p_malignant:.6f}",
-            finding, f"{i:.3f}", f"{r:.3f}", f"{k:.3f}",
+            finding, f"{i:.3f}", f"{r:.3f}", f"{k:.3f}", c.status,
         )  # fmt: skip
         writer.writerow(row)
     return buffer.getvalue()

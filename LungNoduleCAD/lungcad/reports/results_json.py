@@ -11,8 +11,9 @@ Layout (schema ``lungcad.results/1``)::
     warnings: [one line each] where the scan lies outside what the models know (training
               range, lungs not wholly in the field); added within schema 1 (a new optional key
               that older readers ignore): a file without it predates the checks
-    findings: [number, label, center_lps, center_irc, diameter_mm, volume_mm3, mean_hu,
-               p_nodule, p_malignant, band, voxel_count]
+    findings: [number, label, kind ("nodule", or "mass" above 30 mm; added within schema 1),
+               center_lps, center_irc, diameter_mm, volume_mm3, mean_hu, p_nodule,
+               p_malignant, band, voxel_count]
     outputs: {kind: file name} of the other files written beside it
 
 The case writer writes this file last, so its presence with a valid schema means the case is done.
@@ -95,6 +96,7 @@ def results_dict(
             {
                 "number": int(f.number),
                 "label": f.label(),
+                "kind": f.kind,
                 "center_lps": round_floats(f.center_lps),
                 "center_irc": round_floats(f.center_irc),
                 "diameter_mm": round(float(f.diameter_mm), 3),
