@@ -137,3 +137,45 @@ def test_runs_on_the_batch_device() -> None:
     images, masks = _batch_2d()
     out, out_masks = augment_2d(images.cuda(), masks.cuda(), generator=torch.Generator())
     assert out.is_cuda and out_masks.is_cuda
+
+
+def test_domain_randomisation_is_off_by_default_and_stays_in_the_hu_window() -> None:
+    from lungcad_training.augment import AugmentConfig, randomise_domain
+
+    assert AugmentConfig().domain is False and AugmentConfig.off().domain is False
+    crops = torch.full((16, 1, 8, 16, 16), -850.0)
+    crops[:, :, 3:5, 6:10, 6:10] = 900.0
+    out = randomise_domain(crops, AugmentConfig(domain=True), torch.Generator().manual_seed(0))
+    assert out.shape == crops.shape
+    assert out.min() >= -1000.0 and out.max() <= 1000.0
+    # every sample differs from the input, and samples differ from each other
+    assert all(not torch.equal(o, c) for o, c in zip(out, crops, strict=True))
+    assert not torch.equal(out[0], out[1])
+    # the same generator state draws the same domain
+    again = randomise_domain(crops, AugmentConfig(domain=True), torch.Generator().manual_seed(0))
+    torch.testing.assert_close(out, again)
+
+
+def test_thick_slices_box_average_along_the_head_foot_axis() -> None:
+    from lungcad_training.augment import _thick_slices
+
+    crop = torch.zeros(1, 6, 2, 2)
+    crop[0, 2] = 4.0  # one bright slice
+    thick = _thick_slices(crop, 4)  # slices i-1 .. i+2 averaged, edges repeated
+    assert thick[0, :, 0, 0].tolist() == [1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    assert torch.equal(_thick_slices(crop, 1), crop)
+    assert thick.sum() == pytest.approx(crop.sum())  # the bright slice spread, not lost
+
+
+def test_hu_calibration_moves_a_flat_crop_by_at_most_its_range() -> None:
+    from lungcad_training.augment import AugmentConfig, randomise_domain
+
+    flat = torch.full((64, 1, 4, 8, 8), 40.0)
+    config = AugmentConfig(domain=True, noise=False, thick_max=1, blur_sigma_max=0.0,
+                           sharpen_max=0.0)  # fmt: skip
+    out = randomise_domain(flat, config, torch.Generator().manual_seed(3))
+    per_sample = out.mean(dim=(1, 2, 3, 4))
+    assert torch.allclose(out, per_sample.view(-1, 1, 1, 1, 1).expand_as(out))
+    low, high = 40.0 * 0.95 - 40.0, 40.0 * 1.05 + 40.0
+    assert per_sample.min() >= low and per_sample.max() <= high
+    assert per_sample.max() - per_sample.min() > 40.0  # the offsets are really drawn

@@ -1,4 +1,5 @@
-"""Batched augmentation on the batch's device: mirror, shift, scale, rotation, noise.
+"""Batched augmentation on the batch's device: mirror, shift, scale, rotation, noise, and (opt-in)
+domain randomisation.
 
 The seeds' recipe (flip, offset 0.1, scale 0.2, rotation about the head-foot axis, noise 25 HU),
 applied to a whole batch at once with one affine grid per sample (``affine_grid`` +
@@ -11,6 +12,15 @@ up to 3.2 pixels); rotation by angle a turns the (col, row) plane from +col towa
 head-foot axis of the canonical grid. Mirroring uses exact flips, not resampling. Images are
 resampled bilinearly with border padding, masks with nearest neighbour (they stay binary). Noise
 is in the input's units: HU after :func:`lungcad.preprocess.normalise_hu`.
+
+Domain randomisation (``domain``, off by default so existing recipes reproduce exactly) varies
+what differs between scanners rather than between patients, so that a model trained on phantoms
+does not learn one scanner: per sample, thick slices (a box average of 1 to ``thick_max``
+canonical slices along the head-foot axis, as a 1.25-5 mm slab resampled to the canonical grid
+looks), the kernel (Gaussian blur up to ``blur_sigma_max`` voxels in-plane, or an unsharp-mask
+sharpening up to ``sharpen_max``), the HU calibration (offset up to +-``hu_offset``, scale up to
++-``hu_scale``, then the HU window again) and the noise (level uniform in [0, 2 x ``noise_std``],
+white or blurred into a coarser texture).
 """
 
 from __future__ import annotations
@@ -35,11 +45,18 @@ class AugmentConfig:
     max_rotation_deg: float = 180.0
     noise: bool = True
     noise_std: float = 25.0
+    domain: bool = False
+    thick_max: int = 4
+    blur_sigma_max: float = 1.0
+    sharpen_max: float = 0.5
+    hu_offset: float = 40.0
+    hu_scale: float = 0.05
+    hu_window: tuple[float, float] = (-1000.0, 1000.0)
 
     @classmethod
     def off(cls) -> AugmentConfig:
         """Everything off: augmentation is the identity."""
-        return cls(mirror=False, shift=False, scale=False, rotate=False, noise=False)
+        return cls(mirror=False, shift=False, scale=False, rotate=False, noise=False, domain=False)
 
     @property
     def resamples(self) -> bool:
@@ -164,11 +181,85 @@ def _augment(
                 align_corners=False,
             )
             masks = warped.to(masks.dtype)
+    if config.domain:
+        return randomise_domain(images, config, generator), masks
     if config.noise and config.noise_std > 0:
         device = generator.device if generator is not None else images.device
         noise = torch.randn(images.shape, generator=generator, device=device, dtype=images.dtype)
         images = images + config.noise_std * noise.to(images.device)
     return images, masks
+
+
+def _draw(n: int, generator: torch.Generator | None, images: torch.Tensor) -> torch.Tensor:
+    """Uniform [0, 1) per sample, shaped to broadcast over ``images``."""
+    device = generator.device if generator is not None else None
+    u = torch.rand(n, generator=generator, device=device).to(images.device, images.dtype)
+    return u.view((n,) + (1,) * (images.ndim - 1))
+
+
+def _gaussian_in_plane(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur over the last two (row, col) axes, edges replicated."""
+    if sigma <= 0.05:
+        return images
+    radius = max(1, math.ceil(2.5 * sigma))
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    out = images
+    for axis in (-1, -2):
+        moved = out.movedim(axis, -1)
+        shape = moved.shape
+        flat = functional.pad(moved.reshape(-1, 1, shape[-1]), (radius, radius), mode="replicate")
+        moved = functional.conv1d(flat, kernel.view(1, 1, -1)).reshape(shape)
+        out = moved.movedim(-1, axis)
+    return out
+
+
+def _thick_slices(crop: torch.Tensor, k: int) -> torch.Tensor:
+    """Box average of ``k`` slices along the head-foot axis (dim 1 of a (C, D, H, W) crop)."""
+    if k <= 1:
+        return crop
+    before, after = (k - 1) // 2, k // 2
+    padded = torch.cat([crop[:, :1].expand(-1, before, -1, -1), crop,
+                        crop[:, -1:].expand(-1, after, -1, -1)], dim=1)  # fmt: skip
+    return padded.unfold(1, k, 1).mean(dim=-1)
+
+
+def _coarse(noise: torch.Tensor) -> torch.Tensor:
+    """White noise blurred into a coarser texture (a soft kernel's), rescaled to unit SD."""
+    blurred = _gaussian_in_plane(noise, 0.8)
+    return blurred / blurred.std().clamp_min(1e-6)
+
+
+def randomise_domain(
+    images: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Per sample: thick slices (3D only), kernel, HU calibration, then noise level and texture
+    (see the module docstring); HU in and out, clamped to ``config.hu_window``."""
+    n = images.shape[0]
+    out = []
+    device = generator.device if generator is not None else None
+    draws = torch.rand((n, 4), generator=generator, device=device)
+    for i, (u_thick, u_kernel, u_strength, _) in enumerate(draws.tolist()):
+        x = images[i]
+        if images.ndim == 5:
+            x = _thick_slices(x, 1 + int(u_thick * config.thick_max))
+        if u_kernel < 0.5:  # soft kernel
+            x = _gaussian_in_plane(x, u_strength * config.blur_sigma_max)
+        else:  # sharp kernel: unsharp mask
+            x = x + u_strength * config.sharpen_max * (x - _gaussian_in_plane(x, 1.0))
+        out.append(x)
+    x = torch.stack(out)
+    scale = 1.0 + config.hu_scale * (2 * _draw(n, generator, x) - 1)
+    offset = config.hu_offset * (2 * _draw(n, generator, x) - 1)
+    x = x * scale + offset
+    if config.noise and config.noise_std > 0:
+        device = generator.device if generator is not None else x.device
+        noise = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
+        textured = [_coarse(noise[i]) if draws[i, 3] >= 0.5 else noise[i] for i in range(n)]
+        level = 2.0 * config.noise_std * _draw(n, generator, x)
+        x = x + level * torch.stack(textured)
+    return x.clamp(*config.hu_window)
 
 
 def augment_2d(

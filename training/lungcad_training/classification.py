@@ -8,6 +8,7 @@ annotated diameter alone on the same nodules (the baseline it has to beat).
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -117,7 +118,8 @@ class ClassifierRecipe(Recipe):
     ) -> torch.Tensor:
         crops, labels = to_device(batch[0], device), to_device(batch[1], device)
         if self.cfg.augment:
-            crops, _ = augment_3d(crops, None, self.augmentation, generator)
+            augmentation = replace(self.augmentation, domain=self.cfg.domain_randomization)
+            crops, _ = augment_3d(crops, None, augmentation, generator)
         logits, probabilities = model(crops.contiguous(memory_format=self.memory_format))
         loss = classification_loss(logits, labels)
         tally.add_loss(loss)
@@ -153,6 +155,21 @@ class NoduleRecipe(ClassifierRecipe):
     task = Task.NODULE
     dataset_class = NoduleClassificationDataset
     positive_class = "nodule"
+
+    def build_model(self) -> nn.Module:
+        """A new classifier, or (``init``) one carrying a trained classifier's weights."""
+        if self.cfg.init is None:
+            return super().build_model()
+        source = load_nodule_classifier(self.cfg.init)
+        if not isinstance(source, CandidateClassifier):
+            raise TrainingError(f"{self.cfg.init}: not a candidate classifier")
+        if tuple(source.input_shape) != tuple(self.crop_size):
+            raise TrainingError(
+                f"{self.cfg.init} crops {tuple(source.input_shape)}, this run {self.crop_size}"
+            )
+        model = CandidateClassifier(**source.hyperparameters)
+        model.load_state_dict(source.state_dict())
+        return model
 
     def score(self, metrics: Metrics) -> tuple[float, ...]:
         return (value_or_floor(metrics.get("f1")),)

@@ -146,6 +146,12 @@ def _add_classifier_options(p: argparse.ArgumentParser) -> None:
         metavar=("D", "H", "W"),
         help=f"crop in canonical voxels, index row col ({' '.join(map(str, CLASSIFIER_CROP_IRC))})",
     )
+    p.add_argument(
+        "--domain-randomization",
+        action="store_true",
+        help="also vary slice thickness, kernel, HU calibration and noise per crop (scanners, "
+        "not patients; see lungcad_training.augment)",
+    )
 
 
 def _add_finetune_depth(p: argparse.ArgumentParser) -> None:
@@ -218,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_optimiser_options(nod, Task.NODULE)
     _add_classifier_options(nod)
     _add_extra_candidates(nod)
+    nod.add_argument(
+        "--init",
+        type=Path,
+        help="start from this nodule classifier's weights (best.pt or exported .safetensors), "
+        "every layer trainable",
+    )
 
     mal = sub.add_parser("malignancy", help="train the malignancy classifier")
     _add_run_options(mal, Task.MALIGNANCY)
@@ -261,6 +273,28 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--task", choices=[t.value for t in Task], help="check the task")
     exp.add_argument("--out", type=Path, required=True, help="weights path (.safetensors)")
     exp.add_argument("--overwrite", action="store_true", help="replace existing files")
+
+    cal = sub.add_parser(
+        "calibrate",
+        help="temperature-scale an exported classifier on the validation split's mined "
+        "candidates; writes calibrated weights with ECE and reliability in the card",
+    )
+    cal.add_argument("--weights", type=Path, required=True, help="classifier .safetensors")
+    cal.add_argument("--data", type=Path, required=True, help="LUNA16-layout dataset folder")
+    cal.add_argument("--cache", type=Path, required=True, help="canonical-CT cache folder")
+    cal.add_argument(
+        "--mined",
+        type=Path,
+        required=True,
+        help="lungcad-train mine's csv: calibrate on the candidates detection proposes",
+    )
+    cal.add_argument(
+        "--val-stride", type=_stride, default=10, help="every N-th series validates (10)"
+    )
+    _add_spacing(cal)
+    cal.add_argument("--out", type=Path, required=True, help="calibrated weights (.safetensors)")
+    cal.add_argument("--device", choices=DEVICES, default="auto")
+    cal.add_argument("--overwrite", action="store_true", help="replace existing files")
 
     rng = sub.add_parser(
         "range",
@@ -321,6 +355,7 @@ def _config(args: argparse.Namespace, task: Task, command: str, **extra: object)
         "val_stride": args.val_stride,
         "seed": args.seed,
         "augment": not args.no_augment,
+        "domain_randomization": getattr(args, "domain_randomization", False),
         "spacing": tuple(args.spacing),
         "resume": args.resume,
         "overwrite": args.overwrite,
@@ -329,6 +364,7 @@ def _config(args: argparse.Namespace, task: Task, command: str, **extra: object)
     }
     for name in (
         "lr", "optimizer", "momentum", "ratio", "crop_size", "finetune", "extra_candidates",
+        "init",
     ):  # fmt: skip
         if getattr(args, name, None) is not None:
             fields[name] = getattr(args, name)
@@ -385,6 +421,44 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     st_path, card_path = export_checkpoint(args.checkpoint, args.out, args.task, args.overwrite)
     print(f"wrote {st_path} and {card_path}")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from lungcad.models import load_weights, save_weights
+    from lungcad.pipeline.models import resolve_device
+    from lungcad_training.calibration import (
+        calibrate,
+        collect_margins,
+        mined_items_only,
+        with_temperature,
+    )
+    from lungcad_training.datasets import NoduleClassificationDataset
+
+    device = resolve_device(args.device)
+    model, card = load_weights(args.weights, Task.NODULE)
+    dataset = NoduleClassificationDataset(
+        args.data, args.cache, is_validation=True, val_stride=args.val_stride,
+        extra_candidates=args.mined, crop_size=tuple(model.input_shape),
+        spacing_xyz=tuple(args.spacing),
+    )  # fmt: skip
+    mined_items_only(dataset, args.mined)
+    margins, labels = collect_margins(model, dataset, device)
+    found = calibrate(margins, labels)
+    split = (
+        f"validation series (stride {args.val_stride}) of {args.data}: the candidates of "
+        f"{args.mined.name} there"
+    )
+    calibrated = dataclasses.replace(card, calibration=found.card_entry(split))
+    save_weights(with_temperature(model, found.temperature), calibrated, args.out,
+                 overwrite=args.overwrite)  # fmt: skip
+    print(
+        f"T = {found.temperature:.3f} on {found.n} candidates ({found.positives} nodules): "
+        f"ECE {found.ece_before:.3f} -> {found.ece_after:.3f}, NLL {found.nll_before:.3f} -> "
+        f"{found.nll_after:.3f}; wrote {args.out}"
+    )
     return 0
 
 
@@ -478,6 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _cmd_mine(args)
             if args.command == "range":
                 return _cmd_range(args)
+            if args.command == "calibrate":
+                return _cmd_calibrate(args)
             with runtime_session(args.device) as runtime:
                 if args.command == "all":
                     return _cmd_all(args, command, runtime)

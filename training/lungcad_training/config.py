@@ -66,6 +66,7 @@ class TrainConfig:
     val_stride: int = 10
     seed: int = 0
     augment: bool = True
+    domain_randomization: bool = False  # classifiers: lungcad_training.augment's domain
     spacing: tuple[float, float, float] = CANONICAL_SPACING_XYZ
     # classifiers
     ratio: int = 1
@@ -73,6 +74,7 @@ class TrainConfig:
     finetune: Path | None = None
     finetune_depth: int = 2
     extra_candidates: Path | None = None  # nodule: another candidates csv (lungcad-train mine)
+    init: Path | None = None  # nodule: start from these weights (.pt or .safetensors)
     # segmentation
     context_slices: int = 3
     seg_crop: int = 64
@@ -98,6 +100,8 @@ class TrainConfig:
             set_(self, "finetune", Path(self.finetune))
         if self.extra_candidates is not None:
             set_(self, "extra_candidates", Path(self.extra_candidates))
+        if self.init is not None:
+            set_(self, "init", Path(self.init))
         set_(self, "spacing", tuple(float(s) for s in self.spacing))
         if self.crop_size is not None:
             set_(self, "crop_size", tuple(int(s) for s in self.crop_size))

@@ -50,6 +50,12 @@ def trained_on_text(state: dict[str, Any]) -> str:
         f"{args.get('optimizer')} lr {args.get('lr')}, {state.get('training_seconds', 0):.0f} s "
         f"on {hardware_text(hardware)}."
         + (f" Fine-tuned from {args.get('finetune')}." if args.get("finetune") else "")
+        + (f" Started from the weights of {args.get('init')}." if args.get("init") else "")
+        + (
+            " Domain randomisation: slice thickness, kernel, HU calibration and noise."
+            if args.get("domain_randomization")
+            else ""
+        )
         + (
             f" Candidates: candidates.csv and {args.get('extra_candidates')}."
             if args.get("extra_candidates")

@@ -188,6 +188,9 @@ class ModelCard:
     parameter_count: int = 0
     sha256: str = ""
     training_range: TrainingRange | None = None  # absent from cards made before it existed
+    #: how the outputs were calibrated (temperature folded into the head, ECE before/after,
+    #: reliability bins; lungcad_training.calibration); absent when they were not
+    calibration: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "task", Task(self.task))
@@ -204,6 +207,8 @@ class ModelCard:
             raise ValueError(
                 f"model card 'created' must be an ISO 8601 timestamp, got {self.created!r}"
             ) from None
+        if self.calibration is not None and not isinstance(self.calibration, Mapping):
+            raise TypeError("model card field 'calibration' must be a mapping or absent")
         for name in ("hyperparameters", "input_spec", "validation_metrics"):
             if not isinstance(getattr(self, name), Mapping):
                 raise TypeError(f"model card field {name!r} must be a mapping")
@@ -221,6 +226,8 @@ class ModelCard:
         for f in dataclasses.fields(self):
             data[f.name] = getattr(self, f.name)
         data["task"] = self.task.value
+        if self.calibration is None:
+            del data["calibration"]
         if self.training_range is None:
             del data["training_range"]  # old cards stay byte for byte what they were
         else:
