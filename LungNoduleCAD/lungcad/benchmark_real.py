@@ -145,8 +145,7 @@ def run_real_bench(options: RealBenchOptions) -> int:
         print(_row(row), flush=True)
     print(
         "candidates: the UNet's regions in the lung, which the classifiers score; lung L: the "
-        "lung mask (lungcad.lungs.parenchyma_mask); "
-        "lung L: lungcad.realism.lung_mask; <5mm: findings under 5 mm"
+        "lung mask (lungcad.lungs.parenchyma_mask); <5mm: findings under 5 mm"
     )
     _print_realism(real_rows, phantom_rows)
     return 0

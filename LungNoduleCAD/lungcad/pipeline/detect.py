@@ -12,7 +12,6 @@ classified: on real CT the mediastinum and the chest wall are a main source of f
 from __future__ import annotations
 
 import logging
-import resource
 import sys
 import threading
 import time
@@ -197,6 +196,12 @@ def _versions(models: CascadeModels, mirror_nodule: bool) -> dict[str, str]:
 
 
 def _peak_rss_mb() -> float:
+    """This process's peak resident memory (MB); 0 where the Unix-only ``resource`` is missing
+    (Windows), so detection runs there and only the benchmark figure is lost."""
+    try:
+        import resource  # Unix only: imported here so that Windows can import this module
+    except ImportError:
+        return 0.0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024.0**2 if sys.platform == "darwin" else peak / 1024.0
 
