@@ -21,7 +21,7 @@ log = logging.getLogger("lungcad")
 
 
 def _cmd_phantom(args: argparse.Namespace) -> int:
-    from lungcad.phantom import PhantomSize, write_dataset
+    from lungcad.phantom import PhantomSize, RealismVersion, write_dataset
     from lungcad.phantom.stats import dataset_stats
 
     started = time.perf_counter()
@@ -34,9 +34,13 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         workers=args.workers,
+        version=RealismVersion(args.realism_version),
     )
     elapsed = time.perf_counter() - started
-    print(f"wrote {len(records)} {args.size} phantom cases to {args.out_dir} in {elapsed:.1f} s")
+    print(
+        f"wrote {len(records)} {args.size} phantom cases to {args.out_dir} in {elapsed:.1f} s "
+        f"(realism version {args.realism_version})"
+    )
     for line in dataset_stats(args.out_dir).lines():
         print("  " + line)
     return 0
@@ -165,6 +169,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace a dataset already there")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--realism-version", type=int, choices=[1, 2], default=1,
+        help="the phantoms' look: 1 = the bundled weights' training sets, byte for byte "
+        "(default); 2 = closer to real CT: 0.6-5 mm slices averaged over their thickness, "
+        "~30%% contrast-enhanced, denser peripheral vessels (recorded in phantom.json)",
+    )  # fmt: skip
     p.set_defaults(func=_cmd_phantom)
 
     p = sub.add_parser("show", help="three orthogonal slices and a zoom through a point, as PNG")

@@ -15,6 +15,7 @@ from lungcad.phantom.spec import (
     NoduleSpec,
     NoduleType,
     PhantomSize,
+    RealismVersion,
     Tissue,
 )
 
@@ -27,6 +28,7 @@ __all__ = [
     "PhantomOutputExistsError",
     "PhantomSize",
     "PhantomSpec",
+    "RealismVersion",
     "Tissue",
     "make_case",
     "make_spec",

@@ -7,6 +7,11 @@ OUT/candidates.csv                       seriesuid,coordX,coordY,coordZ,class
 OUT/annotations_with_malignancy.csv      the LIDC-derived layout (mal_bool, reader ratings, bbox)
 OUT/phantom_nodules.csv                  per nodule: type, margin, location, malignancy score
 OUT/phantom.json                         how the set was made (seed, size, cases, version)
+
+From realism version 2 on, phantom.json also holds ``realism_version`` and, per series,
+``contrast`` (bool), ``blood_hu`` (the enhanced blood pool, or null) and
+``slice_thickness_mm``; a version-1 manifest is left exactly as it always was (no
+``realism_version``: read its absence as 1).
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ from lungcad.errors import LungCADError
 from lungcad.geometry import voxel_to_world
 from lungcad.phantom.candidates import lookalike_candidates
 from lungcad.phantom.cases import _CANDIDATES, PhantomCase, case_rng, make_case
-from lungcad.phantom.spec import PhantomSize
+from lungcad.phantom.spec import PhantomSize, RealismVersion
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,9 @@ class CaseRecord:
     spacing_xyz: tuple[float, float, float]
     n_nodules: int
     seconds: float
+    contrast: bool = False
+    blood_hu: float | None = None
+    slice_thickness_mm: float | None = None
 
 
 def _fmt(v: float) -> str:
@@ -130,11 +138,17 @@ def _refuse_existing(out_dir: Path, overwrite: bool) -> None:
 
 
 def _write_case(
-    out: Path, seed: int, index: int, size: PhantomSize, subsets: int, overwrite: bool
+    out: Path,
+    seed: int,
+    index: int,
+    size: PhantomSize,
+    subsets: int,
+    overwrite: bool,
+    version: RealismVersion = RealismVersion.V1,
 ) -> tuple[CaseRecord, dict[str, list[tuple]]]:
     """Make case ``index`` and write its CT and label map; its csv rows come back to the caller."""
     started = time.perf_counter()
-    case = make_case(seed, index, size)
+    case = make_case(seed, index, size, version)
     subset = index % subsets
     folder = out / f"subset{subset}"
     uid = case.spec.series_uid
@@ -149,6 +163,8 @@ def _write_case(
     record = CaseRecord(
         uid, subset, ct_path, label_path, ct.shape, ct.geometry.spacing_xyz,
         len(case.spec.nodules), time.perf_counter() - started,
+        contrast=case.spec.contrast, blood_hu=case.spec.blood_hu,
+        slice_thickness_mm=case.rendered.grid.slice_thickness_mm,
     )  # fmt: skip
     return record, case_rows(case, subset)
 
@@ -162,8 +178,12 @@ def write_dataset(
     overwrite: bool = False,
     progress: bool = True,
     workers: int = 1,
+    version: RealismVersion | int = RealismVersion.V1,
 ) -> list[CaseRecord]:
     """Generate ``cases`` phantoms and write them in the LUNA16 layout; returns what was written.
+
+    ``version`` (:class:`RealismVersion`) picks the generator's look; version 1 (the default)
+    writes the same bytes it always has, so sets and the weights trained on them reproduce.
 
     Case i goes to subset i % subsets. Same seed, size and count give the same bytes, whatever
     ``workers`` is: each case has its own random stream and the truth files are assembled in case
@@ -176,10 +196,11 @@ def write_dataset(
         raise ValueError(f"subsets must be between 1 and 10 (as in LUNA16), got {subsets}")
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
+    version = RealismVersion(version)
     out = Path(out_dir)
     _refuse_existing(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    args = [(out, seed, index, size, subsets, overwrite) for index in range(cases)]
+    args = [(out, seed, index, size, subsets, overwrite, version) for index in range(cases)]
     bar = tqdm(total=cases, desc="phantoms", disable=not progress)
     results: list[tuple[CaseRecord, dict[str, list[tuple]]]] = []
     if workers == 1:
@@ -206,17 +227,44 @@ def write_dataset(
         all_rows["annotations_with_malignancy.csv"],
     )
     _write_csv_atomic(out / "phantom_nodules.csv", NODULE_COLUMNS, all_rows["phantom_nodules.csv"])
-    manifest = {
+    manifest = _manifest(seed, cases, size, subsets, version, records)
+    write_text_atomic(out / "phantom.json", json.dumps(manifest, indent=2) + "\n")
+    log.info("wrote %d phantom cases (realism version %d) to %s", len(records), version, out)
+    return records
+
+
+def _manifest(
+    seed: int,
+    cases: int,
+    size: PhantomSize,
+    subsets: int,
+    version: RealismVersion,
+    records: list[CaseRecord],
+) -> dict:
+    """phantom.json: version 1 exactly as before; later versions add what range checks need."""
+    manifest: dict = {
         "generator": "lungcad phantom",
         "lungcad_version": __version__,
         "seed": seed,
         "cases": cases,
         "size": size.value,
         "subsets": subsets,
-        "series": [
-            {"seriesuid": r.series_uid, "subset": r.subset, "nodules": r.n_nodules} for r in records
-        ],
     }
-    write_text_atomic(out / "phantom.json", json.dumps(manifest, indent=2) + "\n")
-    log.info("wrote %d phantom cases to %s", len(records), out)
-    return records
+    if version == RealismVersion.V1:
+        manifest["series"] = [
+            {"seriesuid": r.series_uid, "subset": r.subset, "nodules": r.n_nodules} for r in records
+        ]
+        return manifest
+    manifest["realism_version"] = int(version)
+    manifest["series"] = [
+        {
+            "seriesuid": r.series_uid,
+            "subset": r.subset,
+            "nodules": r.n_nodules,
+            "contrast": r.contrast,
+            "blood_hu": r.blood_hu,
+            "slice_thickness_mm": r.slice_thickness_mm,
+        }
+        for r in records
+    ]
+    return manifest

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from lungcad.phantom.anatomy import ChestAnatomy, lung_membership
+from lungcad.phantom.grid import fine_grid, sub_slices
 from lungcad.phantom.spec import NoduleSpec, NoduleType, ScanGrid, Tissue, TubeSet
 
 HU_AIR = -1000.0
@@ -23,6 +24,9 @@ HU_BONE_MARROW = 230.0
 HU_AIRWAY_WALL = 30.0
 HU_TABLE = 120.0
 HU_MIN, HU_MAX = -1024, 3071
+HU_MYOCARDIUM = 40.0
+MYOCARDIUM_MM = 9.0  # heart wall and septum around the enhanced chambers
+AORTA_WALL_MM = 2.0
 
 
 @dataclass
@@ -38,10 +42,12 @@ class RenderedCase:
 class _Canvas:
     """The canonical float32 volume, tissue map and voxel-centre coordinates being drawn on."""
 
-    def __init__(self, grid: ScanGrid) -> None:
+    def __init__(
+        self, grid: ScanGrid, vol: np.ndarray | None = None, tissue: np.ndarray | None = None
+    ) -> None:
         self.grid = grid
-        self.vol = np.full(grid.shape_irc, HU_AIR, dtype=np.float32)
-        self.tissue = np.zeros(grid.shape_irc, dtype=np.uint8)
+        self.vol = np.full(grid.shape_irc, HU_AIR, dtype=np.float32) if vol is None else vol
+        self.tissue = np.zeros(grid.shape_irc, dtype=np.uint8) if tissue is None else tissue
         self.xs = grid.axis_mm("x")
         self.ys = grid.axis_mm("y")
         self.zs = grid.axis_mm("z")
@@ -197,8 +203,12 @@ def _base_slice(canvas: _Canvas, anatomy: ChestAnatomy):
     return vol, tis, spine_r < sr - 2.0
 
 
-def _draw_slices(canvas: _Canvas, anatomy: ChestAnatomy) -> None:
-    """Body and spine from one precomputed slice; sternum, heart and lungs slice by slice."""
+def _draw_slices(canvas: _Canvas, anatomy: ChestAnatomy, blood_hu: float | None = None) -> None:
+    """Body and spine from one precomputed slice; sternum, heart and lungs slice by slice.
+
+    With contrast (``blood_hu``) the heart's chambers fill with enhanced blood inside a wall and
+    septum of myocardium, as on a CTA.
+    """
     base_vol, base_tis, marrow = _base_slice(canvas, anatomy)
     x = canvas.xs[None, :]
     y = canvas.ys[:, None]
@@ -229,7 +239,14 @@ def _draw_slices(canvas: _Canvas, anatomy: ChestAnatomy) -> None:
             heart_q = ((x - hx) / hax) ** 2 + ((y - hy) / hay) ** 2 + dzh
             rim = ((x - hx) / (hax + 4)) ** 2 + ((y - hy) / (hay + 4)) ** 2 + dzh
             vol[(rim < 1.0) & (heart_q >= 1.0)] = anatomy.fat_hu
-            vol[heart_q < 1.0] = 40.0
+            vol[heart_q < 1.0] = HU_MYOCARDIUM
+            if blood_hu is not None:
+                w = MYOCARDIUM_MM
+                dzc = ((z - hz) / (haz - w)) ** 2
+                if dzc < 1.0:
+                    qc = ((x - hx) / (hax - w)) ** 2 + ((y - hy) / (hay - w)) ** 2 + dzc
+                    septum = np.abs((x - hx) - 0.6 * (y - hy)) < w / 2
+                    vol[(qc < 1.0) & ~septum] = blood_hu
         for lung, (rows, cols) in zip(anatomy.lungs, lung_boxes, strict=True):
             if z > lung.z_apex or z < lung.z_dome - lung.recess_mm:
                 continue
@@ -338,27 +355,67 @@ def _to_stored(array: np.ndarray, grid: ScanGrid) -> np.ndarray:
     return np.ascontiguousarray(view)
 
 
+def _average_slices(
+    fine: _Canvas, labels: np.ndarray, grid: ScanGrid, nodules: list[NoduleSpec]
+) -> tuple[_Canvas, np.ndarray]:
+    """Each slice of ``grid`` as the mean of its sub-slices (rectangular profile).
+
+    A voxel carries a nodule's label where at least half of its sub-voxels do (the same
+    half-occupancy rule as on a thin grid), and every nodule's centre voxel carries it; the
+    tissue map takes the sub-slice at the slice's centre.
+    """
+    k = sub_slices(grid)
+    nz, ny, nx = grid.shape_irc
+    vol = fine.vol.reshape(nz, k, ny, nx).mean(axis=1, dtype=np.float32)
+    thick = _Canvas(grid, vol, np.ascontiguousarray(fine.tissue[k // 2 :: k]))
+    out = np.zeros(grid.shape_irc, dtype=np.uint8)
+    for label, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None:
+            continue
+        z0, z1 = box[0].start // k, -(-box[0].stop // k)
+        mine = labels[z0 * k : z1 * k, box[1], box[2]] == label
+        share = mine.reshape(z1 - z0, k, *mine.shape[1:]).mean(axis=1)
+        out[z0:z1, box[1], box[2]][share >= 0.5] = label
+    for nodule in nodules:
+        c = _nearest_voxel(thick, np.asarray(nodule.center_xyz))
+        if c is not None:
+            out[c] = nodule.index
+            thick.tissue[c] = Tissue.NODULE
+    return thick, out
+
+
 def render_case(
     anatomy: ChestAnatomy,
     nodules: list[NoduleSpec],
     grid: ScanGrid,
     rng: np.random.Generator,
     noise_hu: float,
+    blood_hu: float | None = None,
 ) -> RenderedCase:
-    """Draw the chest, its tubes and nodules on ``grid``; returns stored-orientation arrays."""
-    canvas = _Canvas(grid)
-    labels = np.zeros(grid.shape_irc, dtype=np.uint8)
-    _draw_slices(canvas, anatomy)
+    """Draw the chest, its tubes and nodules on ``grid``; returns stored-orientation arrays.
+
+    ``blood_hu``: contrast-enhanced blood in the heart's chambers, the aorta's lumen and the lung
+    vessels (None: no contrast). A grid with a slice profile is drawn on sub-slices, then averaged.
+    """
+    drawn = fine_grid(grid)
+    canvas = _Canvas(drawn)
+    labels = np.zeros(drawn.shape_irc, dtype=np.uint8)
+    _draw_slices(canvas, anatomy, blood_hu)
     _draw_tubes(canvas, anatomy.aorta, 40.0, Tissue.SOFT_TISSUE, mode="set")
+    if blood_hu is not None:
+        _draw_tubes(
+            canvas, anatomy.aorta, blood_hu, Tissue.SOFT_TISSUE, mode="set", grow=-AORTA_WALL_MM
+        )
     _draw_tubes(canvas, anatomy.ribs, HU_BONE_CORTEX, Tissue.BONE, mode="set")
     _draw_tubes(canvas, anatomy.ribs, HU_BONE_MARROW, Tissue.BONE, mode="set", grow=-1.4)
     lung_only = (Tissue.LUNG, Tissue.VESSEL)
-    _draw_tubes(
-        canvas, anatomy.vessels, anatomy.vessel_hu, Tissue.VESSEL, mode="raise", only_in=lung_only
-    )
+    vessel_hu = anatomy.vessel_hu if blood_hu is None else blood_hu
+    _draw_tubes(canvas, anatomy.vessels, vessel_hu, Tissue.VESSEL, mode="raise", only_in=lung_only)
     _draw_tubes(canvas, anatomy.airways, HU_AIRWAY_WALL, Tissue.AIRWAY, mode="raise", grow=1.2)
     _draw_tubes(canvas, anatomy.airways, HU_AIR, Tissue.AIRWAY, mode="set")
     _draw_nodules(canvas, nodules, labels)
+    if drawn is not grid:
+        canvas, labels = _average_slices(canvas, labels, grid, nodules)
     hu = _finish(canvas, rng, noise_hu)
     return RenderedCase(
         hu=_to_stored(hu, grid),

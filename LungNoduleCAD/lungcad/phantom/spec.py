@@ -15,6 +15,23 @@ class PhantomSize(enum.Enum):
     SMALL = "small"
 
 
+class RealismVersion(enum.IntEnum):
+    """Which look a phantom set has; recorded in its ``phantom.json`` as ``realism_version``.
+
+    Sets must stay reproducible (the bundled weights were trained on version-1 phantoms), so a new
+    look is a new version, never a change to an old one.
+
+    * ``V1``: today's phantoms, byte for byte: 0.6-2.5 mm slices sampled at their centres, no
+      contrast. A manifest without ``realism_version`` is version 1.
+    * ``V2``: closer to real CT (issue 13): slices of 0.6-5 mm averaged over their nominal
+      thickness (rectangular slice-sensitivity profile), about 30 % contrast-enhanced cases
+      (blood pool +150..+400 HU), denser and thicker peripheral vessels; other series UIDs.
+    """
+
+    V1 = 1
+    V2 = 2
+
+
 class NoduleType(enum.Enum):
     SOLID = "solid"
     PART_SOLID = "part-solid"
@@ -61,6 +78,14 @@ class ScanGrid:
     spacing_xyz: tuple[float, float, float]
     canonical_origin_xyz: tuple[float, float, float]  # LPS of canonical voxel (0, 0, 0)
     axis_signs_xyz: tuple[int, int, int] = (1, 1, 1)
+    #: nominal slice thickness (mm) over which each slice averages the scene (rectangular
+    #: profile); None: each slice samples the scene at its centre (version 1)
+    profile_mm: float | None = None
+
+    @property
+    def slice_thickness_mm(self) -> float:
+        """The slice thickness a header would state: the profile's width, else the spacing."""
+        return self.spacing_xyz[2] if self.profile_mm is None else self.profile_mm
 
     @property
     def direction(self) -> tuple[float, ...]:

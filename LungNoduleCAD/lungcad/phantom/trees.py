@@ -246,3 +246,8 @@ def make_aorta(anatomy: ChestAnatomy, rng: np.random.Generator) -> TubeSet:
         for i, (p, q) in enumerate(itertools.pairwise(pts))
     ]
     return TubeSet.from_rows(rows, tree=300)
+
+
+def add_peripheral_vessels(anatomy: ChestAnatomy, rng: np.random.Generator) -> ChestAnatomy:
+    """Version 2: more and thicker vessels toward the pleura (placeholder: unchanged)."""
+    return anatomy
