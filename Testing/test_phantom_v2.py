@@ -21,6 +21,7 @@ from lungcad.phantom.dataset import write_dataset
 from lungcad.phantom.grid import fine_grid, sample_full_grid, sub_slices
 from lungcad.phantom.render import _average_slices, _Canvas, _draw_nodules, render_case
 from lungcad.phantom.spec import NoduleLocation, NoduleMargin, NoduleSpec, NoduleType, ScanGrid
+from lungcad.phantom.trees import MIN_VESSEL_RADIUS_MM
 
 # sha256 of the HU and label arrays of small version-1 cases, taken before version 2 existed
 V1_HASHES = {
@@ -197,3 +198,20 @@ def test_the_manifest_records_version_contrast_and_thickness(tmp_path: Path) -> 
         "subset",
         "nodules",
     }
+
+
+def test_version_2_has_more_and_thicker_vessels_near_the_pleura() -> None:
+    v1, v2 = make_spec(SEED, 2).anatomy, make_spec(SEED, 2, RealismVersion.V2).anatomy
+
+    def outer_length(anatomy) -> float:
+        v = anatomy.vessels
+        depth = anatomy.lung_depth((v.p0 + v.p1) / 2)
+        length = np.linalg.norm(v.p1 - v.p0, axis=1)
+        return float(length[(depth > 0) & (depth < 20.0)].sum())
+
+    assert outer_length(v2) > 2.5 * outer_length(v1)
+    vessels = v2.vessels
+    assert min(vessels.r0.min(), vessels.r1.min()) >= MIN_VESSEL_RADIUS_MM
+    added = slice(len(v1.vessels), None)
+    assert np.all(v2.lung_depth(vessels.p1[added]) > 1.0)  # sprouts end inside the lung
+    assert vessels.is_leaf[added].any()

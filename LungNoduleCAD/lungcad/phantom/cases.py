@@ -81,9 +81,9 @@ def make_spec(
     blood_hu = None
     if version >= RealismVersion.V2:
         realism_rng = case_rng(seed, index, _REALISM)
-        anatomy = add_peripheral_vessels(anatomy, realism_rng)
         if realism_rng.random() < CONTRAST_SHARE:
             blood_hu = round(float(realism_rng.uniform(*BLOOD_HU)), 1)
+        anatomy = add_peripheral_vessels(anatomy, realism_rng)
     grid_rng = case_rng(seed, index, _GRID)
     full_grid = sample_full_grid(anatomy, grid_rng, version)
     noise_hu = float(grid_rng.uniform(12, 35))
