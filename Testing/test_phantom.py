@@ -249,7 +249,7 @@ def test_candidates_hold_every_nodule_and_lookalikes_of_each_kind(small_cases) -
                 > n.radius_mm + 3.0
             )
         kinds.update(c.kind for c in cands)
-    assert set(kinds) == set(LookAlike)
+    assert set(kinds) == set(LookAlike) - {LookAlike.ATELECTASIS}  # version 2 only
 
 
 def test_luna16_reader_joins_phantom_nodules_with_malignancy(small_dataset: Path) -> None:

@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from lungcad.cli import main
-from lungcad.geometry import world_to_voxel_index
+from lungcad.geometry import voxel_to_world, world_to_voxel_index
 from lungcad.luna16 import find_series
 from lungcad.phantom import PhantomSize, RealismVersion, Tissue, make_case, make_spec
 from lungcad.phantom.cases import _NOISE, case_rng, series_uid_for
@@ -215,3 +215,51 @@ def test_version_2_has_more_and_thicker_vessels_near_the_pleura() -> None:
     added = slice(len(v1.vessels), None)
     assert np.all(v2.lung_depth(vessels.p1[added]) > 1.0)  # sprouts end inside the lung
     assert vessels.is_leaf[added].any()
+
+
+def test_version_2_has_fissures_and_dependent_atelectasis_bands(v2_cases) -> None:
+    assert make_spec(SEED, 0).anatomy.fissures == ()
+    assert len(make_spec(SEED, 0).anatomy.atelectasis) == 0
+    case = v2_cases[PLAIN_CASE]
+    anatomy = case.spec.anatomy
+    assert sorted(f.side for f in anatomy.fissures) == [-1, -1, 1]  # right: major and minor
+    bands = anatomy.atelectasis
+    if len(bands):
+        ends = np.concatenate([bands.p0, bands.p1])
+        assert np.all(anatomy.lung_depth(ends) > 1.0)
+        assert np.all(ends[:, 2] < max(lung.z_dome for lung in anatomy.lungs) + 80.0)
+    # the major fissure is a line of raised HU through the lung
+    major = next(f for f in anatomy.fissures if f.side == 1)
+    lung = np.argwhere(case.rendered.tissue == Tissue.LUNG)
+    xyz = voxel_to_world(lung, case.ct.geometry)
+    left = np.sign(xyz[:, 0]) == 1
+    dist = np.abs((xyz - np.asarray(major.point)) @ np.asarray(major.normal))
+    hu = case.rendered.hu[tuple(lung.T)]
+    on = np.median(hu[left & (dist < 0.5)])
+    off = np.median(hu[left & (dist > 5.0) & (dist < 10.0)])
+    assert on > off + 30.0, (on, off)
+
+
+# sha256 of a version-1 set (seed 1000, 2 small cases) written by the code before version 2
+V1_SET_HASHES = {
+    "annotations.csv": "a2100582816db52b62608ef30e936010def44b35e7294cbfc7214ba81c84f30c",
+    "annotations_with_malignancy.csv": (
+        "81189da60a01d624c4901585f408ba2006bbdcac104729e2448dc6aa3d5c4093"
+    ),
+    "candidates.csv": "61a13a90d9b3b9730339c7a04b87068681bf5f0389eabe485ab5a2d0d3ffbb27",
+    "phantom_nodules.csv": "6f146903a7b97515d47239402fa79139d1238e8c885078a89d247b312ee16c27",
+    "subset0/2.25.149488898318276909945271493100906253819.raw": (
+        "6bb26df7bdc7e5d9fa8b4fef4303711a4447f2b7ad65f5b591164f820f723b52"
+    ),
+    "subset0/2.25.160291846415379829033795987125247805468.raw": (
+        "b15083703a104c4d9105a21ecb763fd407c1d426d479658ac90613ce48665a2d"
+    ),
+}
+
+
+def test_a_version_1_set_has_the_same_truth_files_and_voxels_as_before(tmp_path: Path) -> None:
+    write_dataset(tmp_path, cases=2, seed=1000, size=PhantomSize.SMALL, progress=False)
+    got = {
+        name: hashlib.sha256((tmp_path / name).read_bytes()).hexdigest() for name in V1_SET_HASHES
+    }
+    assert got == V1_SET_HASHES

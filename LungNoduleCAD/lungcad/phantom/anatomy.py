@@ -8,7 +8,7 @@ Frame: LPS millimetres with x = 0 on the midline, y = 0 at the body's centre, z 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -41,6 +41,22 @@ class LungShape:
 
 
 @dataclass(frozen=True)
+class Fissure:
+    """An interlobar fissure: a thin sheet of pleura through one lung (LPS mm).
+
+    The sheet is the plane through ``point`` with unit ``normal``; with ``bound_normal`` set it
+    is a half plane, kept where ``bound_normal . (p - bound_point) < 0`` (the right lung's minor
+    fissure stops at the major one).
+    """
+
+    side: int
+    point: tuple[float, float, float]
+    normal: tuple[float, float, float]
+    bound_point: tuple[float, float, float] | None = None
+    bound_normal: tuple[float, float, float] | None = None
+
+
+@dataclass(frozen=True)
 class ChestAnatomy:
     body_ax: float
     body_ay: float
@@ -62,6 +78,9 @@ class ChestAnatomy:
     ribs: TubeSet
     aorta: TubeSet
     depth: LungDepthMap | None = None
+    # version 2 only (empty in version 1): fissures and dependent atelectasis bands
+    fissures: tuple[Fissure, ...] = ()
+    atelectasis: TubeSet = field(default_factory=TubeSet.empty)
 
     @property
     def cavity_ax(self) -> float:
@@ -238,3 +257,67 @@ def sample_anatomy(rng: np.random.Generator) -> ChestAnatomy:
         ribs=make_ribs(partial, rng),
         aorta=make_aorta(partial, rng),
     )
+
+
+def _unit3(v: np.ndarray) -> tuple[float, float, float]:
+    v = np.asarray(v, dtype=np.float64)
+    return tuple(float(c) for c in v / np.linalg.norm(v))
+
+
+def sample_fissures(anatomy: ChestAnatomy, rng: np.random.Generator) -> tuple[Fissure, ...]:
+    """Version 2: a major (oblique) fissure in each lung, from high at the back to the front of
+    the diaphragm, and the right lung's minor (horizontal) fissure in front of the major one."""
+    out = []
+    for lung in anatomy.lungs:
+        back = np.array([lung.cx, lung.cy + 0.8 * lung.ay, lung.z_apex - rng.uniform(45, 70)])
+        front = np.array([lung.cx, lung.cy - 0.7 * lung.ay, lung.z_dome + rng.uniform(0, 15)])
+        along = front - back
+        # tilted about the head-foot axis so that axial slices cut it obliquely, as in real CT
+        tilt = -lung.side * rng.uniform(0.2, 0.45) * np.hypot(along[1], along[2])
+        normal = np.array([tilt, -along[2], along[1]])
+        major = Fissure(lung.side, tuple(float(c) for c in back), _unit3(normal))
+        out.append(major)
+        if lung.side < 0:
+            point = (float(lung.cx), float(lung.cy), float(rng.uniform(-30, -5)))
+            tilt = (rng.uniform(-0.1, 0.1), rng.uniform(-0.15, 0.15), 1.0)
+            # the minor fissure lies in front of the major one: keep it where the major's signed
+            # distance has the sign of a point at the front of the lung at its height
+            ahead = np.array([lung.cx, lung.cy - 0.9 * lung.ay, point[2]])
+            sign = np.sign(np.dot(np.asarray(major.normal), ahead - back))
+            bound = tuple(float(-sign * c) for c in major.normal)
+            out.append(Fissure(lung.side, point, _unit3(tilt), major.point, bound))
+    return tuple(out)
+
+
+def sample_atelectasis(anatomy: ChestAnatomy, rng: np.random.Generator) -> TubeSet:
+    """Version 2: 0-3 plate-like atelectasis bands per lung, in the dependent (posterior) bases,
+    a few mm inside the pleura and running along it: linear grey that is not a nodule."""
+    depth = anatomy.depth
+    assert depth is not None
+    grads = np.gradient(depth.depth_xyz, depth.step)
+    idx = np.argwhere((depth.depth_xyz > 3.0) & (depth.depth_xyz < 9.0))
+    pts = depth.origin + idx * depth.step
+    rows = []
+    for lung in anatomy.lungs:
+        mine = (
+            (np.sign(pts[:, 0]) == lung.side)
+            & (pts[:, 1] > lung.cy + 0.3 * lung.ay)
+            & (pts[:, 2] < lung.z_dome + 50.0)
+        )
+        choices = np.flatnonzero(mine)
+        if len(choices) == 0:
+            continue
+        for _ in range(int(rng.integers(0, 4))):
+            j = int(rng.choice(choices))
+            g = np.array([grads[a][tuple(idx[j])] for a in range(3)])
+            along = np.array([-g[1], g[0], rng.uniform(-0.2, 0.2) * np.hypot(g[0], g[1])])
+            if np.linalg.norm(along) < 1e-6:
+                continue
+            along /= np.linalg.norm(along)
+            half = rng.uniform(8.0, 20.0)
+            radius = rng.uniform(0.8, 1.8)
+            centre = pts[j] + rng.uniform(-depth.step / 2, depth.step / 2, 3)
+            a, b = centre - along * half, centre + along * half
+            if anatomy.lung_depth(np.stack([a, b])).min() > 1.0:
+                rows.append((a, b, radius, radius * rng.uniform(0.5, 1.0), True))
+    return TubeSet.from_rows(rows, tree=500)

@@ -1,7 +1,8 @@
 """Class-0 candidates: the look-alikes a nodule detector trips over, as LUNA16's candidates.csv has.
 
-Vessel bifurcations, vessel crossings, vessel ends, rib spots next to the lung and airway-wall
-spots, none within reach of a real nodule. Every nodule is listed once as class 1.
+Vessel bifurcations, vessel crossings, vessel ends, rib spots next to the lung, airway-wall
+spots and (realism version 2) atelectasis bands, none within reach of a real nodule. Every nodule
+is listed once as class 1.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ class LookAlike(enum.Enum):
     VESSEL_END = "vessel-end"
     RIB = "rib"
     AIRWAY_WALL = "airway-wall"
+    ATELECTASIS = "atelectasis-band"  # realism version 2 only
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ QUOTA = {
     LookAlike.VESSEL_END: 80,
     LookAlike.RIB: 40,
     LookAlike.AIRWAY_WALL: 30,
+    LookAlike.ATELECTASIS: 20,
 }
 
 
@@ -113,6 +116,8 @@ def lookalike_candidates(
         LookAlike.VESSEL_END: _vessel_ends(anatomy),
         LookAlike.RIB: _rib_spots(anatomy, rng),
         LookAlike.AIRWAY_WALL: _airway_wall_spots(anatomy, rng),
+        # empty in version 1, so its candidates (and random draws) stay as they were
+        LookAlike.ATELECTASIS: (anatomy.atelectasis.p0 + anatomy.atelectasis.p1) / 2,
     }
     for kind, pts in sources.items():
         if len(pts) == 0:

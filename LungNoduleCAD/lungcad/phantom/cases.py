@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from lungcad.ct import CT, Geometry
-from lungcad.phantom.anatomy import ChestAnatomy, sample_anatomy
+from lungcad.phantom.anatomy import (
+    ChestAnatomy,
+    sample_anatomy,
+    sample_atelectasis,
+    sample_fissures,
+)
 from lungcad.phantom.grid import sample_full_grid, small_grid
 from lungcad.phantom.nodules import sample_nodules
 from lungcad.phantom.render import RenderedCase, render_case
@@ -84,6 +90,11 @@ def make_spec(
         if realism_rng.random() < CONTRAST_SHARE:
             blood_hu = round(float(realism_rng.uniform(*BLOOD_HU)), 1)
         anatomy = add_peripheral_vessels(anatomy, realism_rng)
+        anatomy = dataclasses.replace(
+            anatomy,
+            fissures=sample_fissures(anatomy, realism_rng),
+            atelectasis=sample_atelectasis(anatomy, realism_rng),
+        )
     grid_rng = case_rng(seed, index, _GRID)
     full_grid = sample_full_grid(anatomy, grid_rng, version)
     noise_hu = float(grid_rng.uniform(12, 35))

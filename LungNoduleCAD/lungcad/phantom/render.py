@@ -24,6 +24,9 @@ HU_BONE_MARROW = 230.0
 HU_AIRWAY_WALL = 30.0
 HU_TABLE = 120.0
 HU_MIN, HU_MAX = -1024, 3071
+HU_PLEURA = 40.0  # fissures: a sheet of this HU ...
+FISSURE_MM = 0.5  # ... and this thickness, drawn with the same total density on any grid
+HU_ATELECTASIS = -100.0
 HU_MYOCARDIUM = 40.0
 MYOCARDIUM_MM = 9.0  # heart wall and septum around the enhanced chambers
 AORTA_WALL_MM = 2.0
@@ -253,6 +256,25 @@ def _draw_slices(canvas: _Canvas, anatomy: ChestAnatomy, blood_hu: float | None 
             inside = lung_membership(anatomy, lung, x[:, cols], y[rows, :], np.float32(z))
             vol[rows, cols][inside] = lung_hu[rows, cols][inside]
             tis[rows, cols][inside] = Tissue.LUNG
+            for fissure in anatomy.fissures:
+                if fissure.side == lung.side:
+                    _draw_fissure(canvas, fissure, vol[rows, cols], inside, x[:, cols], y[rows], z)
+
+
+def _draw_fissure(canvas: _Canvas, fissure, vol: np.ndarray, inside, x, y, z: float) -> None:
+    """Raise lung voxels near a fissure's plane toward pleura, conserving the sheet's density:
+    weight 1 - distance / soft (a tent one voxel wide) times FISSURE_MM / soft."""
+    nx, ny, nz = fissure.normal
+    px, py, pz = fissure.point
+    dist = np.abs(nx * (x - px) + ny * (y - py) + nz * (z - pz))
+    weight = np.clip(1.0 - dist / canvas.soft, 0.0, 1.0) * min(1.0, FISSURE_MM / canvas.soft)
+    weight = weight * inside
+    if fissure.bound_normal is not None:
+        bx, by, bz = fissure.bound_normal
+        qx, qy, qz = fissure.bound_point
+        weight = weight * ((bx * (x - qx) + by * (y - qy) + bz * (z - qz)) < 0)
+    if weight.any():
+        vol += weight * np.maximum(HU_PLEURA - vol, 0.0)
 
 
 def _lung_box(canvas: _Canvas, lung) -> tuple[slice, slice]:
@@ -411,6 +433,9 @@ def render_case(
     lung_only = (Tissue.LUNG, Tissue.VESSEL)
     vessel_hu = anatomy.vessel_hu if blood_hu is None else blood_hu
     _draw_tubes(canvas, anatomy.vessels, vessel_hu, Tissue.VESSEL, mode="raise", only_in=lung_only)
+    _draw_tubes(
+        canvas, anatomy.atelectasis, HU_ATELECTASIS, Tissue.LUNG, mode="raise", only_in=lung_only
+    )
     _draw_tubes(canvas, anatomy.airways, HU_AIRWAY_WALL, Tissue.AIRWAY, mode="raise", grow=1.2)
     _draw_tubes(canvas, anatomy.airways, HU_AIR, Tissue.AIRWAY, mode="set")
     _draw_nodules(canvas, nodules, labels)
