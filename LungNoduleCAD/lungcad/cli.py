@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--realism-version", type=int, choices=[1, 2], default=1,
         help="the phantoms' look: 1 = the bundled weights' training sets, byte for byte "
         "(default); 2 = closer to real CT: 0.6-5 mm slices averaged over their thickness, "
-        "~30%% contrast-enhanced, denser peripheral vessels (recorded in phantom.json)",
+        "~30%% contrast-enhanced, denser peripheral vessels, fissures, atelectasis bands "
+        "(recorded in phantom.json; docs/phantoms.md)",
     )  # fmt: skip
     p.set_defaults(func=_cmd_phantom)
 

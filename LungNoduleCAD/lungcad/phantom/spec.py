@@ -25,7 +25,8 @@ class RealismVersion(enum.IntEnum):
       contrast. A manifest without ``realism_version`` is version 1.
     * ``V2``: closer to real CT (issue 13): slices of 0.6-5 mm averaged over their nominal
       thickness (rectangular slice-sensitivity profile), about 30 % contrast-enhanced cases
-      (blood pool +150..+400 HU), denser and thicker peripheral vessels; other series UIDs.
+      (blood pool +150..+400 HU), denser and thicker peripheral vessels, fissures and
+      dependent atelectasis bands; other series UIDs (docs/phantoms.md).
     """
 
     V1 = 1
