@@ -72,3 +72,20 @@ def test_range_command_writes_cards_that_still_load(small_dataset: Path, tmp_pat
     before = read_card(BUNDLED_MODELS / "nodule.json")
     assert dataclasses.replace(updated, training_range=before.training_range) == before
     assert write_range(card, before.training_range) == card
+
+
+def test_a_version_2_set_gives_its_thickness_and_contrast(tmp_path) -> None:
+    from lungcad.phantom import PhantomSize, write_dataset
+    from lungcad.phantom.spec import RealismVersion
+    from lungcad_training.training_range import folder_range
+
+    out = tmp_path / "v2"
+    write_dataset(out, cases=4, seed=9, size=PhantomSize.SMALL, subsets=1, progress=False,
+                  version=RealismVersion.V2)  # fmt: skip
+    manifest = json.loads((out / "phantom.json").read_text())
+    found = folder_range(out)
+    enhanced = {s["contrast"] for s in manifest["series"]}
+    expected = {frozenset({True, False}): "both", frozenset({True}): "contrast-enhanced",
+                frozenset({False}): "none"}[frozenset(enhanced)]  # fmt: skip
+    assert found.contrast == expected
+    assert "realism version 2" in found.source

@@ -24,6 +24,7 @@ from lungcad.models import TrainingRange, read_card
 from lungcad.models.weights import to_json, weights_paths
 from lungcad.phantom import PhantomSize, make_spec, series_uid_for
 from lungcad.phantom.render import HU_AIR
+from lungcad.phantom.spec import RealismVersion
 
 log = logging.getLogger(__name__)
 
@@ -58,17 +59,29 @@ def _geometry_part(spacings: Sequence[tuple[float, ...]], thickness: Sequence[fl
     }
 
 
-def _phantom_hu(seed: int, indices: Iterable[int]) -> tuple[dict[str, Any], list]:
-    """HU calibration ranges the generator drew for these cases, and their specs."""
-    specs = [make_spec(seed, i) for i in indices]
+def _phantom_hu(
+    seed: int, indices: Iterable[int], version: RealismVersion = RealismVersion.V1
+) -> tuple[dict[str, Any], list, str]:
+    """HU calibration ranges the generator drew for these cases, their specs, and whether they
+    are contrast-enhanced ("none", "contrast-enhanced" or "both")."""
+    specs = [make_spec(seed, i, version) for i in indices]
     anatomy = [s.anatomy for s in specs]
+    # blood pool: plain cases draw heart and mediastinum at muscle HU and the lung vessels apart;
+    # contrast-enhanced ones (version 2) draw all of it at their blood-pool HU
+    blood = [a.muscle_hu for a in anatomy] + [a.vessel_hu for a in anatomy]
+    blood += [s.blood_hu for s in specs if getattr(s, "blood_hu", None) is not None]
     hu = {
         "hu_air": (HU_AIR, HU_AIR),
         "hu_fat": _span(a.fat_hu for a in anatomy),
-        # blood pool: the heart and mediastinum are drawn at muscle HU, the lung vessels apart
-        "hu_blood": _span([a.muscle_hu for a in anatomy] + [a.vessel_hu for a in anatomy]),
+        "hu_blood": _span(blood),
     }
-    return hu, specs
+    enhanced = [getattr(s, "blood_hu", None) is not None for s in specs]
+    contrast = (
+        "both"
+        if any(enhanced) and not all(enhanced)
+        else ("contrast-enhanced" if all(enhanced) else "none")
+    )
+    return hu, specs, contrast
 
 
 def _thickness(grid: Any) -> float:
@@ -83,11 +96,11 @@ def phantom_range(seed: int, cases: int, size: PhantomSize | str) -> TrainingRan
     and the headers store that grid's spacing.
     """
     size = PhantomSize(size)
-    hu, specs = _phantom_hu(seed, range(cases))
+    hu, specs, contrast = _phantom_hu(seed, range(cases))
     grids = [s.grid(size) for s in specs]
     return TrainingRange(
         **_geometry_part([g.spacing_xyz for g in grids], [_thickness(g) for g in grids]),
-        contrast="none",
+        contrast=contrast,
         **hu,
         source=f"lungcad phantom generator draws (seed {seed}, {cases} {size.value} cases)",
     )
@@ -116,20 +129,21 @@ def folder_range(data_dir: str | Path) -> TrainingRange:
         )
     info = json.loads(manifest.read_text())
     seed, cases = int(info["seed"]), int(info["cases"])
-    index_of = {series_uid_for(seed, i): i for i in range(cases)}
+    version = RealismVersion(int(info.get("realism_version", 1)))
+    index_of = {series_uid_for(seed, i, version): i for i in range(cases)}
     foreign = [u for u in uids if u not in index_of]
     if foreign:
         raise ValueError(f"{data_dir}: series {foreign[0]} is not a case of phantom seed {seed}")
     indices = [index_of[u] for u in uids]
-    hu, specs = _phantom_hu(seed, indices)
+    hu, specs, contrast = _phantom_hu(seed, indices, version)
     size = PhantomSize(info.get("size", "full"))
     thickness = [_thickness(spec.grid(size)) for spec in specs]
     return TrainingRange(
         **_geometry_part(spacings, thickness),
-        contrast="none",
+        contrast=contrast,
         **hu,
-        source=f"MetaIO headers of {len(uids)} series in {data_dir}; HU from the phantom "
-        f"generator's draws (seed {seed})",
+        source=f"MetaIO headers of {len(uids)} series in {data_dir}; HU and contrast from the "
+        f"phantom generator's draws (seed {seed}, realism version {int(version)})",
     )
 
 
