@@ -29,11 +29,8 @@ def find_lungs(ct: CT, threshold_hu: float = AIR_THRESHOLD_HU) -> np.ndarray:
     air = ct.hu < threshold_hu
     outside = np.zeros_like(air)
     for k in range(air.shape[0]):
-        labels, n = ndimage.label(air[k])
-        if n == 0:
-            continue
-        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        outside[k] = np.isin(labels, border[border > 0])
+        labels, border = _border_components(air[k])
+        outside[k] = np.isin(labels, border)
     inner_air = air & ~outside
     labels, n = ndimage.label(inner_air)
     if n == 0:
@@ -194,16 +191,20 @@ def parenchyma_mask(ct: CT, closing_mm: float = LUNG_CLOSING_MM) -> LungMask:
     return LungMask(lungs & ~opened_airway, coarse.geometry)
 
 
+def _border_components(mask2d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A slice's component labels and the labels of the components touching its border."""
+    labels, _ = ndimage.label(mask2d)
+    edges = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
+    border = np.unique(edges)
+    return labels, border[border > 0]
+
+
 def _outside_air(air: np.ndarray, smooth: np.ndarray) -> np.ndarray:
     """Per axial slice: air components that touch the slice border and read as pure air (their
     mean: a large pocket of outside air averages near -1000 HU, a lung cut by the field -800)."""
     outside = np.zeros_like(air)
     for k in range(air.shape[0]):
-        labels, n = ndimage.label(air[k])
-        if n == 0:
-            continue
-        border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-        border = border[border > 0]
+        labels, border = _border_components(air[k])
         if len(border) == 0:
             continue
         means = ndimage.mean(smooth[k], labels, index=border)
