@@ -33,9 +33,9 @@ from lungcad.lungs import parenchyma_mask
 from lungcad.models import Task, load_weights
 from lungcad.pipeline.precision import Precision, resolve_precision
 from lungcad.pipeline.propose import propose_candidates
-from lungcad.pipeline.region import lung_plan
+from lungcad.pipeline.region import lung_plan, thin_slices
 from lungcad.preprocess import CANONICAL_SPACING_XYZ
-from lungcad_training.cache import SeriesCache, prefill_cache
+from lungcad_training.cache import SeriesCache, geometry_from_json, prefill_cache
 from lungcad_training.checkpoint import model_from_checkpoint
 from lungcad_training.errors import TrainingError
 
@@ -110,6 +110,8 @@ def _series_candidates(
     depth = int(getattr(model, "depth", 1))
     lungs = parenchyma_mask(ct)
     plan = lung_plan(ct, geometry, align_rc=2 ** max(depth - 1, 0), lungs=lungs)
+    if lungs.mask.any():  # as detection does: the UNet only on a thick-sliced source's own slices
+        plan = thin_slices(plan, geometry_from_json(series.meta["source"]["geometry"]), geometry)
     proposals = propose_candidates(
         series.hu, geometry, plan, lungs, model, device, threshold, bf16=bf16
     )

@@ -29,7 +29,7 @@ from lungcad.pipeline.input_checks import check_input
 from lungcad.pipeline.models import CascadeModels
 from lungcad.pipeline.progress import Monitor, ProgressCallback
 from lungcad.pipeline.propose import propose_candidates
-from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, UNetPlan, lung_plan
+from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, UNetPlan, lung_plan, thin_slices
 from lungcad.pipeline.result import DetectionResult
 from lungcad.pipeline.segment import SLICE_BATCH
 from lungcad.pipeline.store import CandidateStore, empty_store
@@ -82,6 +82,7 @@ def detect(
     bf16: bool | None = None,
     channels_last: bool = True,
     mirror_nodule: bool = True,
+    interpolate_thick_slices: bool = True,
     stats: DetectionStats | None = None,
 ) -> DetectionResult:
     """Find and score nodules in ``ct``; returns findings at ``thresholds`` plus the refilter cache.
@@ -103,6 +104,9 @@ def detect(
     :mod:`lungcad.pipeline.precision`). ``slice_batch`` / ``crop_batch`` default to 1 / 8 on the
     CPU (fastest there) and 16 / 128 on a GPU. ``mirror_nodule`` averages p_nodule over the
     crop's in-plane mirrors (:mod:`lungcad.pipeline.classify`); the result's model versions say so.
+    ``interpolate_thick_slices`` runs the UNet only on the canonical slices at a thick-sliced
+    scan's own slices and interpolates its map between them (see
+    :func:`lungcad.pipeline.region.thin_slices`).
     """
     monitor = Monitor(progress, cancel)
     bf16 = models.bf16 if bf16 is None else bool(bf16)
@@ -138,6 +142,8 @@ def detect(
         plan = lung_plan(ct, canonical, lung_margin_mm, 2 ** max(depth - 1, 0), lungs)
     else:
         plan = UNetPlan.of_box(Box.whole(canonical.shape_irc))
+    if interpolate_thick_slices and lungs.mask.any():
+        plan = thin_slices(plan, ct.geometry, canonical)
     box = plan.box
     lap("lungs")
 
@@ -172,7 +178,7 @@ def detect(
     stats.original_shape = tuple(ct.geometry.shape_irc)
     stats.canonical_shape = tuple(canonical.shape_irc)
     stats.unet_box_shape = box.shape
-    stats.slices_run = int(np.count_nonzero(plan.areas))
+    stats.slices_run = int(np.count_nonzero(plan.areas[plan.run_slices]))
     stats.unet_pixels = plan.pixels
     stats.candidates = store.count
     stats.candidates_in_lung = int(in_lung.sum())

@@ -10,6 +10,7 @@ same neighbours.
 from __future__ import annotations
 
 import contextlib
+import itertools
 
 import numpy as np
 import torch
@@ -47,26 +48,45 @@ def segment_box(
     """The UNet's probability on ``box`` (float16, ``box.shape``); 0 where a plan skips pixels.
 
     With a :class:`UNetPlan` each slice runs on its own rows and cols (a batch of several slices
-    runs on the union of theirs).
+    runs on the union of theirs); slices the plan does not run (see
+    :func:`lungcad.pipeline.region.thin_slices`) are interpolated between the run ones.
     """
     monitor = monitor or Monitor()
     plan = box if isinstance(box, UNetPlan) else UNetPlan.of_box(box)
-    z0, z1 = plan.box.start[0], plan.box.stop[0]
+    z0 = plan.box.start[0]
     out = np.zeros(plan.box.shape, dtype=np.float16)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    run = plan.run_slices
     with torch.inference_mode(), autocast(device, bf16):
-        for b0 in range(z0, z1, batch):
-            b1 = min(b0 + batch, z1)
-            k0, k1 = b0 - z0, b1 - z0
-            r0, r1 = plan.rows[k0:k1, 0].min(), plan.rows[k0:k1, 1].max()
-            c0, c1 = plan.cols[k0:k1, 0].min(), plan.cols[k0:k1, 1].max()
+        for b in range(0, len(run), batch):
+            ks = run[b : b + batch]
+            r0, r1 = plan.rows[ks, 0].min(), plan.rows[ks, 1].max()
+            c0, c1 = plan.cols[ks, 0].min(), plan.cols[ks, 1].max()
             if r1 > r0 and c1 > c0:
                 window = ((r0, c0), (r1 - r0, c1 - c0))
-                stacks = np.stack([slice_stack(volume, i, context, *window) for i in range(b0, b1)])
+                stacks = np.stack([slice_stack(volume, z0 + k, context, *window) for k in ks])
                 x = torch.from_numpy(normalise_hu(stacks)).to(device, memory_format=memory_format)
                 p = model(x)[:, 0].float().cpu().numpy()
                 rr = slice(r0 - plan.box.start[1], r1 - plan.box.start[1])
                 cc = slice(c0 - plan.box.start[2], c1 - plan.box.start[2])
-                out[k0:k1, rr, cc] = p
-            monitor.report("segmentation", k1 / max(z1 - z0, 1))
+                out[ks, rr, cc] = p
+            monitor.report("segmentation", (b + len(ks)) / max(len(run), 1))
+    if len(run) < len(plan.rows):
+        _interpolate_between(out, plan)
     return out
+
+
+def _interpolate_between(out: np.ndarray, plan: UNetPlan) -> None:
+    """Fill the slices the plan does not run, linearly between the run slices either side, on each
+    slice's own rows and cols (the run slices' windows cover them; 0 elsewhere, as for a full run).
+    """
+    run = plan.run_slices
+    r_off, c_off = plan.box.start[1], plan.box.start[2]
+    for left, right in itertools.pairwise(run):
+        for k in range(left + 1, right):
+            t = (k - left) / (right - left)
+            rr = slice(plan.rows[k, 0] - r_off, plan.rows[k, 1] - r_off)
+            cc = slice(plan.cols[k, 0] - c_off, plan.cols[k, 1] - c_off)
+            blend = (1 - t) * out[left, rr, cc].astype(np.float32)
+            blend += t * out[right, rr, cc].astype(np.float32)
+            out[k, rr, cc] = blend
