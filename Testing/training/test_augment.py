@@ -179,3 +179,36 @@ def test_hu_calibration_moves_a_flat_crop_by_at_most_its_range() -> None:
     low, high = 40.0 * 0.95 - 40.0, 40.0 * 1.05 + 40.0
     assert per_sample.min() >= low and per_sample.max() <= high
     assert per_sample.max() - per_sample.min() > 40.0  # the offsets are really drawn
+
+
+def test_thick_slices_of_a_slice_stack_average_over_the_context_channels() -> None:
+    """A 2D stack's channels are its context slices, the head-foot axis: k of them averaged,
+    edges repeated as in a 3D crop; nothing else changes when the other draws are zeroed."""
+    from lungcad_training.augment import randomise_domain
+
+    profile = torch.tensor([4.0, 0.0, 0.0, 8.0, 0.0, 0.0, 0.0])  # 7 context slices
+    stacks = profile.view(1, 7, 1, 1).expand(32, 7, 2, 2).contiguous()
+    expected = {  # window of k slices: i - (k - 1) // 2 .. i + k // 2, ends repeated
+        1: [4.0, 0.0, 0.0, 8.0, 0.0, 0.0, 0.0],
+        2: [2.0, 0.0, 4.0, 4.0, 0.0, 0.0, 0.0],  # (x[i] + x[i+1]) / 2
+        3: [8 / 3, 4 / 3, 8 / 3, 8 / 3, 8 / 3, 0.0, 0.0],  # (x[i-1] + x[i] + x[i+1]) / 3
+        4: [2.0, 3.0, 2.0, 2.0, 2.0, 0.0, 0.0],  # (x[i-1] + ... + x[i+2]) / 4
+    }
+    config = AugmentConfig(domain=True, noise=False, blur_sigma_max=0.0, sharpen_max=0.0,
+                           hu_offset=0.0, hu_scale=0.0)  # fmt: skip
+    out = randomise_domain(stacks, config, torch.Generator().manual_seed(5))
+    # randomise_domain's first draw: (thickness, kernel, strength, texture) per sample
+    draws = torch.rand((32, 4), generator=torch.Generator().manual_seed(5))
+    ks = [1 + int(u * config.thick_max) for u in draws[:, 0].tolist()]
+    assert set(ks) == {1, 2, 3, 4}
+    for sample, k in zip(out, ks, strict=True):
+        want = torch.tensor(expected[k]).view(7, 1, 1).expand(7, 2, 2)
+        torch.testing.assert_close(sample, want, rtol=0, atol=1e-6)
+
+
+def test_domain_randomisation_of_slice_stacks_leaves_masks_alone() -> None:
+    images, masks = _batch_2d()
+    domain = AugmentConfig(mirror=False, shift=False, scale=False, rotate=False, domain=True)
+    out, out_masks = augment_2d(images, masks, domain, torch.Generator().manual_seed(1))
+    assert torch.equal(out_masks, masks) and out.shape == images.shape
+    assert not torch.equal(out, images.clamp(-1000, 1000))

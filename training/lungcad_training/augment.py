@@ -17,10 +17,11 @@ Domain randomisation (``domain``, off by default so existing recipes reproduce e
 what differs between scanners rather than between patients, so that a model trained on phantoms
 does not learn one scanner: per sample, thick slices (a box average of 1 to ``thick_max``
 canonical slices along the head-foot axis, as a 1.25-5 mm slab resampled to the canonical grid
-looks), the kernel (Gaussian blur up to ``blur_sigma_max`` voxels in-plane, or an unsharp-mask
-sharpening up to ``sharpen_max``), the HU calibration (offset up to +-``hu_offset``, scale up to
-+-``hu_scale``, then the HU window again) and the noise (level uniform in [0, 2 x ``noise_std``],
-white or blurred into a coarser texture).
+looks: the index axis of a 3D crop, the channel axis of a 2D slice stack, whose context slices
+are neighbouring canonical slices), the kernel (Gaussian blur up to ``blur_sigma_max`` voxels
+in-plane, or an unsharp-mask sharpening up to ``sharpen_max``), the HU calibration (offset up
+to +-``hu_offset``, scale up to +-``hu_scale``, then the HU window again) and the noise (level
+uniform in [0, 2 x ``noise_std``], white or blurred into a coarser texture).
 """
 
 from __future__ import annotations
@@ -234,16 +235,23 @@ def _coarse(noise: torch.Tensor) -> torch.Tensor:
 def randomise_domain(
     images: torch.Tensor, config: AugmentConfig, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """Per sample: thick slices (3D only), kernel, HU calibration, then noise level and texture
-    (see the module docstring); HU in and out, clamped to ``config.hu_window``."""
+    """Per sample: thick slices, kernel, HU calibration, then noise level and texture (see the
+    module docstring); HU in and out, clamped to ``config.hu_window``.
+
+    ``images`` are crops (N, C, D, H, W), thickened along D, or slice stacks (N, C, H, W),
+    thickened along C: there the channels are the context slices, the head-foot axis.
+    """
     n = images.shape[0]
     out = []
     device = generator.device if generator is not None else None
     draws = torch.rand((n, 4), generator=generator, device=device)
     for i, (u_thick, u_kernel, u_strength, _) in enumerate(draws.tolist()):
         x = images[i]
+        k = 1 + int(u_thick * config.thick_max)
         if images.ndim == 5:
-            x = _thick_slices(x, 1 + int(u_thick * config.thick_max))
+            x = _thick_slices(x, k)
+        elif images.ndim == 4:  # (C, H, W): C is the head-foot axis, as D of a (1, D, H, W) crop
+            x = _thick_slices(x[None], k)[0]
         if u_kernel < 0.5:  # soft kernel
             x = _gaussian_in_plane(x, u_strength * config.blur_sigma_max)
         else:  # sharp kernel: unsharp mask
