@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lungcad.atomic import write_bytes_atomic
-from lungcad.models import Task, build_model
+from lungcad.models import Task, WeightsError, build_model, load_weights
 from lungcad_training.errors import TrainingError
 
 CHECKPOINT_FORMAT = "lungcad-training-checkpoint"
@@ -96,3 +96,22 @@ def model_from_checkpoint(
     model = build_model(state["architecture"], state["hyperparameters"])
     model.load_state_dict(state["model_state"])
     return model, state
+
+
+def load_trained_model(path: str | Path, task: Task, purpose: str) -> nn.Module:
+    """``task``'s trained network (on the CPU) from a training checkpoint (``.pt``) or exported
+    weights (``.safetensors``, card beside it): the one loader behind ``--init`` and
+    ``--finetune``, so both check the same things.
+
+    A missing or unreadable file, another task's network or tensors that do not fit the network
+    the card describes: a TrainingError naming the file, the problem and ``purpose``.
+    """
+    path = Path(path)
+    if path.suffix == ".pt":
+        model, _ = model_from_checkpoint(path, task, purpose)
+        return model
+    try:
+        model, _ = load_weights(path, expected_task=task)
+    except WeightsError as exc:
+        raise TrainingError(f"{exc} ({purpose})") from None
+    return model

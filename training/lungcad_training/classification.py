@@ -160,7 +160,7 @@ class NoduleRecipe(ClassifierRecipe):
         """A new classifier, or (``init``) one carrying a trained classifier's weights."""
         if self.cfg.init is None:
             return super().build_model()
-        source = load_nodule_classifier(self.cfg.init)
+        source = load_nodule_classifier(self.cfg.init, "--init needs a nodule classifier")
         if not isinstance(source, CandidateClassifier):
             raise TrainingError(f"{self.cfg.init}: not a candidate classifier")
         if tuple(source.input_shape) != tuple(self.crop_size):

@@ -15,24 +15,18 @@ from pathlib import Path
 
 from torch import nn
 
-from lungcad.models import CandidateClassifier, Task, WeightsError, load_weights
-from lungcad_training.checkpoint import model_from_checkpoint
+from lungcad.models import CandidateClassifier, Task
+from lungcad_training.checkpoint import load_trained_model
 from lungcad_training.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
 
-def load_nodule_classifier(path: str | Path) -> nn.Module:
+def load_nodule_classifier(
+    path: str | Path, purpose: str = "fine-tuning needs a nodule classifier"
+) -> nn.Module:
     """A nodule classifier from a training checkpoint (``.pt``) or exported ``.safetensors``."""
-    path = Path(path)
-    if path.suffix == ".pt":
-        model, _ = model_from_checkpoint(path, Task.NODULE, "fine-tuning needs a nodule classifier")
-        return model
-    try:
-        model, _ = load_weights(path, expected_task=Task.NODULE)
-    except WeightsError as exc:
-        raise TrainingError(f"cannot fine-tune from it: {exc}") from None
-    return model
+    return load_trained_model(path, Task.NODULE, purpose)
 
 
 def parameter_blocks(model: nn.Module) -> list[str]:
