@@ -132,7 +132,26 @@ def _add_optimiser_options(p: argparse.ArgumentParser, task: Task) -> None:
     p.add_argument("--momentum", type=float, default=0.99, help="SGD momentum (0.99)")
 
 
-def _add_classifier_options(p: argparse.ArgumentParser) -> None:
+def _add_domain_randomization(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--domain-randomization",
+        action="store_true",
+        help=f"also vary slice thickness, kernel, HU calibration and noise per {what} (scanners, "
+        "not patients; see lungcad_training.augment)",
+    )
+
+
+def _add_init(p: argparse.ArgumentParser, network: str) -> None:
+    p.add_argument(
+        "--init",
+        type=Path,
+        metavar="WEIGHTS",
+        help=f"start from this {network}'s weights (best.pt or exported .safetensors), every "
+        "layer trainable",
+    )
+
+
+def _add_classifier_options(p: argparse.ArgumentParser, what: str = "crop") -> None:
     p.add_argument(
         "--ratio",
         type=_non_negative_int,
@@ -146,12 +165,7 @@ def _add_classifier_options(p: argparse.ArgumentParser) -> None:
         metavar=("D", "H", "W"),
         help=f"crop in canonical voxels, index row col ({' '.join(map(str, CLASSIFIER_CROP_IRC))})",
     )
-    p.add_argument(
-        "--domain-randomization",
-        action="store_true",
-        help="also vary slice thickness, kernel, HU calibration and noise per crop (scanners, "
-        "not patients; see lungcad_training.augment)",
-    )
+    _add_domain_randomization(p, what)
 
 
 def _add_finetune_depth(p: argparse.ArgumentParser) -> None:
@@ -218,18 +232,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.9,
         help="best epoch: highest F1 among epochs whose >= 5 mm recall reaches this (0.9)",
     )
+    _add_domain_randomization(seg, "slice stack, thickness over the context slices")
+    _add_init(seg, "segmentation UNet")
 
     nod = sub.add_parser("nodule", help="train the nodule / non-nodule classifier")
     _add_run_options(nod, Task.NODULE)
     _add_optimiser_options(nod, Task.NODULE)
     _add_classifier_options(nod)
     _add_extra_candidates(nod)
-    nod.add_argument(
-        "--init",
-        type=Path,
-        help="start from this nodule classifier's weights (best.pt or exported .safetensors), "
-        "every layer trainable",
-    )
+    _add_init(nod, "nodule classifier")
 
     mal = sub.add_parser("malignancy", help="train the malignancy classifier")
     _add_run_options(mal, Task.MALIGNANCY)
@@ -324,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         + ", ".join(f"{t.value} {DEFAULTS[t].optimizer}" for t in TRAIN_TASKS)
         + ")",
     )
-    _add_classifier_options(every)
+    _add_classifier_options(every, "crop and slice stack (all three networks)")
     every.add_argument(
         "--malignancy-finetune",
         action="store_true",

@@ -66,7 +66,7 @@ class TrainConfig:
     val_stride: int = 10
     seed: int = 0
     augment: bool = True
-    domain_randomization: bool = False  # classifiers: lungcad_training.augment's domain
+    domain_randomization: bool = False  # all three: lungcad_training.augment's domain
     spacing: tuple[float, float, float] = CANONICAL_SPACING_XYZ
     # classifiers
     ratio: int = 1
@@ -74,7 +74,7 @@ class TrainConfig:
     finetune: Path | None = None
     finetune_depth: int = 2
     extra_candidates: Path | None = None  # nodule: another candidates csv (lungcad-train mine)
-    init: Path | None = None  # nodule: start from these weights (.pt or .safetensors)
+    init: Path | None = None  # nodule, segmentation: start from these weights (.pt, .safetensors)
     # segmentation
     context_slices: int = 3
     seg_crop: int = 64

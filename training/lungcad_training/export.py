@@ -51,17 +51,19 @@ def trained_on_text(state: dict[str, Any]) -> str:
         f"on {hardware_text(hardware)}."
         + (f" Fine-tuned from {args.get('finetune')}." if args.get("finetune") else "")
         + (f" Started from the weights of {args.get('init')}." if args.get("init") else "")
-        + (
-            " Domain randomisation: slice thickness, kernel, HU calibration and noise."
-            if args.get("domain_randomization")
-            else ""
-        )
+        + (_domain_text(state.get("task")) if args.get("domain_randomization") else "")
         + (
             f" Candidates: candidates.csv and {args.get('extra_candidates')}."
             if args.get("extra_candidates")
             else ""
         )
     )
+
+
+def _domain_text(task: str | None) -> str:
+    """The UNet's slices thicken over its context-slice channels, a classifier's over its crop."""
+    where = " (averaged over the context slices)" if task == "segmentation" else ""
+    return f" Domain randomisation: slice thickness{where}, kernel, HU calibration and noise."
 
 
 def _selection(task: str | None) -> str:
