@@ -100,8 +100,8 @@ def model_from_checkpoint(
 
 def load_trained_model(path: str | Path, task: Task, purpose: str) -> nn.Module:
     """``task``'s trained network (on the CPU) from a training checkpoint (``.pt``) or exported
-    weights (``.safetensors``, card beside it): the one loader behind ``--init`` and
-    ``--finetune``, so both check the same things.
+    weights (``.safetensors``, card beside it): the one loader behind ``--init``, ``--finetune``
+    and mining, so every caller checks the same things.
 
     A missing or unreadable file, another task's network or tensors that do not fit the network
     the card describes: a TrainingError naming the file, the problem and ``purpose``.

@@ -30,13 +30,13 @@ from lungcad.evaluation.matching import hit_matrix
 from lungcad.luna16 import CANDIDATES_CSV
 from lungcad.luna16.records import CANDIDATE_COLUMNS
 from lungcad.lungs import parenchyma_mask
-from lungcad.models import Task, load_weights
+from lungcad.models import Task
 from lungcad.pipeline.precision import Precision, resolve_precision
 from lungcad.pipeline.propose import propose_candidates
 from lungcad.pipeline.region import lung_plan, thin_slices
 from lungcad.preprocess import CANONICAL_SPACING_XYZ
 from lungcad_training.cache import SeriesCache, geometry_from_json, prefill_cache
-from lungcad_training.checkpoint import model_from_checkpoint
+from lungcad_training.checkpoint import load_trained_model
 from lungcad_training.errors import TrainingError
 
 log = logging.getLogger(__name__)
@@ -51,11 +51,8 @@ def load_segmentation(weights: str | Path, device: str = "cpu") -> nn.Module:
     weights = Path(weights)
     if weights.is_dir():
         weights = weights / f"{Task.SEGMENTATION.value}.safetensors"
-    if weights.suffix == ".pt":
-        model, _ = model_from_checkpoint(weights, Task.SEGMENTATION, "mining needs a UNet")
-        model = model.to(torch.device(device)).eval()
-    else:
-        model, _ = load_weights(weights, Task.SEGMENTATION, torch.device(device))
+    model = load_trained_model(weights, Task.SEGMENTATION, "mining needs a UNet")
+    model = model.to(torch.device(device)).eval()
     model.requires_grad_(False)
     return model.to(memory_format=torch.channels_last)
 
