@@ -145,5 +145,15 @@ class _Grouper:
         """Whether ``region`` holds a ball of :data:`MASS_MIN_RADIUS_MM` (its deepest voxel)."""
         if self.spacing_irc is None:
             return False
+        # Most too-large regions are vessel trees a few mm thick spanning the lung, whose exact
+        # distance transform is slow (0.2 s each on a 5 mm scan). Every second voxel first: its
+        # depth is within a coarse voxel's diagonal of the exact one, so a region far thinner
+        # than the ball is ruled out there.
+        coarse_spacing = 2 * np.asarray(self.spacing_irc)
+        coarse = ndimage.distance_transform_edt(
+            np.pad(region[::2, ::2, ::2], 1), sampling=coarse_spacing
+        )
+        if coarse.max() < MASS_MIN_RADIUS_MM - float(np.linalg.norm(coarse_spacing)):
+            return False
         depth = ndimage.distance_transform_edt(np.pad(region, 1), sampling=self.spacing_irc)
         return bool(depth.max() >= MASS_MIN_RADIUS_MM)
