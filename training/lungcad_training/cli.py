@@ -24,7 +24,9 @@ from lungcad.errors import LungCADError
 from lungcad.models import Task
 from lungcad.pipeline.precision import Precision
 from lungcad.preprocess import CANONICAL_SPACING_XYZ
+from lungcad_training.calibration import DEFAULT_METHOD, METHODS
 from lungcad_training.config import CLASSIFIER_CROP_IRC, DEFAULTS, TrainConfig
+from lungcad_training.errors import TrainingError
 from lungcad_training.optim import OPTIMIZERS
 from lungcad_training.runtime import AMP_MODES, DEVICES, Runtime, env_rank, runtime_session
 
@@ -33,6 +35,7 @@ log = logging.getLogger("lungcad_training")
 PROG = "lungcad-train"
 MINED_CSV = "mined_candidates.csv"
 TRAIN_TASKS = (Task.SEGMENTATION, Task.NODULE, Task.MALIGNANCY)
+CALIBRATED_TASKS = (Task.NODULE, Task.MALIGNANCY)
 
 
 def _positive_int(text: str) -> int:
@@ -287,17 +290,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = sub.add_parser(
         "calibrate",
-        help="temperature-scale an exported classifier on the validation split's mined "
-        "candidates; writes calibrated weights with ECE and reliability in the card",
+        help="calibrate an exported classifier (Platt or temperature scaling) on the validation "
+        "split: the nodule classifier on mined candidates, the malignancy classifier on the "
+        "labelled nodules; writes calibrated weights with ECE and reliability in the card",
     )
     cal.add_argument("--weights", type=Path, required=True, help="classifier .safetensors")
+    cal.add_argument(
+        "--task",
+        choices=[t.value for t in CALIBRATED_TASKS],
+        default=Task.NODULE.value,
+        help="which classifier --weights is (nodule)",
+    )
+    cal.add_argument(
+        "--method",
+        choices=METHODS,
+        default=DEFAULT_METHOD,
+        help=f"platt: sigmoid(a z + b), also moves the scores to the base rate; temperature: "
+        f"sigmoid(z / T), keeps the 0.5 operating point (z = logit1 - logit0; {DEFAULT_METHOD})",
+    )
     cal.add_argument("--data", type=Path, required=True, help="LUNA16-layout dataset folder")
     cal.add_argument("--cache", type=Path, required=True, help="canonical-CT cache folder")
     cal.add_argument(
         "--mined",
         type=Path,
-        required=True,
-        help="lungcad-train mine's csv: calibrate on the candidates detection proposes",
+        help="--task nodule (required there): lungcad-train mine's csv, to calibrate on the "
+        "candidates detection proposes",
     )
     cal.add_argument(
         "--val-stride", type=_stride, default=10, help="every N-th series validates (10)"
@@ -435,40 +452,83 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibration_task(args: argparse.Namespace) -> Task:
+    """The task to calibrate; --mined and --out are checked first, so a mistake costs no run."""
+    from lungcad.models import WeightsExistsError, WeightsNotFoundError, weights_paths
+
+    task = Task(args.task)
+    if task is Task.NODULE and args.mined is None:
+        raise TrainingError(
+            "calibrate --task nodule needs --mined (lungcad-train mine's csv): the nodule "
+            "classifier is calibrated on the candidates detection proposes"
+        )
+    if task is Task.MALIGNANCY and args.mined is not None:
+        raise TrainingError(
+            "--mined is for --task nodule only: the malignancy classifier is calibrated on the "
+            "validation split's labelled nodules"
+        )
+    outputs = weights_paths(args.out)
+    for path in outputs:
+        if path.exists() and not args.overwrite:
+            raise WeightsExistsError(path, "exists; pass --overwrite to replace it")
+    if not outputs[0].parent.is_dir():
+        raise WeightsNotFoundError(
+            outputs[0].parent, "folder to save the weights in does not exist"
+        )
+    return task
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import dataclasses
 
     from lungcad.models import load_weights, save_weights
     from lungcad.pipeline.models import resolve_device
-    from lungcad_training.calibration import (
-        calibrate,
-        collect_margins,
-        mined_items_only,
-        with_temperature,
-    )
-    from lungcad_training.datasets import NoduleClassificationDataset
+    from lungcad_training.calibration import calibrate, collect_margins, mined_items_only
+    from lungcad_training.datasets import MalignancyDataset, NoduleClassificationDataset
 
+    task = _calibration_task(args)
     device = resolve_device(args.device)
-    model, card = load_weights(args.weights, Task.NODULE)
-    dataset = NoduleClassificationDataset(
-        args.data, args.cache, is_validation=True, val_stride=args.val_stride,
-        extra_candidates=args.mined, crop_size=tuple(model.input_shape),
-        spacing_xyz=tuple(args.spacing),
-    )  # fmt: skip
-    mined_items_only(dataset, args.mined)
+    model, card = load_weights(args.weights, task)
+    if card.calibration is not None:
+        log.warning(
+            "%s is calibrated already (%s); this fit applies on top and its record replaces "
+            "the card's",
+            args.weights,
+            card.calibration.get("method", "?"),
+        )
+    common = {
+        "is_validation": True,
+        "val_stride": args.val_stride,
+        "crop_size": tuple(model.input_shape),
+        "spacing_xyz": tuple(args.spacing),
+    }
+    split = f"validation series (stride {args.val_stride}) of {args.data}: "
+    if task is Task.NODULE:
+        dataset = NoduleClassificationDataset(
+            args.data, args.cache, extra_candidates=args.mined, **common
+        )
+        mined_items_only(dataset, args.mined)
+        split += f"the candidates of {args.mined.name} there"
+        what, positive = "candidates", "nodules"
+    else:
+        dataset = MalignancyDataset(args.data, args.cache, **common)
+        split += "the nodules with a malignancy label there"
+        what, positive = "nodules", "malignant"
     margins, labels = collect_margins(model, dataset, device)
-    found = calibrate(margins, labels)
-    split = (
-        f"validation series (stride {args.val_stride}) of {args.data}: the candidates of "
-        f"{args.mined.name} there"
-    )
-    calibrated = dataclasses.replace(card, calibration=found.card_entry(split))
-    save_weights(with_temperature(model, found.temperature), calibrated, args.out,
-                 overwrite=args.overwrite)  # fmt: skip
+    found = calibrate(margins, labels, args.method)
+    for other in (m for m in METHODS if m != args.method):
+        alt = calibrate(margins, labels, other)
+        log.info("%s would give ECE %.3f, NLL %.3f (%s)", other, alt.ece_after, alt.nll_after,
+                 alt.summary())  # fmt: skip
+    if found.offset:
+        log.info("the uncalibrated 0.5 operating point is now p = %.3f: thresholds chosen on "
+                 "uncalibrated scores move with it", found.p_at_uncalibrated_half)  # fmt: skip
+    calibrated = dataclasses.replace(card, calibration=found.card_entry(split, task.value))
+    save_weights(found.fold(model), calibrated, args.out, overwrite=args.overwrite)
     print(
-        f"T = {found.temperature:.3f} on {found.n} candidates ({found.positives} nodules): "
-        f"ECE {found.ece_before:.3f} -> {found.ece_after:.3f}, NLL {found.nll_before:.3f} -> "
-        f"{found.nll_after:.3f}; wrote {args.out}"
+        f"{task.value}, {found.method}: {found.summary()} on {found.n} {what} ({found.positives} "
+        f"{positive}): ECE {found.ece_before:.3f} -> {found.ece_after:.3f}, NLL "
+        f"{found.nll_before:.3f} -> {found.nll_after:.3f}; wrote {args.out}"
     )
     return 0
 
