@@ -188,8 +188,9 @@ class ModelCard:
     parameter_count: int = 0
     sha256: str = ""
     training_range: TrainingRange | None = None  # absent from cards made before it existed
-    #: how the outputs were calibrated (temperature folded into the head, ECE before/after,
-    #: reliability bins; lungcad_training.calibration); absent when they were not
+    #: how the outputs were calibrated (Platt or temperature scaling folded into the head: method,
+    #: task, a and b, ECE before/after, reliability bins; lungcad_training.calibration); absent
+    #: when they were not
     calibration: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
