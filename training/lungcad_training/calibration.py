@@ -104,9 +104,10 @@ class Calibration:
 
     def card_entry(self, split: str, task: str) -> dict[str, Any]:
         """What the model card's ``calibration`` field holds."""
-        parameters: dict[str, float] = {"a": round(self.slope, 6), "b": round(self.offset, 6)}
+        # the parameters as folded, unrounded: with the source weights they give these weights
+        parameters: dict[str, float] = {"a": self.slope, "b": self.offset}
         if self.method == "temperature":
-            parameters = {"temperature": round(self.temperature, 6), **parameters}
+            parameters = {"temperature": self.temperature, **parameters}
         return {
             "method": self.method,
             "formula": _FORMULAS[self.method],
