@@ -3,8 +3,9 @@
 Three of the four series get results (one with zero candidates); the fourth has none and must be
 left out. Candidates are placed by rule: the k-th annotated nodule (over the two series with
 candidates) is missed (k % 4 == 0), found but filtered (p_nodule 0.4), or kept (p_nodule 0.95)
-with p_malignant 0.1 or 0.8; two isolated class-0 points get a kept (0.7) and a filtered (0.1)
-false positive. Expected numbers are derived from that construction, with plain loops.
+with p_malignant 0.1 or 0.8; two isolated class-0 points get a kept (0.7) and a filtered (0.05,
+below the nodule floor: an empty p_malignant cell, as detection writes it) false positive.
+Expected numbers are derived from that construction, with plain loops.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ def _write_case(folder: Path, uid: str, rows: list[dict], malignancy_threshold: 
             kept = r["p_nodule"] >= 0.5
             number += kept
             x, y, z = r["xyz"]
+            p_mal = "" if r["p_malignant"] is None else f"{r['p_malignant']:.6f}"
             writer.writerow(
                 [uid, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", f"{r['p_nodule']:.6f}", "6.0", "113.0",
-                 "-20.0", "0.9", f"{r['p_nodule']:.6f}", f"{r['p_malignant']:.6f}",
+                 "-20.0", "0.9", f"{r['p_nodule']:.6f}", p_mal,
                  number if kept else "", "1.0", "2.0", "3.0"]
             )  # fmt: skip
     doc = {
@@ -106,7 +108,7 @@ def scenario(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     ]
     assert len(isolated) >= 2
     cands[uids[0]].append({"xyz": tuple(isolated[0]), "p_nodule": 0.7, "p_malignant": 0.6})
-    cands[uids[0]].append({"xyz": tuple(isolated[1]), "p_nodule": 0.1, "p_malignant": 0.9})
+    cands[uids[0]].append({"xyz": tuple(isolated[1]), "p_nodule": 0.05, "p_malignant": None})
     _write_case(results / "case_a", uids[0], cands[uids[0]], MAL_THRESHOLD[0])
     _write_case(results / "case_b", uids[3], cands[uids[3]], MAL_THRESHOLD[3])
     _write_case(results / "case_c", uids[1], [], 0.5)  # zero candidates
@@ -156,7 +158,7 @@ def test_evaluate_command_end_to_end(scenario: dict, tmp_path: Path, capsys) -> 
     assert metrics["series_evaluated"] == 3 and metrics["series_without_candidates"] == 1
     assert "evaluated 3 series with results (1 without candidates)" in text
 
-    # FROC: kept nodules at 0.95, filtered ones at 0.4; FPs at 0.7 and 0.1; 3 scans
+    # FROC: kept nodules at 0.95, filtered ones at 0.4; FPs at 0.7 and 0.05; 3 scans
     n_all = len(s["nodules"])
     hits_95 = sum(1 for *_, p in s["nodules"] if p is not None)
     hits_40 = sum(1 for *_, col, _ in s["nodules"] if col == FILTERED)
@@ -173,14 +175,14 @@ def test_evaluate_command_end_to_end(scenario: dict, tmp_path: Path, capsys) -> 
     assert [float(r["fps_per_scan"]) for r in froc_rows] == pytest.approx(
         [0, 0, 1 / 3, 1 / 3, 2 / 3]
     )
-    assert [float(r["threshold"]) for r in froc_rows[1:]] == pytest.approx([0.95, 0.7, 0.4, 0.1])
+    assert [float(r["threshold"]) for r in froc_rows[1:]] == pytest.approx([0.95, 0.7, 0.4, 0.05])
 
     op = metrics["operating_point"]
     assert (op["findings"], op["true_positive_findings"], op["false_positive_findings"]) == (
         hits_95 + 1, hits_95, 1
     )  # fmt: skip
 
-    # >= 5 mm nodules at 4 FP/scan (threshold 0.1: every hit counts)
+    # >= 5 mm nodules at 4 FP/scan (threshold 0.05: every hit counts)
     big = [n for n in s["nodules"] if n[2] >= 5.0]
     row = metrics["sensitivity_by_size"]["rows"][-1]
     assert row["nodules"] == len(big) and row["detected"] == sum(n[4] > 0 for n in big)
@@ -206,6 +208,23 @@ def test_evaluate_command_end_to_end(scenario: dict, tmp_path: Path, capsys) -> 
     image = mpimg.imread(out / "overlays" / f"{uids[0]}.png")[..., :3]
     for rgb in ((0.0, 1.0, 0.0), (1.0, 0.0, 0.0), (1.0, 0.647, 0.0)):  # TP, FP, missed
         assert (np.abs(image - rgb).max(axis=2) < 0.05).sum() > 20, rgb
+
+
+def test_a_nodule_threshold_below_the_floor_drops_the_table_not_the_froc(
+    scenario: dict, tmp_path: Path
+) -> None:
+    """At --nodule-threshold 0.01 the 0.05 false positive is kept but has no p_malignant: the
+    end-to-end table and AUC are left out with a note, FROC is as before."""
+    s = scenario
+    out = tmp_path / "eval"
+    args = ["evaluate", "--data", str(s["data"]), "--results", str(s["results"]),
+            "--out", str(out), "--no-overlays", "--quiet",
+            "--nodule-threshold", "0.01"]  # fmt: skip
+    assert main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["end_to_end"] is None and metrics["malignancy"] is None
+    assert any("1 kept candidate without p_malignant" in n for n in metrics["notes"])
+    assert metrics["operating_point"]["false_positive_findings"] == 2
 
 
 def test_evaluate_a_submission_csv(scenario: dict, tmp_path: Path, capsys) -> None:

@@ -106,6 +106,18 @@ def test_case_folders_give_thresholds_findings_and_empty_cases(tmp_path: Path) -
     assert ev.froc.n_scans == 2 and ev.froc.n_nodules == 3 and ev.n_excluded_annotations == 2
 
 
+def test_an_empty_p_malignant_cell_is_a_score_never_computed(tmp_path: Path) -> None:
+    """Detection leaves p_malignant empty below its nodule floor: NaN here, never a made-up 0."""
+    rows = [_row("S1", 1, 0.9, 0.2, "1"), _row("S1", 60, 0.05, 0.0, "").replace(",0.0,,", ",,,")]
+    assert rows[1].split(",")[10] == ""
+    loaded = load_results(_case(tmp_path / "r", "S1", rows))
+    (case,) = loaded.cases
+    assert case.p_malignant[0] == 0.2 and np.isnan(case.p_malignant[1])
+    bad = _case(tmp_path / "bad", "S1", [_row("S1", 1, 0.9, 0.2, "1").replace(",0.2,", ",x,")])
+    with pytest.raises(EvaluationError, match="column p_malignant: 'x' is not a number"):
+        load_results(bad)
+
+
 def test_a_folder_holding_one_case_and_a_submission_csv(tmp_path: Path) -> None:
     one = _case(tmp_path / "one", "S1", [_row("S1", 1, 0.9, 0.2, "1")])
     assert [c.series_uid for c in load_results(one).cases] == ["S1"]

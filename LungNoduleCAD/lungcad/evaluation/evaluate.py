@@ -194,9 +194,29 @@ def evaluate(
     with_malignancy = truth.malignancy is not None and all(
         c.p_malignant is not None for c in scored
     )
+    operating_points = []  # (thresholds, kept) per case
+    for case in cases:
+        thresholds = _thresholds(case, options, notes)
+        operating_points.append((thresholds, _kept(case, thresholds, options)))
+    unscored = 0
+    if with_malignancy:
+        unscored = sum(
+            int(np.count_nonzero(kept & np.isnan(case.p_malignant)))
+            for case, (_, kept) in zip(cases, operating_points, strict=True)
+            if len(case)
+        )
+    if unscored:
+        # a kept candidate without p_malignant (below its detection's nodule floor) would land
+        # in neither predicted column: no table rather than a wrong one
+        with_malignancy = False
+        notes.append(
+            f"{unscored} kept candidate{'s' if unscored != 1 else ''} without p_malignant "
+            "(below the detection's nodule floor, 0.1 by default): no malignancy AUC or table; "
+            "evaluate at a nodule threshold at or above the floor for them"
+        )
     table = EndToEndTable(non_nodule_radius_mm=options.non_nodule_radius_mm)
     evaluated, n_excluded, n_small = [], 0, 0
-    for case in cases:
+    for case, (thresholds, kept) in zip(cases, operating_points, strict=True):
         uid = case.series_uid
         counted = [a for a in ann.get(uid, []) if a.diameter_mm >= options.min_diameter_mm]
         small = [a for a in ann.get(uid, []) if a.diameter_mm < options.min_diameter_mm]
@@ -208,8 +228,6 @@ def evaluate(
         froc = match_scan(
             uid, case.xyz, case.probability, nod_xyz, nod_d, ign_xyz, ign_d, options.max_marks
         )
-        thresholds = _thresholds(case, options, notes)
-        kept = _kept(case, thresholds, options)
         operating = match_scan(
             uid, case.xyz[kept], case.probability[kept], nod_xyz, nod_d, ign_xyz, ign_d, None
         )
@@ -241,7 +259,7 @@ def evaluate(
             notes.append("no candidates.csv in the data folder: the non-nodule row is empty")
     elif truth.malignancy is None:
         notes.append("no annotations_with_malignancy.csv: no malignancy AUC or end-to-end table")
-    else:
+    elif not unscored:
         notes.append("results without p_malignant (a submission csv): no AUC or table")
     return Evaluation(
         options=options,

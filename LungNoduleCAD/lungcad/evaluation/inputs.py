@@ -85,7 +85,9 @@ class CaseResult:
     lungcad results). ``p_malignant``, ``finding`` (finding number, 0 when not kept),
     ``diameter_mm`` and ``thresholds`` are None for a plain submission csv; ``in_lung`` (False for
     a candidate outside the lung mask, never classified) is None where the csv has no status
-    column (a submission, or results written before the lung mask).
+    column (a submission, or results written before the lung mask). ``p_malignant`` is NaN where
+    the csv cell is empty: the malignancy classifier never saw that candidate (outside the lung,
+    or below its detection's nodule floor, so never a finding at the thresholds it was run at).
     """
 
     series_uid: str
@@ -227,6 +229,19 @@ def _optional_column(
     return _column(path, rows, name) if name in header else None
 
 
+def _score_column(
+    path: Path, header: Sequence[str], rows: Sequence[tuple[int, dict[str, str]]], name: str
+) -> np.ndarray | None:
+    """Like :func:`_optional_column`, but an empty cell (a score never computed) becomes NaN."""
+    if name not in header:
+        return None
+    values = [
+        math.nan if not (row.get(name) or "").strip() else _finite(path, line, name, row[name])
+        for line, row in rows
+    ]
+    return np.array(values, dtype=np.float64)
+
+
 def _finding_column(path: Path, rows: Sequence[tuple[int, dict[str, str]]]) -> np.ndarray:
     """Finding numbers; an empty cell (candidate not kept) becomes 0."""
     out = []
@@ -260,7 +275,7 @@ def _case_from_rows(
         xyz=xyz,
         probability=probability,
         p_nodule=probability if p_nodule is None else p_nodule,
-        p_malignant=_optional_column(source, header, rows, "p_malignant"),
+        p_malignant=_score_column(source, header, rows, "p_malignant"),
         finding=_finding_column(source, rows) if "finding" in header else None,
         diameter_mm=_optional_column(source, header, rows, "diameter_mm"),
         thresholds=thresholds,
