@@ -9,6 +9,7 @@ the bundled weights are trained.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -120,6 +121,35 @@ class FakeClassifier(nn.Module):
         logit = (dense * 1000.0 - self.offset) * self.scale
         logits = torch.stack([-logit, logit], dim=1)
         return logits, torch.softmax(logits, dim=1)
+
+
+class CentreClassifier(FakeClassifier):
+    """Probabilities from the dense-voxel fraction of the crop's central 16 x 16 rows and cols,
+    which an in-plane mirror maps onto itself: every view scores the same, so the mirrors' mean
+    equals one view. On :func:`tiny_ct` the three balls score about 0.998, 0.3 and 0.05 as the
+    nodule classifier of :func:`graded_models`. Counts the crops it is shown (``crops``)."""
+
+    def __init__(self, scale: float, offset: float) -> None:
+        super().__init__(scale, offset)
+        self.crops = 0
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        self.crops += len(x)
+        rows, cols = x.shape[-2], x.shape[-1]
+        centre = x[..., rows // 2 - 8 : rows // 2 + 8, cols // 2 - 8 : cols // 2 + 8]
+        dense = (centre > 0).float().mean(dim=(1, 2, 3, 4))
+        logit = (dense * 1000.0 - self.offset) * self.scale
+        logits = torch.stack([-logit, logit], dim=1)
+        return logits, torch.softmax(logits, dim=1)
+
+
+def graded_models() -> CascadeModels:
+    """:func:`fake_models` with :class:`CentreClassifier` networks: spread-out, mirror-invariant
+    scores, one candidate of :func:`tiny_ct` below the default nodule floor, one between it and
+    0.5, one above."""
+    return dataclasses.replace(
+        fake_models(), nodule=CentreClassifier(0.15, 22.0), malignancy=CentreClassifier(0.1, 20.0)
+    )
 
 
 def fake_models(precision: Precision = Precision.FLOAT32) -> CascadeModels:

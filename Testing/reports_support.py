@@ -1,8 +1,9 @@
 """Shared by the reports and cohort tests: results built from a phantom's truth, no networks.
 
 A :class:`TruthResult` holds one finding per true nodule of a phantom case (its ground-truth mask,
-its true centre and size, made-up probabilities) plus one candidate that is not a nodule, so the
-writers can be checked against positions and voxel counts known independently of any model.
+its true centre and size, made-up probabilities) plus one candidate that is not a nodule (below
+the nodule floor, so without a malignancy score), so the writers can be checked against positions
+and voxel counts known independently of any model.
 """
 
 from __future__ import annotations
@@ -129,8 +130,8 @@ def truth_result(
             14.1,
             40.0,
             0.6,
-            0.12,
-            0.3,
+            0.05,
+            None,  # below the nodule floor: the malignancy classifier never saw it
             None,
         )
     )

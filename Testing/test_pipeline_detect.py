@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import re
 import shutil
 import threading
@@ -9,13 +11,14 @@ import threading
 import numpy as np
 import pytest
 import torch
-from pipeline_support import fake_models, tiny_ct
+from pipeline_support import fake_models, graded_models, tiny_ct
 from test_pipeline_result import assert_same_findings
 
 from lungcad.lungs import find_lungs
 from lungcad.models import WeightsChecksumError, WeightsError, WeightsNotFoundError
 from lungcad.pipeline import (
     BUNDLED_MODELS,
+    MIN_NODULE_THRESHOLD,
     STAGES,
     CascadeModels,
     DetectionCancelled,
@@ -29,6 +32,7 @@ from lungcad.pipeline import (
     resolve_precision,
 )
 from lungcad.pipeline.canonical import resample_to_canonical
+from lungcad.pipeline.classify import NODULE_MIRRORS
 from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, lung_plan, mask_box
 from lungcad.pipeline.segment import segment_box
 
@@ -52,6 +56,42 @@ def test_lung_box_run_equals_whole_volume_run():
     assert stats_box.slices_run < stats_whole.slices_run
     assert len(boxed.findings) == 3
     assert_same_findings(boxed, whole)
+
+
+@pytest.mark.parametrize("mirror", [True, False])
+def test_the_nodule_floor_changes_no_finding_at_or_above_it(mirror):
+    """Mirrors and malignancy run only from the nodule floor up (counted), and every finding at
+    thresholds at or above the floor equals a run that scored everything (floor 0). Exact with
+    a classifier whose mirrored views agree; with views that disagree, a candidate whose one
+    view is below the floor misses a mirrors' mean that could have reached a higher score."""
+    ct = tiny_ct()
+    floored_models, full_models = graded_models(), graded_models()
+    floored = detect(ct, floored_models, Thresholds(0.5, 0.5, 0.5), mirror_nodule=mirror)
+    full = detect(
+        ct, full_models, Thresholds(0.5, 0.5, 0.5), mirror_nodule=mirror, min_nodule_threshold=0.0
+    )
+    floor = MIN_NODULE_THRESHOLD
+    assert (floored.min_nodule_threshold, full.min_nodule_threshold) == (floor, 0.0)
+    p = sorted(c.p_nodule for c in full.candidates)
+    assert len(p) == 3 and p[0] < floor < p[1] < 0.5 < p[2]  # one of each kind
+    assert all(c.in_lung for c in full.candidates)
+    views = len(NODULE_MIRRORS) if mirror else 1
+    assert (full_models.nodule.crops, full_models.malignancy.crops) == (3 * views, 3)
+    # the candidate below the floor gets one view and no malignancy classifier
+    assert (floored_models.nodule.crops, floored_models.malignancy.crops) == (1 + 2 * views, 2)
+    for c in floored.candidates:
+        assert (c.p_malignant is None) == (c.p_nodule < floor)
+    for seg, nodule, malignancy in itertools.product((0.2, 0.5, 0.8), (floor, 0.2, 0.5, 0.9),
+                                                     (0.0, 0.5, 1.0)):  # fmt: skip
+        thresholds = Thresholds(seg, nodule, malignancy)
+        a, b = floored.refilter(thresholds), full.refilter(thresholds)
+        unscored = [
+            dataclasses.replace(c, p_malignant=None) if c.p_nodule < floor else c
+            for c in b.candidates
+        ]
+        assert a.candidates == tuple(unscored)
+        b = dataclasses.replace(b, candidates=a.candidates)
+        assert_same_findings(a, b)
 
 
 def test_lung_plan_covers_the_lungs_with_the_margin():
@@ -214,12 +254,17 @@ def test_bundled_weights_end_to_end(bundled, tmp_path):
     thresholds = Thresholds(0.5, 0.5, 0.5)
     result = detect(ct, bundled, thresholds)
     expected = bundled.versions()
-    expected["nodule"] += ", mean of 4 in-plane mirrors"
+    expected["nodule"] += ", mean of 4 in-plane mirrors where one view gives p_nodule >= 0.1"
+    expected["malignancy"] += ", where p_nodule >= 0.1"
     assert result.model_versions == expected
-    unmirrored = detect(ct, bundled, thresholds, mirror_nodule=False)
+    unmirrored = detect(ct, bundled, thresholds, mirror_nodule=False, min_nodule_threshold=0.0)
     assert unmirrored.model_versions == bundled.versions()
     for c in result.candidates:
-        assert 0.0 <= c.p_nodule <= 1.0 and 0.0 <= c.p_malignant <= 1.0
+        assert 0.0 <= c.p_nodule <= 1.0
+        if c.p_nodule >= MIN_NODULE_THRESHOLD:
+            assert 0.0 <= c.p_malignant <= 1.0
+        else:
+            assert c.p_malignant is None
     other = Thresholds(0.6, 0.3, 0.7)
     assert_same_findings(result.refilter(other), detect(ct, bundled, other))
     loaded = DetectionResult.load(result.save(tmp_path / "d.npz"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 
 import numpy as np
@@ -26,7 +27,7 @@ def test_a_candidate_outside_the_lung_is_marked_never_classified_nor_a_finding(t
     assert len(outside) == 1
     (speck,) = outside
     assert np.linalg.norm(np.subtract(speck.center_lps, OUTSIDE_BALL.center_lps)) < 1.0
-    assert (speck.p_nodule, speck.p_malignant, speck.finding) == (0.0, 0.0, None)
+    assert (speck.p_nodule, speck.p_malignant, speck.finding) == (0.0, None, None)
     assert speck.status == OUTSIDE_LUNG_STATUS
     # the balls in the lung are findings even at nodule threshold 0; the outside one never is
     assert len(result.findings) == len(BALLS)
@@ -34,6 +35,8 @@ def test_a_candidate_outside_the_lung_is_marked_never_classified_nor_a_finding(t
     rows = candidates_csv_text(result, "tiny").splitlines()
     assert rows[0].endswith(",status")
     assert sum(r.endswith(",outside lung") for r in rows[1:]) == 1
+    (row,) = [r for r in csv.DictReader(rows) if r["status"] == OUTSIDE_LUNG_STATUS]
+    assert (row["p_nodule"], row["p_malignant"]) == ("0.000000", "")  # no made-up malignancy
     # the mark survives saving and refiltering
     loaded = DetectionResult.load(result.save(tmp_path / "r.npz"))
     assert [c.in_lung for c in loaded.candidates] == [c.in_lung for c in result.candidates]

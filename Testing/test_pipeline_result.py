@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+import io
+import json
 import re
 
 import numpy as np
 import pytest
-from pipeline_support import NODULE_HU, Ball, Rod, fake_models, tiny_ct
+from pipeline_support import NODULE_HU, Ball, Rod, fake_models, graded_models, tiny_ct
 
 from lungcad.ct import Geometry
 from lungcad.pipeline import (
+    MIN_NODULE_THRESHOLD,
     DetectionResult,
     DetectionResultError,
     Thresholds,
     detect,
     grouping,
 )
+from lungcad.pipeline.result import RESULT_FORMAT_VERSION
 from lungcad.pipeline.store import CandidateStore, at_least
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -102,7 +106,7 @@ def test_load_errors_name_the_file(tmp_path):
 
 def test_refilter_equals_fresh_detect(ct, result):
     models = fake_models()
-    for thresholds in (Thresholds(0.8, 0.9, 0.2), Thresholds(0.2, 0.0, 0.5)):
+    for thresholds in (Thresholds(0.8, 0.9, 0.2), Thresholds(0.2, MIN_NODULE_THRESHOLD, 0.5)):
         fresh = detect(ct, models, thresholds)
         assert_same_findings(result.refilter(thresholds), fresh)
         assert_same_findings(fresh.refilter(result.thresholds), result)
@@ -131,7 +135,7 @@ def test_refilter_moves_findings(result):
 def test_refilter_reuses_regions_while_the_segmentation_threshold_stays(result):
     """Moving only the nodule or malignancy slider reuses the masks; the findings equal a
     rebuild from a fresh copy of the store (no cache)."""
-    first = result.refilter(Thresholds(0.5, 0.0, 0.5))
+    first = result.refilter(Thresholds(0.5, MIN_NODULE_THRESHOLD, 0.5))
     second = result.refilter(Thresholds(0.5, 0.3, 0.9))
     masks = {f.center_lps: f.mask for f in first.findings}
     assert second.findings and all(masks[f.center_lps] is f.mask for f in second.findings)
@@ -209,6 +213,92 @@ def test_all_regions_at_once_equal_one_region_at_a_time():
 def test_refilter_below_floor_raises(result):
     with pytest.raises(ValueError, match=re.escape("below this result's floor 0.2")):
         result.refilter(Thresholds(0.1, 0.5, 0.5))
+
+
+def test_refilter_below_the_nodule_floor_raises(result):
+    assert result.min_nodule_threshold == MIN_NODULE_THRESHOLD == 0.1
+    expected = (
+        "nodule threshold 0.05 is below this result's nodule floor 0.1 (candidates below it "
+        "have no malignancy score); run detection again with min_nodule_threshold <= 0.05"
+    )
+    with pytest.raises(ValueError, match=re.escape(expected)):
+        result.refilter(Thresholds(0.5, 0.05, 0.5))
+    assert result.refilter(Thresholds(0.5, 0.1, 0.5)).findings  # at the floor: fine
+
+
+def test_a_lower_requested_nodule_threshold_lowers_the_floor(ct):
+    low = detect(ct, graded_models(), Thresholds(0.5, 0.02, 0.5))
+    assert low.min_nodule_threshold == 0.02
+    assert all(c.p_malignant is not None for c in low.candidates)  # all three reach 0.02
+
+
+@pytest.fixture(scope="module")
+def graded(ct):
+    """A result with a candidate below the nodule floor (no malignancy score)."""
+    return detect(ct, graded_models(), Thresholds(0.5, 0.5, 0.5))
+
+
+def test_save_load_keeps_the_nodule_floor(graded, tmp_path):
+    assert any(np.isnan(graded.store.p_malignant))
+    loaded = DetectionResult.load(graded.save(tmp_path / "detection.npz"))
+    assert loaded.min_nodule_threshold == graded.min_nodule_threshold == MIN_NODULE_THRESHOLD
+    np.testing.assert_array_equal(loaded.store.p_malignant, graded.store.p_malignant)
+    assert_same_findings(loaded, graded)
+    other = Thresholds(0.4, MIN_NODULE_THRESHOLD, 0.3)
+    assert_same_findings(loaded.refilter(other), graded.refilter(other))
+    with pytest.raises(ValueError, match=re.escape("below this result's nodule floor 0.1")):
+        loaded.refilter(Thresholds(0.5, 0.0, 0.5))
+
+
+def _old_layout(result: DetectionResult, path) -> None:
+    """``result`` saved as lungcad wrote it before the nodule floor: format version 1, no
+    min_nodule_threshold, 0 (not NaN) for candidates never scored."""
+    buffer = io.BytesIO()
+    with np.load(result.save(path)) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays.pop("meta_json")))
+    del meta["min_nodule_threshold"]
+    meta["format_version"] = 1
+    arrays["p_malignant"] = np.nan_to_num(arrays["p_malignant"], nan=0.0)
+    np.savez_compressed(buffer, meta_json=np.array(json.dumps(meta)), **arrays)
+    path.write_bytes(buffer.getvalue())
+
+
+def test_a_result_saved_before_the_nodule_floor_loads_with_floor_zero(ct, tmp_path):
+    everything = detect(ct, graded_models(), Thresholds(0.5, 0.5, 0.5), min_nodule_threshold=0.0)
+    _old_layout(everything, tmp_path / "old.npz")
+    loaded = DetectionResult.load(tmp_path / "old.npz")
+    assert loaded.min_nodule_threshold == 0.0
+    assert_same_findings(loaded, everything)
+    for t in (Thresholds(0.5, 0.0, 0.5), Thresholds(0.3, 0.05, 0.9)):  # below 0.1: as before
+        assert_same_findings(loaded.refilter(t), everything.refilter(t))
+    assert all(c.p_malignant is not None for c in loaded.candidates)
+
+
+def test_a_newer_result_format_is_refused_by_name(graded, tmp_path):
+    path = graded.save(tmp_path / "new.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays.pop("meta_json")))
+    assert meta["format_version"] == RESULT_FORMAT_VERSION == 2
+    meta["format_version"] = 3
+    np.savez(path, meta_json=np.array(json.dumps(meta)), **arrays)
+    with pytest.raises(DetectionResultError, match="format version 3 is newer"):
+        DetectionResult.load(path)
+
+
+def test_unscored_candidates_above_the_floor_are_refused(graded, tmp_path):
+    """A file whose floor does not match its scores (NaN above the floor) is not trusted."""
+    path = tmp_path / "bad.npz"
+    _old_layout(graded, path)  # drops the floor: 0, yet one candidate has no score
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    p_malignant = arrays["p_malignant"].copy()
+    p_malignant[np.argmin(arrays["p_nodule"])] = np.nan
+    arrays["p_malignant"] = p_malignant
+    np.savez(path, **arrays)
+    with pytest.raises(DetectionResultError, match="has no malignancy score"):
+        DetectionResult.load(path)
 
 
 def test_refilter_never_runs_a_network(ct):

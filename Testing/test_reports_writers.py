@@ -118,12 +118,16 @@ def test_candidates_csv_luna16_columns_first(tmp_path, flipped_case, result):
         xyz = [float(row[k]) for k in ("coordX", "coordY", "coordZ")]
         np.testing.assert_allclose(xyz, c.center_lps, atol=1e-3)
         assert float(row["probability"]) == pytest.approx(c.p_nodule, abs=1e-6)
-        assert float(row["p_malignant"]) == pytest.approx(c.p_malignant, abs=1e-6)
+        if c.p_malignant is None:  # never scored: an empty cell, not a made-up 0
+            assert row["p_malignant"] == ""
+        else:
+            assert float(row["p_malignant"]) == pytest.approx(c.p_malignant, abs=1e-6)
         assert row["finding"] == ("" if c.finding is None else str(c.finding))
         # the LPS columns and the voxel columns name the same point of the flipped grid
         irc = [float(row[k]) for k in ("index", "row", "col")]
         np.testing.assert_allclose(world_to_voxel(xyz, flipped_case.ct.geometry), irc, atol=2e-3)
     assert [r["finding"] for r in rows] == ["1", "2", "3", "4", ""]
+    assert [r["p_malignant"] == "" for r in rows] == [False] * 4 + [True]
     with pytest.raises(OutputExistsError):
         write_candidates_csv(result, path, seriesuid="x")
 

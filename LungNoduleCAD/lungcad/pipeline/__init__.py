@@ -1,6 +1,7 @@
 """The detection cascade: segmentation -> grouping -> nodule classifier -> malignancy classifier."""
 
 from lungcad.pipeline.detect import (
+    MIN_NODULE_THRESHOLD,
     MIN_SEGMENTATION_THRESHOLD,
     STAGES,
     DetectionStats,
@@ -24,6 +25,7 @@ from lungcad.pipeline.result import DetectionResult, DetectionResultError
 __all__ = [
     "BAND_COLORS_RGB",
     "BUNDLED_MODELS",
+    "MIN_NODULE_THRESHOLD",
     "MIN_SEGMENTATION_THRESHOLD",
     "STAGES",
     "CandidateScore",

@@ -1,18 +1,25 @@
-"""Classifier crops (as training cuts them) and the two classifiers run over every candidate.
+"""Classifier crops (as training cuts them) and the two classifiers run over the candidates.
 
 A crop is ``input_shape`` canonical voxels (32x48x48, index x row x col) whose voxel
 ``size // 2`` is the candidate's centre, filled with -1000 HU past the volume, HU clamped by
 :func:`lungcad.preprocess.normalise_hu`: :func:`lungcad.crops.centred_crop`, which the training
 tree cuts its crops with too.
 
-p_nodule is averaged over the crop and its three in-plane mirrors (rows, cols, both): the
-classifier was trained on randomly mirrored crops, and on 10 unseen full-size phantoms the average
-ranked candidates better than one view (nodules >= 5 mm at 4 false positives per scan 30 vs 28 of
-35; see the README's *Evaluation*). Only candidates whose unmirrored score reaches
-:data:`MIRROR_FLOOR` are mirrored; the rest keep that score. p_malignant is one view.
+Every candidate gets one view of the nodule classifier. Only candidates that can matter get more:
+those whose one-view p_nodule reaches the *nodule floor* (the lowest nodule threshold the result
+can be refiltered to; :data:`lungcad.pipeline.detect.MIN_NODULE_THRESHOLD`) have p_nodule
+averaged over the crop and its three in-plane mirrors (rows, cols, both): the classifier was
+trained on randomly mirrored crops, and on 10 unseen full-size phantoms the average ranked
+candidates better than one view (nodules >= 5 mm at 4 false positives per scan 30 vs 28 of 35;
+see the README's *Evaluation*). Only candidates whose final p_nodule reaches the floor get the
+malignancy classifier (one view); the others have none (NaN): no threshold the result accepts
+can make them findings. Scoring everything cost up to five passes per candidate (~2200 on a real
+5 mm scan with ~700 candidates in the lung); a candidate below the floor now costs one.
 """
 
 from __future__ import annotations
+
+import logging
 
 import numpy as np
 import torch
@@ -23,6 +30,8 @@ from lungcad.pipeline.progress import Monitor
 from lungcad.pipeline.segment import autocast
 from lungcad.preprocess import normalise_hu
 
+log = logging.getLogger(__name__)
+
 #: Crops per classifier call (measured on the CPU, one thread, channels_last_3d: 23 ms per crop
 #: at 8, 38 ms at 32).
 CROP_BATCH = 8
@@ -30,11 +39,6 @@ CROP_BATCH = 8
 #: In-plane mirrors of an (N, 1, index, row, col) crop batch averaged for p_nodule: the crop as it
 #: is, rows flipped, cols flipped, both.
 NODULE_MIRRORS: tuple[tuple[int, ...], ...] = ((), (3,), (4,), (3, 4))
-
-#: Candidates whose unmirrored p_nodule is below this keep it, unmirrored: their average could not
-#: pass (floor + 3) / 4 = 0.76, and skipping them (about half of all candidates) keeps the extra
-#: classifier time near 1.5 views.
-MIRROR_FLOOR = 0.05
 
 
 def _input_shape(model: nn.Module) -> tuple[int, int, int]:
@@ -48,15 +52,18 @@ def classify(
     malignancy: nn.Module,
     device: torch.device,
     *,
+    floor: float = 0.0,
     batch: int = CROP_BATCH,
     bf16: bool = False,
     mirror: bool = True,
     monitor: Monitor | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(p_nodule, p_malignant) as float64 arrays, one per centre; both networks see every crop.
+    """(p_nodule, p_malignant) as float64 arrays, one per centre (see the module docstring).
 
-    ``mirror`` averages p_nodule over :data:`NODULE_MIRRORS` for candidates at or above
-    :data:`MIRROR_FLOOR` (see the module docstring); False gives the one-view scores.
+    Every centre gets one view of the nodule classifier; those whose one-view p_nodule is at or
+    above ``floor`` get the :data:`NODULE_MIRRORS` average when ``mirror`` (False: one view
+    only), and those whose final p_nodule is at or above ``floor`` get p_malignant; the others'
+    p_malignant is NaN. ``floor`` 0 scores every centre with everything.
     """
     monitor = monitor or Monitor()
     size = _input_shape(nodule)
@@ -67,28 +74,38 @@ def classify(
         )
     n = len(centers_irc)
     p_nodule = np.zeros(n, dtype=np.float64)
-    p_malignant = np.zeros(n, dtype=np.float64)
-    first_share = 0.5 if mirror else 1.0
+    p_malignant = np.full(n, np.nan, dtype=np.float64)
     with torch.inference_mode(), autocast(device, bf16):
         for b0 in range(0, n, batch):
             b1 = min(b0 + batch, n)
             x = _crops(volume, centers_irc[b0:b1], size, device)
             p_nodule[b0:b1] = _positive(nodule, x)
-            p_malignant[b0:b1] = _positive(malignancy, x)
-            monitor.report("classification", first_share * b1 / n)
-        if mirror:
-            # Crops are cut again rather than kept from the first pass: 0.24 ms per crop against
-            # ~8 ms per candidate in the networks, and no ~0.3 MB per candidate held meanwhile.
-            again = np.flatnonzero(p_nodule >= MIRROR_FLOOR)
-            for b0 in range(0, len(again), batch):
-                chosen = again[b0 : b0 + batch]
-                x = _crops(volume, centers_irc[chosen], size, device)
+            monitor.report("classification", 0.5 * b1 / n)
+        # Crops are cut again rather than kept from the first pass: 0.24 ms per crop against
+        # ~8 ms per candidate in the networks, and no ~0.3 MB per candidate held meanwhile.
+        again = np.flatnonzero(p_nodule >= floor)
+        for b0 in range(0, len(again), batch):
+            chosen = again[b0 : b0 + batch]
+            x = _crops(volume, centers_irc[chosen], size, device)
+            if mirror:
                 total = p_nodule[chosen].copy()
                 for dims in NODULE_MIRRORS[1:]:
                     flipped = x.flip(dims).contiguous(memory_format=torch.channels_last_3d)
                     total += _positive(nodule, flipped)
                 p_nodule[chosen] = total / len(NODULE_MIRRORS)
-                monitor.report("classification", 0.5 + 0.5 * (b0 + len(chosen)) / len(again))
+            kept = p_nodule[chosen] >= floor  # the mirrors' mean may fall below the floor
+            if kept.all():
+                p_malignant[chosen] = _positive(malignancy, x)
+            elif kept.any():
+                rows = torch.from_numpy(np.flatnonzero(kept)).to(x.device)
+                x = x[rows].contiguous(memory_format=torch.channels_last_3d)
+                p_malignant[chosen[kept]] = _positive(malignancy, x)
+            monitor.report("classification", 0.5 + 0.5 * (b0 + len(chosen)) / len(again))
+    log.debug(
+        "classified %d candidates: %d at or above the nodule floor %g (%s), %d given malignancy",
+        n, len(again), floor, "mirrored" if mirror else "one view",
+        int(np.count_nonzero(~np.isnan(p_malignant))),
+    )  # fmt: skip
     return p_nodule, p_malignant
 
 

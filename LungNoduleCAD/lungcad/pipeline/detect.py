@@ -3,10 +3,13 @@
 The models were trained on the canonical grid (:mod:`lungcad.preprocess`), so detection runs there
 and maps its regions back to the CT's own voxels at the end. Candidates are grouped once at a
 floor threshold (``min_segmentation_threshold``, or the requested segmentation threshold when that
-is lower) and both classifiers score every candidate in the lung, so the result can re-threshold
-anything later without a network (:meth:`DetectionResult.refilter`). Candidates whose centre
-lies outside the lung mask (:func:`lungcad.lungs.parenchyma_mask`) are kept, marked, and never
-classified: on real CT the mediastinum and the chest wall are a main source of false findings.
+is lower) and the classifiers score the candidates in the lung down to a nodule floor
+(``min_nodule_threshold``, or the requested nodule threshold when that is lower: one view for
+every candidate, mirrors and malignancy from the floor up; see :mod:`lungcad.pipeline.classify`),
+so the result can re-threshold anything at or above both floors later without a network
+(:meth:`DetectionResult.refilter`). Candidates whose centre lies outside the lung mask
+(:func:`lungcad.lungs.parenchyma_mask`) are kept, marked, and never classified: on real CT the
+mediastinum and the chest wall are a main source of false findings.
 """
 
 from __future__ import annotations
@@ -44,6 +47,13 @@ GPU_CROP_BATCH = 128
 #: Default floor: candidates are grouped at 0.2 so the segmentation slider can go down to it.
 MIN_SEGMENTATION_THRESHOLD = 0.2
 
+#: Default nodule floor: the nodule slider goes down to 0.1, and only candidates whose p_nodule
+#: reaches it get the mirrored views and the malignancy classifier. Lower is no usable operating
+#: point (at 0.5 the bundled weights already report ~9 false positives per phantom scan; see the
+#: README's *Evaluation*), and on real scans with hundreds of candidates in the lung those extra
+#: passes on candidates nobody sees were most of the classification time.
+MIN_NODULE_THRESHOLD = 0.1
+
 DEFAULT_THRESHOLDS = Thresholds()
 
 STAGES = ("lungs", "resample", "segmentation", "grouping", "classification", "mapping")
@@ -75,6 +85,7 @@ def detect(
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
     min_segmentation_threshold: float = MIN_SEGMENTATION_THRESHOLD,
+    min_nodule_threshold: float = MIN_NODULE_THRESHOLD,
     lung_region: bool = True,
     lung_margin_mm: float = LUNG_MARGIN_MM,
     slice_batch: int | None = None,
@@ -104,6 +115,9 @@ def detect(
     :mod:`lungcad.pipeline.precision`). ``slice_batch`` / ``crop_batch`` default to 1 / 8 on the
     CPU (fastest there) and 16 / 128 on a GPU. ``mirror_nodule`` averages p_nodule over the
     crop's in-plane mirrors (:mod:`lungcad.pipeline.classify`); the result's model versions say so.
+    ``min_nodule_threshold`` (or ``thresholds.nodule`` when lower) is the nodule floor: mirrors
+    and malignancy run only for candidates whose p_nodule reaches it, and the result refilters
+    to nodule thresholds at or above it; 0 scores every candidate in the lung with everything.
     ``interpolate_thick_slices`` runs the UNet only on the canonical slices at a thick-sliced
     scan's own slices and interpolates its map between them (see
     :func:`lungcad.pipeline.region.thin_slices`).
@@ -118,6 +132,9 @@ def detect(
     floor = min(float(min_segmentation_threshold), thresholds.segmentation)
     if not 0.0 < floor <= 1.0:
         raise ValueError(f"min_segmentation_threshold must lie in (0, 1], got {floor}")
+    nodule_floor = min(float(min_nodule_threshold), thresholds.nodule)
+    if not 0.0 <= nodule_floor <= 1.0:
+        raise ValueError(f"min_nodule_threshold must lie in [0, 1], got {nodule_floor}")
     started = clock = time.perf_counter()
     cpu_clock = time.process_time()
 
@@ -157,22 +174,22 @@ def detect(
     groups, centres, in_lung = proposals.groups, proposals.crop_centres_irc, proposals.in_lung
 
     p_nodule = np.zeros(len(groups), dtype=np.float64)
-    p_malignant = np.zeros(len(groups), dtype=np.float64)
+    p_malignant = np.full(len(groups), np.nan, dtype=np.float64)  # outside the lung: unscored
     p_nodule[in_lung], p_malignant[in_lung] = classify(
         volume.hu, centres[in_lung], models.nodule, models.malignancy, models.device,
-        batch=crop_batch, bf16=bf16, mirror=mirror_nodule, monitor=monitor,
+        floor=nodule_floor, batch=crop_batch, bf16=bf16, mirror=mirror_nodule, monitor=monitor,
     )  # fmt: skip
     del volume
     lap("classification")
 
-    store = _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct, floor,
-                         monitor)  # fmt: skip
+    store = _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct,
+                         (floor, nodule_floor), monitor)  # fmt: skip
     lap("mapping")
     timings["total"] = time.perf_counter() - started
 
     result = DetectionResult.from_store(
         store, thresholds, series_uid=ct.series_uid, timings_s=timings,
-        model_versions=_versions(models, mirror_nodule),
+        model_versions=_versions(models, mirror_nodule, nodule_floor),
         warnings=check_input(ct, models.cards),  # outside the training range, partial lungs
     )  # fmt: skip
     stats.original_shape = tuple(ct.geometry.shape_irc)
@@ -193,11 +210,17 @@ def detect(
     return result
 
 
-def _versions(models: CascadeModels, mirror_nodule: bool) -> dict[str, str]:
-    """The models' versions, the nodule classifier's saying whether its views were averaged."""
+def _versions(models: CascadeModels, mirror_nodule: bool, nodule_floor: float) -> dict[str, str]:
+    """The models' versions, saying which candidates had their nodule views averaged and which
+    got the malignancy classifier (those at or above the nodule floor)."""
     versions = models.versions()
+    at_floor = f"p_nodule >= {nodule_floor:g}"
     if mirror_nodule and "nodule" in versions:
         versions["nodule"] += f", mean of {len(NODULE_MIRRORS)} in-plane mirrors"
+        if nodule_floor > 0:
+            versions["nodule"] += f" where one view gives {at_floor}"
+    if nodule_floor > 0 and "malignancy" in versions:
+        versions["malignancy"] += f", where {at_floor}"
     return versions
 
 
@@ -212,10 +235,12 @@ def _peak_rss_mb() -> float:
     return peak / 1024.0**2 if sys.platform == "darwin" else peak / 1024.0
 
 
-def _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct, floor, monitor):
-    """The candidate store: floor regions, the CT's HU there, the scores, in the lung or not."""
+def _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct, floors, monitor):
+    """The candidate store: floor regions, the CT's HU there, the scores, in the lung or not;
+    ``floors`` = (segmentation floor, nodule floor)."""
+    floor, nodule_floor = floors
     if not groups:
-        return empty_store(canonical, ct.geometry, floor)
+        return empty_store(canonical, ct.geometry, floor, nodule_floor)
     mapper = VoxelMapper(canonical, ct.geometry)
     offsets = np.zeros(len(groups) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(g.region_index) for g in groups])
@@ -233,4 +258,5 @@ def _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct,
         region_prob=np.concatenate([g.region_prob for g in groups]),
         region_hu=mapper.sample(index, ct.hu),
         in_lung=in_lung,
+        nodule_floor=nodule_floor,
     )

@@ -40,7 +40,9 @@ class MalignancyBand(enum.Enum):
     SUSPICIOUS = "suspicious"
 
     @classmethod
-    def of(cls, p_malignant: float, malignancy_threshold: float = 0.5) -> MalignancyBand:
+    def of(
+        cls, p_malignant: float, malignancy_threshold: float = Thresholds.malignancy
+    ) -> MalignancyBand:
         """Suspicious at or above the threshold, benign below half of it, indeterminate between."""
         if p_malignant >= malignancy_threshold:
             return cls.SUSPICIOUS
@@ -114,7 +116,7 @@ class Finding:
     p_malignant: float
     mask: VoxelMask
 
-    def band(self, malignancy_threshold: float = 0.5) -> MalignancyBand:
+    def band(self, malignancy_threshold: float = Thresholds.malignancy) -> MalignancyBand:
         return MalignancyBand.of(self.p_malignant, malignancy_threshold)
 
     @property
@@ -146,6 +148,9 @@ class CandidateScore:
     ``finding`` is the finding number it became under the result's thresholds, or None;
     ``in_lung`` is False for a candidate whose centre lies outside the lung mask (mediastinum,
     chest wall, below the diaphragm): it was never classified and is never a finding.
+    ``p_malignant`` is None where the malignancy classifier did not run: outside the lung, and
+    below the result's nodule floor (``DetectionResult.min_nodule_threshold``), where no
+    threshold the result accepts makes it a finding.
     """
 
     center_lps: tuple[float, float, float]
@@ -155,7 +160,7 @@ class CandidateScore:
     mean_hu: float
     max_probability: float
     p_nodule: float
-    p_malignant: float
+    p_malignant: float | None
     finding: int | None = None
     in_lung: bool = True
 

@@ -27,7 +27,10 @@ from lungcad.pipeline.store import STORE_ARRAY_DEFAULTS, STORE_ARRAYS, Candidate
 log = logging.getLogger(__name__)
 
 RESULT_FORMAT = "lungcad-detection"
-RESULT_FORMAT_VERSION = 1
+#: 2: the nodule floor (``min_nodule_threshold``; p_malignant NaN below it). Version 1 files load
+#: with floor 0 (every candidate in the lung was scored); lungcad versions that read only 1
+#: refuse version 2 files rather than show NaN scores below the floor.
+RESULT_FORMAT_VERSION = 2
 _META_KEY = "meta_json"
 
 
@@ -48,8 +51,9 @@ class DetectionResult:
     whose region survives the segmentation threshold (kept or not, by p_nodule descending) with
     the finding number of the kept ones. ``min_segmentation_threshold`` is the floor the
     candidates were grouped at: :meth:`refilter` can move the segmentation threshold anywhere at
-    or above it. ``store`` is the compact cache behind refiltering (see
-    :mod:`lungcad.pipeline.store`); readers of findings never need it.
+    or above it; :attr:`min_nodule_threshold` is the same for the nodule threshold.
+    ``store`` is the compact cache behind refiltering (see :mod:`lungcad.pipeline.store`);
+    readers of findings never need it.
     """
 
     geometry: Geometry
@@ -64,6 +68,12 @@ class DetectionResult:
     store: CandidateStore = field(repr=False)
     #: Where the scan lies outside what the models know (:mod:`lungcad.pipeline.input_checks`).
     warnings: tuple[str, ...] = ()
+
+    @property
+    def min_nodule_threshold(self) -> float:
+        """The nodule floor: :meth:`refilter` accepts nodule thresholds at or above it (below it
+        candidates have no malignancy score; 0 for results saved before the floor)."""
+        return self.store.nodule_floor
 
     @classmethod
     def from_store(
@@ -95,7 +105,8 @@ class DetectionResult:
         """The same detection at other thresholds; never runs a network.
 
         Raises ValueError when ``thresholds.segmentation`` is below
-        ``min_segmentation_threshold`` (that part of the map was not kept).
+        ``min_segmentation_threshold`` (that part of the map was not kept), or
+        ``thresholds.nodule`` below ``min_nodule_threshold`` (no malignancy score there).
         """
         started = time.perf_counter()
         result = DetectionResult.from_store(
@@ -125,6 +136,7 @@ class DetectionResult:
             "timings_s": self.timings_s,
             "model_versions": self.model_versions,
             "min_segmentation_threshold": self.min_segmentation_threshold,
+            "min_nodule_threshold": self.min_nodule_threshold,
             "geometry": _geometry_to_json(self.geometry),
             "canonical_geometry": _geometry_to_json(self.store.canonical),
             "warnings": list(self.warnings),
@@ -170,6 +182,8 @@ class DetectionResult:
                 canonical=_geometry_from_json(meta["canonical_geometry"]),
                 original=_geometry_from_json(meta["geometry"]),
                 floor=float(meta["min_segmentation_threshold"]),
+                # absent: version 1, every candidate in the lung was scored
+                nodule_floor=float(meta.get("min_nodule_threshold", 0.0)),
                 **{name: arrays[name] for name in STORE_ARRAYS if name in arrays},
             )
             return cls.from_store(

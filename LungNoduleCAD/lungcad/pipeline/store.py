@@ -6,9 +6,12 @@ keeps, in CSR layout (``offsets[k]:offsets[k + 1]`` slices the flat arrays of ca
 - its floor region on the canonical grid: flat voxel indices (int32 when the grid allows) and
   the probability map there (float16);
 - the CT's own HU at each region voxel's nearest original voxel (int16), for the mean HU;
-- its classifier scores (computed once, for every candidate in the lung);
+- its classifier scores (computed once): p_nodule for every candidate in the lung, p_malignant
+  for those whose p_nodule reaches the *nodule floor* (NaN for the others, which no nodule
+  threshold at or above the floor can make findings; see :mod:`lungcad.pipeline.classify`);
 - whether its centre lies in the lung (:func:`lungcad.lungs.parenchyma_mask`): a candidate
-  outside is never classified (its scores are 0) and never becomes a finding, at any threshold.
+  outside is never classified (p_nodule 0, p_malignant NaN; 0 in results saved before the
+  nodule floor) and never becomes a finding, at any threshold.
 
 That is 8 bytes per voxel at or above the floor that belongs to a candidate; nothing of the CT
 or of the rest of the map is kept. At a segmentation threshold t >= floor a candidate's region
@@ -138,9 +141,15 @@ class CandidateStore:
     region_prob: np.ndarray
     region_hu: np.ndarray
     in_lung: np.ndarray | None = None  # None: every candidate (results saved before the mask)
+    #: The lowest nodule threshold :meth:`build` accepts: candidates in the lung with p_nodule at
+    #: or above it have p_malignant (0: all of them; results saved before the nodule floor).
+    nodule_floor: float = 0.0
 
     def __post_init__(self) -> None:
         n = len(self.p_nodule)
+        if not 0.0 <= float(self.nodule_floor) <= 1.0:
+            raise ValueError(f"nodule floor must lie in [0, 1], got {self.nodule_floor}")
+        object.__setattr__(self, "nodule_floor", float(self.nodule_floor))
         if self.in_lung is None:
             object.__setattr__(self, "in_lung", np.ones(n, dtype=bool))
         for name, dtype in STORE_ARRAYS.items():
@@ -162,6 +171,12 @@ class CandidateStore:
         for ok, name in checks:
             if not ok:
                 raise ValueError(f"candidate store is inconsistent: {name} has the wrong length")
+        reachable = self.in_lung & (self.p_nodule >= self.nodule_floor)
+        if not np.isfinite(self.p_malignant[reachable]).all():
+            raise ValueError(
+                "candidate store is inconsistent: a candidate at or above the nodule floor "
+                f"{self.nodule_floor} has no malignancy score"
+            )
 
     @property
     def count(self) -> int:
@@ -313,12 +328,19 @@ class CandidateStore:
         Candidates are those whose region survives ``thresholds.segmentation``, listed by
         p_nodule descending (ties: grouping order); findings are the candidates in the lung with
         p_nodule at or above ``thresholds.nodule``, numbered 1.. by p_malignant descending.
+        Raises ValueError below either floor (what lies below it was not kept or not scored).
         """
         if thresholds.segmentation < self.floor:
             raise ValueError(
                 f"segmentation threshold {thresholds.segmentation} is below this result's floor "
                 f"{self.floor} (the map below it was not kept); run detection again with "
                 f"min_segmentation_threshold <= {thresholds.segmentation}"
+            )
+        if thresholds.nodule < self.nodule_floor:
+            raise ValueError(
+                f"nodule threshold {thresholds.nodule} is below this result's nodule floor "
+                f"{self.nodule_floor} (candidates below it have no malignancy score); run "
+                f"detection again with min_nodule_threshold <= {thresholds.nodule}"
             )
         regions = self._regions_at(float(thresholds.segmentation))
         alive = [r for r in regions if r is not None]
@@ -353,7 +375,7 @@ class CandidateStore:
                 mean_hu=r.mean_hu,
                 max_probability=r.max_probability,
                 p_nodule=float(self.p_nodule[r.candidate]),
-                p_malignant=float(self.p_malignant[r.candidate]),
+                p_malignant=_score(self.p_malignant[r.candidate]),
                 finding=number.get(r.candidate),
                 in_lung=bool(self.in_lung[r.candidate]),
             )
@@ -418,12 +440,21 @@ def _erosion_levels(store: CandidateStore) -> np.ndarray:
     return levels
 
 
+def _score(value: float) -> float | None:
+    """A stored score as a float, or None where it was never computed (NaN)."""
+    return None if np.isnan(value) else float(value)
+
+
 def _triple(values: np.ndarray) -> tuple[float, float, float]:
     return (float(values[0]), float(values[1]), float(values[2]))
 
 
-def empty_store(canonical: Geometry, original: Geometry, floor: float) -> CandidateStore:
+def empty_store(
+    canonical: Geometry, original: Geometry, floor: float, nodule_floor: float = 0.0
+) -> CandidateStore:
     zeros = {name: np.zeros(0, dtype=dtype) for name, dtype in STORE_ARRAYS.items()}
     zeros["region_offsets"] = np.zeros(1, dtype=np.int64)
     zeros["crop_center_irc"] = np.zeros((0, 3), dtype=np.int64)
-    return CandidateStore(canonical=canonical, original=original, floor=floor, **zeros)
+    return CandidateStore(
+        canonical=canonical, original=original, floor=floor, nodule_floor=nodule_floor, **zeros
+    )

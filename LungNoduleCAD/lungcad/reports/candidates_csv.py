@@ -1,10 +1,12 @@
 """candidates.csv: every candidate, in the LUNA16 submission layout first, then the details.
 
 Columns: ``seriesuid,coordX,coordY,coordZ,probability`` (LPS mm; probability = p_nodule), then
-diameter_mm, volume_mm3, mean_hu, max_probability, p_nodule, p_malignant, finding (the finding
-number it became, or empty), index, row, col (continuous voxel position in the CT's own grid),
-status: "finding", "below nodule threshold", or "outside lung" (its centre lies outside the lung
-mask, so it was never classified: p_nodule and p_malignant are 0).
+diameter_mm, volume_mm3, mean_hu, max_probability, p_nodule, p_malignant (empty where the
+malignancy classifier did not run: below the result's nodule floor, and outside the lung), finding
+(the finding number it became, or empty), index, row, col (continuous voxel position in the CT's
+own grid), status: "finding", "below nodule threshold", or "outside lung" (its centre lies outside
+the lung mask, so it was never classified: p_nodule is 0; files written before the nodule floor
+give 0 for its p_malignant too).
 Concatenating the files of a cohort (one header) gives a LUNA16 FROC submission.
 """
 
@@ -36,10 +38,11 @@ def candidates_csv_text(result: ResultLike, seriesuid: str) -> str:
         x, y, z = c.center_lps
         i, r, k = c.center_irc
         finding = "" if c.finding is None else int(c.finding)
+        p_malignant = "" if c.p_malignant is None else f"{c.p_malignant:.6f}"
         row = (
             seriesuid, f"{x:.3f}", f"{y:.3f}", f"{z:.3f}", f"{c.p_nodule:.6f}",
             f"{c.diameter_mm:.3f}", f"{c.volume_mm3:.3f}", f"{c.mean_hu:.1f}",
-            f"{c.max_probability:.6f}", f"{c.p_nodule:.6f}", f"{c.p_malignant:.6f}",
+            f"{c.max_probability:.6f}", f"{c.p_nodule:.6f}", p_malignant,
             finding, f"{i:.3f}", f"{r:.3f}", f"{k:.3f}", c.status,
         )  # fmt: skip
         writer.writerow(row)
