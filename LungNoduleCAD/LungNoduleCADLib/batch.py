@@ -110,9 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", type=Path, required=True, help="results folder")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
-    p.add_argument("--segmentation-threshold", type=float, default=0.5)
-    p.add_argument("--nodule-threshold", type=float, default=0.5)
-    p.add_argument("--malignancy-threshold", type=float, default=0.5)
+    # defaults (None): lungcad.pipeline.Thresholds(), the one place they are set; the parser
+    # is built before the engine (and PyTorch) is imported
+    for name in ("segmentation", "nodule", "malignancy"):
+        p.add_argument(
+            f"--{name}-threshold", type=float, default=None, help="default: the engine's default"
+        )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -149,9 +152,12 @@ def main(
 
     args = build_parser().parse_args(argv)
     try:
-        thresholds = Thresholds(
-            args.segmentation_threshold, args.nodule_threshold, args.malignancy_threshold
-        )
+        given = {
+            name: value
+            for name in ("segmentation", "nodule", "malignancy")
+            if (value := getattr(args, f"{name}_threshold")) is not None
+        }
+        thresholds = Thresholds(**given)
         inputs = find_inputs(args.input)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}")

@@ -21,6 +21,7 @@ from lungcad.ct import CT, Geometry
 from lungcad.pipeline import DetectionResult, Thresholds
 from lungcad.pipeline.store import CandidateStore
 from LungNoduleCADLib.mrml import SlicerServices
+from LungNoduleCADLib.parameters import field_range
 
 
 def synthetic_result(
@@ -82,7 +83,7 @@ class Timing:
 
 
 def sweep(core, slider: str, values: Sequence[float]) -> list[Timing]:
-    """Move one slider through ``values`` (others at 0.5), timing each update."""
+    """Move one slider through ``values`` (others at their defaults), timing each update."""
     timings = []
     for value in values:
         thresholds = replace(Thresholds(), **{slider: float(value)})
@@ -115,8 +116,9 @@ def run(candidates: int = 200, steps: int = 41, services: SlicerServices | None 
     core = LungNoduleCADCore(services)
     core.show_result(volume, result)
     timings = []
-    for slider, low in (("segmentation", 0.2), ("nodule", 0.0), ("malignancy", 0.0)):
-        values = np.linspace(low, 1.0, steps)
+    for slider in ("segmentation", "nodule", "malignancy"):
+        low, high = field_range(f"{slider}Threshold")  # the slider's own range
+        values = np.linspace(low, high, steps)
         timings += sweep(core, slider, [*values, *values[::-1]])
     return core, timings
 

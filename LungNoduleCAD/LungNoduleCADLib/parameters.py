@@ -32,9 +32,13 @@ except ImportError:  # slicer-core: same fields, no GUI binding
 
 #: Device names the panel offers; "auto" picks CUDA when PyTorch sees a GPU.
 DEVICES = ("auto", "cpu", "cuda")
-#: lungcad.pipeline.MIN_SEGMENTATION_THRESHOLD, repeated here because importing the pipeline
-#: imports PyTorch, which the module may still have to install (a test keeps the two equal).
+#: lungcad.pipeline.MIN_SEGMENTATION_THRESHOLD and MIN_NODULE_THRESHOLD (the lowest thresholds a
+#: result can be refiltered to: below them the map was not kept, or candidates have no malignancy
+#: score), repeated here because importing the pipeline imports PyTorch, which the module may
+#: still have to install; so are the defaults, lungcad.pipeline.Thresholds() (a test keeps them
+#: equal).
 MIN_SEGMENTATION_THRESHOLD = 0.2
+MIN_NODULE_THRESHOLD = 0.1
 
 
 class LungNoduleCADParameters:
@@ -47,7 +51,7 @@ class LungNoduleCADParameters:
     inputVolume: slicer.vtkMRMLScalarVolumeNode
     device: Annotated[str, Choice(DEVICES)] = "auto"
     segmentationThreshold: Annotated[float, WithinRange(MIN_SEGMENTATION_THRESHOLD, 1.0)] = 0.5
-    noduleThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
+    noduleThreshold: Annotated[float, WithinRange(MIN_NODULE_THRESHOLD, 1.0)] = 0.5
     malignancyThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     modelFolder: str = ""
     outputSegmentation: slicer.vtkMRMLSegmentationNode

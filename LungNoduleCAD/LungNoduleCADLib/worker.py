@@ -40,8 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
     p.add_argument(
         "--thresholds",
-        default="0.5,0.5,0.5",
-        help="segmentation,nodule,malignancy thresholds (each in [0, 1])",
+        default=None,
+        help="segmentation,nodule,malignancy thresholds (each in [0, 1]; default: the engine's, "
+        "lungcad.pipeline.Thresholds())",
     )
     return p
 
@@ -57,10 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit(ERROR, {"message": f"cannot import the engine: {exc}"})
         return 2
     try:
-        values = [float(v) for v in args.thresholds.split(",")]
-        if len(values) != 3:
-            raise ValueError(f"--thresholds needs three numbers, got {args.thresholds!r}")
-        thresholds = Thresholds(*values)
+        if args.thresholds is None:
+            thresholds = Thresholds()
+        else:
+            values = [float(v) for v in args.thresholds.split(",")]
+            if len(values) != 3:
+                raise ValueError(f"--thresholds needs three numbers, got {args.thresholds!r}")
+            thresholds = Thresholds(*values)
         emit(PROGRESS, {"stage": WORKER_STAGES[0], "fraction": 0.0})
         ct = read_ct(args.input)
         emit(PROGRESS, {"stage": WORKER_STAGES[1], "fraction": 0.0})

@@ -45,6 +45,7 @@ from LungNoduleCADLib.volume import (
 from lungcad.geometry import lps_to_ras, voxel_to_world
 from lungcad.pipeline import (
     BAND_COLORS_RGB,
+    MIN_NODULE_THRESHOLD,
     MIN_SEGMENTATION_THRESHOLD,
     DetectionCancelled,
     MalignancyBand,
@@ -200,13 +201,15 @@ class LungNoduleCADLogicTest(unittest.TestCase):
 
     def test_thresholds_refilter_without_running_a_network(self):
         _, outputs, result = self.run_on_crop()
-        scores = sorted({c.p_nodule for c in result.candidates})
+        floor = result.min_nodule_threshold  # the nodule slider's lowest value
+        self.assertEqual(floor, MIN_NODULE_THRESHOLD)
+        scores = sorted({c.p_nodule for c in result.candidates if c.p_nodule >= floor})
         self.assertGreater(len(scores), 1, "need two candidate scores to move the nodule slider")
         middle = (scores[len(scores) // 2 - 1] + scores[len(scores) // 2]) / 2
         counts = []
-        for nodule in (scores[0] - 1e-6 if scores[0] > 0 else 0.0, middle, 1.0):
-            updated = self.core.update_thresholds(Thresholds(0.5, max(nodule, 0.0), 0.5))
-            # candidates outside the lung are never findings, even at nodule threshold 0
+        for nodule in (floor, middle, 1.0):
+            updated = self.core.update_thresholds(Thresholds(0.5, nodule, 0.5))
+            # candidates outside the lung are never findings, even at the lowest nodule threshold
             expected = sum(c.in_lung and c.p_nodule >= nodule for c in updated.candidates)
             self.assertEqual(len(updated.findings), expected)
             self.assert_nodes_match(self.core.outputs, updated)
@@ -214,8 +217,8 @@ class LungNoduleCADLogicTest(unittest.TestCase):
         self.assertGreater(counts[0], counts[1])
         self.assertEqual(counts[2], sum(c.in_lung and c.p_nodule >= 1.0 for c in result.candidates))
         # the malignancy slider moves points between bands, never hides a finding
-        low = self.core.update_thresholds(Thresholds(0.5, 0.0, 0.0))
-        high = self.core.update_thresholds(Thresholds(0.5, 0.0, 1.0))
+        low = self.core.update_thresholds(Thresholds(0.5, floor, 0.0))
+        high = self.core.update_thresholds(Thresholds(0.5, floor, 1.0))
         self.assertEqual(len(low.findings), len(high.findings))
         points = self.core.outputs.points
         self.assertEqual(
@@ -226,14 +229,16 @@ class LungNoduleCADLogicTest(unittest.TestCase):
         values = sorted({f.p_malignant for f in low.findings})
         if len(values) > 1:  # a threshold between two scores splits the points over two bands
             split = (values[0] + values[-1]) / 2
-            mixed = self.core.update_thresholds(Thresholds(0.5, 0.0, split))
+            mixed = self.core.update_thresholds(Thresholds(0.5, floor, split))
             bands = {f.band(split) for f in mixed.findings}
             self.assertIn(MalignancyBand.SUSPICIOUS, bands)
             self.assertGreater(len(bands), 1)
             self.assert_nodes_match(self.core.outputs, mixed)
-        # the segmentation slider cannot go below the floor the result kept
+        # neither slider can go below the floor the result kept
         with self.assertRaises(ValueError):
             self.core.update_thresholds(Thresholds(MIN_SEGMENTATION_THRESHOLD / 2, 0.5, 0.5))
+        with self.assertRaises(ValueError):
+            self.core.update_thresholds(Thresholds(0.5, MIN_NODULE_THRESHOLD / 2, 0.5))
         self.assertEqual(self.runner.calls, 1, "threshold changes must not run detection")
         self.assertEqual(self.core.outputs.segmentation, outputs.segmentation)
 
@@ -316,6 +321,9 @@ class LungNoduleCADLogicTest(unittest.TestCase):
         self.assertEqual(
             parameters.field_range("segmentationThreshold"), (MIN_SEGMENTATION_THRESHOLD, 1.0)
         )
+        self.assertEqual(parameters.MIN_NODULE_THRESHOLD, MIN_NODULE_THRESHOLD)
+        self.assertEqual(parameters.field_range("noduleThreshold"), (MIN_NODULE_THRESHOLD, 1.0))
+        self.assertEqual(parameters.field_range("malignancyThreshold"), (0.0, 1.0))
         defaults = Thresholds()
         p = parameters.LungNoduleCADParameters
         self.assertEqual(
