@@ -9,12 +9,13 @@ CT's int16 size plus 1.5 GB.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -116,11 +117,11 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
         "mirror_nodule": options.mirror_nodule,
     }
     result = detect(ct, models, Thresholds(), stats=stats, **kwargs)
-    _print_stats(result, stats, models.bf16)
+    _print_stats(result, stats, models.bf16, options.mirror_nodule)
 
     t0 = time.perf_counter()
     for seg in (0.3, 0.5, 0.7):
-        result.refilter(Thresholds(seg, 0.5, 0.5))
+        result.refilter(replace(result.thresholds, segmentation=seg))
     print(f"refilter: {1000 * (time.perf_counter() - t0) / 3:.1f} ms per threshold change "
           f"({stats.candidates} candidates, {stats.stored_voxels} stored voxels)")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
@@ -141,7 +142,7 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
     return 0
 
 
-def _print_stats(result, stats, bf16: bool) -> None:
+def _print_stats(result, stats, bf16: bool, mirror_nodule: bool = True) -> None:
     t = stats.timings_s
     n_box = stats.unet_box_shape
     equiv = stats.unet_pixels / 512**2
@@ -167,12 +168,21 @@ def _print_stats(result, stats, bf16: bool) -> None:
             f"{per_512:.0f} ms per 512x512-slice equivalent, ~{rate:.0f} GFLOP/s"
             f"{' (bf16)' if bf16 else ''}"
         )
-    if stats.candidates:
-        per = 1000 * t.get("classification", 0.0) / stats.candidates
-        print(f"classifiers: {per:.1f} ms per candidate (both networks)")
+    if stats.candidates_in_lung:
+        per = 1000 * t.get("classification", 0.0) / stats.candidates_in_lung
+        # malignancy ran exactly where p_malignant is a number (see lungcad.pipeline.classify)
+        scored = sum(not math.isnan(p) for p in result.store.p_malignant.tolist())
+        floor = f"p_nodule {result.min_nodule_threshold:g}"
+        mirrored = f", mirrored from {floor} up" if mirror_nodule else ""
+        print(
+            f"classifiers: {per:.1f} ms per candidate in the lung ({stats.candidates_in_lung}: "
+            f"one nodule view each{mirrored}; malignancy for the {scored} at or above {floor})"
+        )
+    th = result.thresholds
     print(
-        f"candidates: {stats.candidates} (kept {len(result.candidates)} at segmentation 0.5); "
-        f"findings: {len(result.findings)} at thresholds 0.5/0.5/0.5"
+        f"candidates: {stats.candidates} (kept {len(result.candidates)} at segmentation "
+        f"{th.segmentation:g}); findings: {len(result.findings)} at thresholds "
+        f"{th.segmentation:g}/{th.nodule:g}/{th.malignancy:g}"
     )
 
 

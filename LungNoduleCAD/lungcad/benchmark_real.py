@@ -144,8 +144,10 @@ def run_real_bench(options: RealBenchOptions) -> int:
         phantom_rows.append(row)
         print(_row(row), flush=True)
     print(
-        "candidates: the UNet's regions in the lung, which the classifiers score; lung L: the "
-        "lung mask (lungcad.lungs.parenchyma_mask); <5mm: findings under 5 mm"
+        "candidates: the UNet's regions in the lung, which the nodule classifier scores (mirrors "
+        "and malignancy from the nodule floor up); lung L: the lung mask "
+        "(lungcad.lungs.parenchyma_mask); <5mm: findings under 5 mm; classify s: the "
+        "classification stage, both classifiers"
     )
     _print_realism(real_rows, phantom_rows)
     return 0
