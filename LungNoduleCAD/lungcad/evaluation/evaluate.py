@@ -140,7 +140,10 @@ def _thresholds(case: CaseResult, options: EvaluationOptions, notes: list[str]) 
     if base is None:
         base = Thresholds()
         if options.nodule_threshold is None and len(case):
-            note = "results without results.json thresholds use the defaults (0.5)"
+            note = (
+                "results without results.json thresholds use the defaults "
+                f"({base.segmentation:g}/{base.nodule:g}/{base.malignancy:g})"
+            )
             if note not in notes:
                 notes.append(note)
     changes = {}
