@@ -46,6 +46,21 @@ def _cmd_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_thicken(args: argparse.Namespace) -> int:
+    from lungcad.luna16.thicken import thicken_dataset
+
+    written = thicken_dataset(
+        args.src, args.dst, args.slab_mm, overwrite=args.overwrite, progress=not args.quiet
+    )
+    slices = ", ".join(f"{s.slices_in}->{s.slices_out}" for s in written[:5])
+    more = ", ..." if len(written) > 5 else ""
+    print(
+        f"wrote {len(written)} series averaged over {args.slab_mm:g} mm slabs to {args.dst} "
+        f"(slices {slices}{more})"
+    )
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from lungcad.ctio import read_ct
     from lungcad.show import parse_point, render_views
@@ -177,6 +192,17 @@ def build_parser() -> argparse.ArgumentParser:
         "(recorded in phantom.json; docs/phantoms.md)",
     )  # fmt: skip
     p.set_defaults(func=_cmd_phantom)
+
+    p = sub.add_parser(
+        "thicken",
+        help="copy a LUNA16-layout set with every series averaged over thick slabs (e.g. 5 mm)",
+    )
+    p.add_argument("src", type=Path, help="a LUNA16-layout set (subset*/<uid>.mhd + truth csv)")
+    p.add_argument("dst", type=Path, help="the new set's folder")
+    p.add_argument("--slab-mm", type=float, default=5.0, help="slice thickness to make (5)")
+    p.add_argument("--overwrite", action="store_true", help="replace series already there")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_thicken)
 
     p = sub.add_parser("show", help="three orthogonal slices and a zoom through a point, as PNG")
     p.add_argument("ct", type=Path, help="CT file or DICOM series folder")
