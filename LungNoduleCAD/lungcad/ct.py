@@ -28,6 +28,12 @@ class Geometry:
             raise ValueError("Geometry needs a 3-vector origin and spacing and a 3x3 direction")
         if len(self.shape_irc) != 3:
             raise ValueError("Geometry needs a 3D shape in (index, row, col) order")
+        values = (*self.origin_xyz, *self.spacing_xyz, *self.direction)
+        if not all(np.isfinite(values)):
+            raise ValueError(
+                f"origin, spacing and direction must be finite, got origin {self.origin_xyz}, "
+                f"spacing {self.spacing_xyz}, direction {self.direction}"
+            )
         if min(self.spacing_xyz) <= 0:
             raise ValueError(f"voxel spacing must be positive, got {self.spacing_xyz}")
         det = float(np.linalg.det(self.direction_matrix))

@@ -9,6 +9,7 @@ screenshot) would look plausible and be wrong.
 Validity rules (applied by :func:`ct_from_sitk`, so by every reader):
 
 * one grey value per voxel (no RGB / vector / complex images) -> :class:`NotCTError`;
+* voxel spacing within 0.2-10 mm (:mod:`lungcad.budget`) -> NotCTError;
 * 3D with at least two slices: a 2D image or a 3D one whose slice count is 1 -> NotCTError
   (a 2-slice volume is accepted);
 * no NaN or infinite values -> NotCTError;
@@ -18,6 +19,11 @@ Validity rules (applied by :func:`ct_from_sitk`, so by every reader):
   otherwise NotCTError;
 * values below ``PADDING_HU`` (-1024) are outside-field padding (-2000, -2048, -3024, -32768 ...)
   and are clamped to -1024; the rest is rounded (float input) and clipped to the int16 range.
+
+Files are judged from their header before any voxel is allocated (:mod:`lungcad.ctheader`:
+size and memory budget, spacing, direction; :mod:`lungcad.ctpayload`: data beside the header
+and as long as declared), and DICOM series from their first file's header and then their
+slice positions (:mod:`lungcad.dicomcheck`: CT modality only, evenly spaced slices).
 """
 
 from __future__ import annotations
@@ -33,7 +39,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from lungcad.budget import check_spacing
 from lungcad.ct import CT, Geometry
+from lungcad.ctheader import check_ct_file, check_shape, short_itk_reason
+from lungcad.dicomcheck import check_modality, check_series_header, check_slice_positions
 from lungcad.errors import (
     CTFileNotFoundError,
     CTFormatError,
@@ -69,22 +78,6 @@ _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)+")
 _WRITE_EXTENSIONS = (".nii.gz", ".nii", ".nrrd", ".mhd", ".mha")
 _COMPRESSED_EXTENSIONS = (".nii.gz", ".nrrd")
 
-# MetaIO element sizes in bytes (MetaIO's MET_ValueTypeSize; MET_LONG is 4 bytes there).
-_MET_SIZES = {
-    "MET_CHAR": 1,
-    "MET_UCHAR": 1,
-    "MET_SHORT": 2,
-    "MET_USHORT": 2,
-    "MET_INT": 4,
-    "MET_UINT": 4,
-    "MET_LONG": 4,
-    "MET_ULONG": 4,
-    "MET_LONG_LONG": 8,
-    "MET_ULONG_LONG": 8,
-    "MET_FLOAT": 4,
-    "MET_DOUBLE": 8,
-}
-
 # DICOM tags kept in CT.metadata (no patient identifiers).
 _DICOM_METADATA_TAGS = {
     "0008|0060": "modality",
@@ -94,9 +87,6 @@ _DICOM_METADATA_TAGS = {
     "0018|1210": "convolution_kernel",
     "0018|0050": "slice_thickness",
 }
-
-_COMPLEX_PIXEL_IDS = {sitk.sitkComplexFloat32, sitk.sitkComplexFloat64}
-
 
 # --------------------------------------------------------------------------------------------
 # sitk <-> CT
@@ -127,7 +117,14 @@ def ct_from_sitk(
     ``<in-memory image>``). ``source`` is stored as a :class:`~pathlib.Path` when given.
     """
     where: str | Path = source if source is not None else IN_MEMORY
-    _check_image_shape(image, where)
+    check_shape(
+        where,
+        image.GetDimension(),
+        image.GetSize(),
+        image.GetNumberOfComponentsPerPixel(),
+        image.GetPixelID(),
+    )
+    check_spacing(where, image.GetSpacing())
     arr = sitk.GetArrayViewFromImage(image)
     _check_hu_values(arr, where)
     hu = _to_int16_hu(arr, where)
@@ -144,30 +141,6 @@ def ct_from_sitk(
         source=Path(source) if source is not None else None,
         metadata=dict(metadata or {}),
     )
-
-
-def _check_image_shape(image: sitk.Image, where: str | Path) -> None:
-    ncomp = image.GetNumberOfComponentsPerPixel()
-    if ncomp != 1 or image.GetPixelID() in _COMPLEX_PIXEL_IDS:
-        raise NotCTError(
-            where,
-            f"pixels have {ncomp} components ({image.GetPixelIDTypeAsString()}): a colour, "
-            "vector or complex image, but a CT has one grey value (HU) per voxel",
-        )
-    dim = image.GetDimension()
-    size = image.GetSize()
-    if dim == 2:
-        raise NotCTError(
-            where, f"2D image ({size[0]}x{size[1]} pixels): a CT is a 3D volume of slices"
-        )
-    if dim != 3:
-        raise NotCTError(where, f"{dim}D image of size {size}: a CT is a 3D volume")
-    if size[2] < 2:
-        raise NotCTError(
-            where,
-            f"a single slice ({size[0]}x{size[1]}x{size[2]} voxels): a CT is a 3D volume of "
-            "several slices",
-        )
 
 
 def _check_hu_values(arr: np.ndarray, where: str | Path) -> None:
@@ -236,48 +209,30 @@ def read_ct(path: str | Path, series_uid: str | None = None) -> CT:
     if path.is_dir():
         return _read_dicom_folder(path, series_uid)
     if not path.exists():
+        if path.is_symlink():
+            raise CTFileNotFoundError(
+                path, "a symbolic link that leads nowhere (its target is missing, or it loops)"
+            )
         raise CTFileNotFoundError(path, "no such file or folder")
     if not path.is_file():
-        raise CTFormatError(path, "not a regular file or folder")
-    if path.suffix.lower() in (".mhd", ".mha"):
-        _check_metaio_data(path)
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
+        raise CTFormatError(path, "not a regular file or folder (a device, pipe or socket)")
+    reader = check_ct_file(path)
     try:
         image = reader.Execute()
     except RuntimeError as exc:
         log.debug("SimpleITK could not read %s: %s", path, exc)
-        raise CTFormatError(path, _short_itk_reason(exc)) from exc
+        raise CTFormatError(path, short_itk_reason(exc)) from exc
 
     is_dicom = image.HasMetaDataKey("0020|000e") or path.suffix.lower() == ".dcm"
     uid = _file_series_uid(path, image)
     metadata = {"format": _format_name(path, image)}
     if is_dicom:
         metadata.update(_dicom_metadata(image.GetMetaData, image.HasMetaDataKey))
-        if image.GetDimension() == 3 and image.GetSize()[2] == 1:
-            raise NotCTError(
-                path,
-                "a single DICOM slice: a CT is a series of slices; pass the folder that holds "
-                "the series to read_ct",
-            )
     if series_uid is not None and uid is not None and series_uid != uid:
         log.warning("%s: series UID %s differs from the requested %s", path, uid, series_uid)
     ct = ct_from_sitk(image, source=path, series_uid=uid, metadata=metadata)
     log.info("read %s: %s", path, ct.describe())
     return ct
-
-
-def _short_itk_reason(exc: RuntimeError) -> str:
-    """One line from an ITK exception, without its source-file trace."""
-    text = str(exc)
-    if "Unable to determine ImageIO reader" in text or "Could not create IO object" in text:
-        return "not an image file that SimpleITK can read (unknown or damaged format)"
-    for line in text.splitlines():
-        m = re.search(r"(?:sitk::ERROR|ITK ERROR|Description):\s*(.+)", line)
-        if m:
-            reason = re.sub(r"\w+\(0x[0-9a-f]+\):\s*", "", m.group(1)).strip()
-            return f"cannot be read as an image: {reason[:200]}"
-    return "cannot be read as an image (unsupported or damaged file)"
 
 
 def _format_name(path: Path, image: sitk.Image) -> str:
@@ -314,90 +269,6 @@ def _file_series_uid(path: Path, image: sitk.Image) -> str | None:
     if path.suffix.lower() == ".mhd" and _looks_like_uid(path.stem):
         return path.stem
     return None
-
-
-def _parse_metaio_header(path: Path) -> tuple[dict[str, str], int | None]:
-    """MetaIO ``Key = Value`` fields up to ElementDataFile, and the byte offset after that line."""
-    with path.open("rb") as f:
-        head = f.read(1 << 16)
-    fields: dict[str, str] = {}
-    pos = 0
-    for raw_line in head.splitlines(keepends=True):
-        pos += len(raw_line)
-        line = raw_line.decode("latin-1").strip()
-        if "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        fields[key.strip().lower()] = value.strip()
-        if key.strip().lower() == "elementdatafile":
-            return fields, pos
-    return fields, None
-
-
-def _check_metaio_data(path: Path) -> None:
-    """Refuse a MetaIO file whose data file is missing or shorter than the header says.
-
-    SimpleITK's own messages for these cases are long traces, or it reads garbage silently.
-    """
-    fields, data_offset = _parse_metaio_header(path)
-    is_mhd = path.suffix.lower() == ".mhd"
-    if data_offset is None:
-        if is_mhd:
-            raise CTFormatError(
-                path, "not a MetaIO header: no 'ElementDataFile = ...' line was found"
-            )
-        return  # .mha that is not MetaIO: let SimpleITK say what it is
-    try:
-        dims = [int(v) for v in fields.get("dimsize", "").split()]
-    except ValueError:
-        dims = []
-    if not dims or min(dims) < 1:
-        raise CTFormatError(path, f"MetaIO header has no valid DimSize ({fields.get('dimsize')!r})")
-    etype = fields.get("elementtype", "").upper()
-    if etype not in _MET_SIZES:
-        raise CTFormatError(
-            path, f"MetaIO header has an unsupported ElementType {fields.get('elementtype')!r}"
-        )
-    try:
-        channels = int(fields.get("elementnumberofchannels", "1"))
-        header_size = int(fields.get("headersize", "0"))
-    except ValueError as exc:
-        raise CTFormatError(path, f"MetaIO header has a bad number: {exc}") from exc
-    data_name = fields["elementdatafile"]
-    compressed = fields.get("compresseddata", "false").lower() == "true"
-
-    if data_name.upper() == "LOCAL":
-        data_path, available = path, path.stat().st_size - data_offset
-    elif data_name.upper().startswith("LIST") or len(data_name.split()) > 1:
-        log.debug("%s: data in several files (%s); not checked here", path, data_name)
-        return
-    else:
-        data_path = path.parent / data_name
-        if not data_path.is_file():
-            raise CTFileNotFoundError(
-                data_path, f"data file does not exist (named by ElementDataFile in {path})"
-            )
-        available = data_path.stat().st_size
-
-    if compressed:
-        expected = fields.get("compresseddatasize")
-        if expected and expected.isdigit() and available < int(expected):
-            raise CTFormatError(
-                data_path,
-                f"compressed data file is truncated: it has {available} bytes, the header "
-                f"{path.name} needs {int(expected)} (CompressedDataSize)",
-            )
-        return
-    needed = int(np.prod(dims, dtype=np.int64)) * _MET_SIZES[etype] * channels
-    needed += max(header_size, 0)
-    if available < needed:
-        raise CTFormatError(
-            data_path,
-            f"data file is truncated: it has {available} bytes, the header {path.name} needs "
-            f"{needed} (DimSize {' '.join(map(str, dims))}, {etype}"
-            + (f", {channels} channels" if channels != 1 else "")
-            + ")",
-        )
 
 
 @contextmanager
@@ -476,6 +347,7 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> CT:
             folder, f"series {series_uid} is not in this folder; it holds: {listing}"
         )
     files = files_by_id[uid]
+    check_series_header(folder, files)
 
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
@@ -486,7 +358,7 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> CT:
     except RuntimeError as exc:
         log.debug("SimpleITK could not read the series in %s: %s", folder, exc)
         raise CTFormatError(
-            folder, f"DICOM series {uid or '(empty UID)'}: " + _short_itk_reason(exc)
+            folder, f"DICOM series {uid or '(empty UID)'}: " + short_itk_reason(exc)
         ) from exc
 
     def get(tag: str) -> str:
@@ -498,15 +370,18 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> CT:
     read_uid = _clean_uid(get("0020|000e")) if has("0020|000e") else None
     metadata = _dicom_metadata(get, has)
     metadata["files"] = str(len(files))
-    modality = metadata.get("modality")
-    if modality and modality.upper() != "CT":
-        log.warning("%s: DICOM modality is %s, not CT", folder, modality)
+    check_modality(folder, get, has)
     if image.GetDimension() == 3 and image.GetSize()[2] == 1:
         raise NotCTError(
             folder,
             f"DICOM series {uid or '(empty UID)'} has a single slice: a CT is a 3D volume of "
             "several slices",
         )
+
+    def slice_tag(i: int, tag: str) -> str | None:
+        return reader.GetMetaData(i, tag) if reader.HasMetaDataKey(i, tag) else None
+
+    check_slice_positions(folder, files, slice_tag)
     ct = ct_from_sitk(image, source=folder, series_uid=read_uid or uid or None, metadata=metadata)
     log.info("read DICOM series from %s (%d files): %s", folder, len(files), ct.describe())
     return ct

@@ -34,5 +34,17 @@ class DicomSeriesError(CTReadError):
     """A DICOM folder holds no series, or several when one was expected."""
 
 
+class DicomGeometryError(DicomSeriesError):
+    """A DICOM series' slices are not one evenly spaced stack (gaps, duplicates, tilt)."""
+
+
+class CTTooLargeError(CTReadError):
+    """The CT (or its canonical grid) would take more voxels or memory than the budget allows.
+
+    Raised from the header, before any voxel is allocated, so that a few crafted bytes cannot
+    make the reader ask for gigabytes.
+    """
+
+
 class CTWriteError(LungCADError, OSError):
     """A CT could not be written (unknown extension, or the target exists and may not go)."""
