@@ -7,6 +7,11 @@ looks at it, and map masks back to the original voxels afterwards. The grid cove
 whole physical extent, so flipped, permuted and oblique scans all land the same way up.
 :data:`SPACING_POLICY` is what model cards record. :func:`to_canonical` is the one resampler: the
 detector (:mod:`lungcad.pipeline.canonical`) and the training cache both call it.
+
+The grid is checked before anything is resampled (:func:`check_canonical_grid`): a CT whose
+physical extent exceeds :data:`MAX_EXTENT_MM` (no scanner's field is that large; a 32x32x4 CT
+labelled with 40 mm voxels would ask for 1707x1707x128 canonical voxels) or whose grid would
+not fit the memory budget of :mod:`lungcad.budget` is refused with a message saying why.
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from collections.abc import Callable
 import numpy as np
 import SimpleITK as sitk
 
+from lungcad.budget import check_voxels
 from lungcad.ct import CT, Geometry
-from lungcad.ctio import ct_to_sitk
+from lungcad.ctio import IN_MEMORY, ct_to_sitk
+from lungcad.errors import CTTooLargeError
 from lungcad.geometry import voxel_to_world
 
 log = logging.getLogger(__name__)
@@ -31,6 +38,7 @@ __all__ = [
     "HU_WINDOW",
     "SPACING_POLICY",
     "canonical_geometry",
+    "check_canonical_grid",
     "labels_from_canonical",
     "labels_to_canonical",
     "normalise_hu",
@@ -52,6 +60,13 @@ HU_WINDOW: tuple[int, int] = (-1000, 1000)
 
 SLAB_SLICES = 32
 """Canonical slices resampled per SimpleITK call (32 slices of 512x512 float32: 32 MB scratch)."""
+
+MAX_EXTENT_MM: tuple[float, float, float] = (1000.0, 1000.0, 2500.0)
+"""Largest physical box (mm, along x, y, z) a CT may span: scanner bores are 70-80 cm wide
+(an oblique 70 cm field still fits in 1 m), and a whole-body scan is about 2 m long."""
+
+CANONICAL_BYTES_PER_VOXEL = 8
+"""Memory per canonical voxel the detector holds: the int16 grid, the probability map, masks."""
 
 # tolerance so that an extent of exactly n voxels does not round up to n + 1 from float noise
 _EXTENT_EPS = 1e-6
@@ -100,6 +115,34 @@ def canonical_geometry(
     return Geometry.from_arrays(origin, spacing, CANONICAL_DIRECTION, tuple(size_xyz[::-1]))
 
 
+def check_canonical_grid(
+    ct_geometry: Geometry, target: Geometry, where: object = IN_MEMORY
+) -> None:
+    """Refuse a canonical ``target`` grid too large for any real CT, or for memory.
+
+    Raises :class:`~lungcad.errors.CTTooLargeError` naming ``where`` (the CT's source).
+    """
+    extent = [n * s for n, s in zip(target.shape_irc[::-1], target.spacing_xyz, strict=True)]
+    if any(e > limit for e, limit in zip(extent, MAX_EXTENT_MM, strict=True)):
+        nz, ny, nx = ct_geometry.shape_irc
+        sx, sy, sz = ct_geometry.spacing_xyz
+        raise CTTooLargeError(
+            str(where),
+            f"the CT spans {' x '.join(f'{e:.0f}' for e in extent)} mm (x, y, z), more than any "
+            f"scanner's field ({' x '.join(f'{m:.0f}' for m in MAX_EXTENT_MM)} mm): its "
+            f"{nx}x{ny}x{nz} voxels of {sx:g} x {sy:g} x {sz:g} mm are probably mislabelled; "
+            "resampling would need "
+            f"{'x'.join(str(n) for n in target.shape_irc[::-1])} canonical voxels, so it is "
+            "refused before resampling",
+        )
+    check_voxels(
+        str(where),
+        target.shape_irc[::-1],
+        CANONICAL_BYTES_PER_VOXEL,
+        what=f"its canonical grid ({'x'.join(f'{v:g}' for v in target.spacing_xyz)} mm) needs",
+    )
+
+
 def _reference_image(geometry: Geometry) -> sitk.Image:
     """An empty image carrying ``geometry`` (what sitk.Resample takes as the output grid)."""
     size_xyz = [int(n) for n in geometry.shape_irc[::-1]]
@@ -129,9 +172,11 @@ def to_canonical(
     runs in slabs of :data:`SLAB_SLICES` canonical slices so that the float32 scratch stays small
     on a full-size CT; each slab is resampled onto its own piece of the grid, and a voxel's linear
     interpolation depends only on where it is, so the slabs join into the whole-volume result.
-    ``progress`` gets the fraction of slices done after each slab.
+    ``progress`` gets the fraction of slices done after each slab. The grid is checked first
+    (:func:`check_canonical_grid`).
     """
     target = canonical_geometry(ct.geometry, spacing_xyz)
+    check_canonical_grid(ct.geometry, target, ct.source or IN_MEMORY)
     image = ct_to_sitk(ct)
     hu = np.empty(target.shape_irc, dtype=np.int16)
     n = target.shape_irc[0]
