@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from lungcad.models._init import seed_init_
+from lungcad.models.limits import check_int
+
+MAX_INPUT_SIZE = 512
 
 
 class _Block(nn.Module):
@@ -42,6 +45,14 @@ class CandidateClassifier(nn.Module):
     batch-norm running statistics not included).
     """
 
+    #: Allowed integer hyperparameters (checked before any layer is built; see models.limits);
+    #: each ``input_shape`` size lies in [2**n_blocks, MAX_INPUT_SIZE].
+    HYPERPARAMETER_RANGES: ClassVar[dict[str, tuple[int, int]]] = {
+        "in_channels": (1, 16),
+        "conv_channels": (1, 128),
+        "n_blocks": (1, 6),
+    }
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -55,14 +66,12 @@ class CandidateClassifier(nn.Module):
             ("conv_channels", conv_channels),
             ("n_blocks", n_blocks),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        shape = tuple(int(s) for s in input_shape)
-        if len(shape) != 3 or min(shape) < 2**n_blocks:
-            raise ValueError(
-                f"input_shape must be 3 sizes of at least 2**n_blocks = {2**n_blocks}, "
-                f"got {tuple(input_shape)}"
-            )
+            check_int(name, value, *self.HYPERPARAMETER_RANGES[name])
+        if isinstance(input_shape, (str, bytes)) or len(input_shape) != 3:
+            raise ValueError(f"input_shape must be 3 sizes, got {input_shape!r}")
+        shape = tuple(
+            check_int("input_shape size", s, 2**n_blocks, MAX_INPUT_SIZE) for s in input_shape
+        )
         self.in_channels = in_channels
         self.conv_channels = conv_channels
         self.n_blocks = n_blocks

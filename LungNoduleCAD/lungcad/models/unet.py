@@ -6,13 +6,14 @@ checkpoints import without renaming keys.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 from torch.nn import functional
 
 from lungcad.models._init import seed_init_
+from lungcad.models.limits import check_int
 
 
 class _ConvBlock(nn.Module):
@@ -86,6 +87,14 @@ class SegmentationUNet(nn.Module):
     batch-norm running statistics not included).
     """
 
+    #: Allowed integer hyperparameters (checked before any layer is built; see models.limits).
+    HYPERPARAMETER_RANGES: ClassVar[dict[str, tuple[int, int]]] = {
+        "in_channels": (1, 64),
+        "n_classes": (1, 16),
+        "depth": (1, 6),
+        "first_filters": (1, 128),
+    }
+
     def __init__(
         self,
         in_channels: int = 7,
@@ -101,8 +110,7 @@ class SegmentationUNet(nn.Module):
             ("depth", depth),
             ("first_filters", first_filters),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_int(name, value, *self.HYPERPARAMETER_RANGES[name])
         self.in_channels = in_channels
         self.n_classes = n_classes
         self.depth = depth

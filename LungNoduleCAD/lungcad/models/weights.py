@@ -4,6 +4,12 @@
 was trained on and the SHA-256 of the tensors file. Loading checks that checksum, builds the
 network from a fixed registry and loads the tensors strictly, so a wrong or damaged file fails
 with a message naming the file and the problem instead of producing silent garbage.
+
+Hostile files cost nothing: cards and tensors are read only when they are regular files of
+bounded size (:data:`MAX_CARD_BYTES`, :data:`MAX_WEIGHTS_BYTES`; a FIFO or a link to /dev/zero
+is refused at once, see :mod:`lungcad.safefile`), and the card's hyperparameters are checked
+against the architecture's ranges and parameter budget (:mod:`lungcad.models.limits`) before any
+layer is built.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from torch import nn
 from lungcad import __version__
 from lungcad.atomic import write_bytes_atomic
 from lungcad.errors import LungCADError
+from lungcad.models.limits import check_buildable
 from lungcad.models.registry import (
     ARCHITECTURES,
     DEFAULT_ARCHITECTURE,
@@ -36,6 +43,7 @@ from lungcad.models.registry import (
     build_model,
     parameter_count,
 )
+from lungcad.safefile import UnsafeFileError, read_bounded
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,10 @@ CARD_SCHEMA_VERSION = 1
 WEIGHTS_SUFFIX = ".safetensors"
 CARD_SUFFIX = ".json"
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")  # DataParallel/DDP and torch.compile wrappers
+MAX_CARD_BYTES = 1024**2
+"""A model card is a few kilobytes of JSON; a megabyte is already absurd."""
+MAX_WEIGHTS_BYTES = 512 * 1024**2
+"""Room for the largest network a card may describe (models.limits.MAX_PARAMETERS float32)."""
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -325,7 +337,18 @@ def _check_task_architecture(path: Path, task: Task, architecture: str) -> None:
         )
 
 
+def _check_buildable(path: Path, architecture: str, hyperparameters: Mapping[str, Any]) -> int:
+    """Parameter count of the network the hyperparameters describe, without allocating it."""
+    try:
+        return check_buildable(ARCHITECTURES[architecture], hyperparameters)
+    except (TypeError, ValueError) as exc:
+        raise WeightsArchitectureError(
+            path, f"cannot build {architecture} from hyperparameters {dict(hyperparameters)}: {exc}"
+        ) from None
+
+
 def _build(path: Path, architecture: str, hyperparameters: Mapping[str, Any]) -> nn.Module:
+    _check_buildable(path, architecture, hyperparameters)
     try:
         return build_model(architecture, dict(hyperparameters))
     except (TypeError, ValueError) as exc:
@@ -435,9 +458,11 @@ def read_card(path: str | Path) -> ModelCard:
     """The model card beside ``path`` (tensors file, card or stem), without loading tensors."""
     _, card_path = weights_paths(path)
     try:
-        text = card_path.read_text(encoding="utf-8")
+        text = read_bounded(card_path, MAX_CARD_BYTES).decode("utf-8")
     except FileNotFoundError:
         raise WeightsNotFoundError(card_path, "model card not found") from None
+    except UnsafeFileError as exc:
+        raise WeightsCardError(card_path, f"model card {exc}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise WeightsCardError(card_path, f"cannot read model card: {exc}") from None
     try:
@@ -455,9 +480,11 @@ def load_weights(
 ) -> tuple[nn.Module, ModelCard]:
     """Build and load the network ``path`` names, checked, in eval mode; returns (model, card).
 
-    Checks, in order: both files exist, the card parses, the task is the expected one, the
-    architecture is registered, the tensors file matches the card's SHA-256, and the tensors fit
-    the built network exactly. Safetensors only: nothing here unpickles.
+    Checks, in order: both files exist as regular files of bounded size, the card parses, the
+    task is the expected one, the architecture is registered and its hyperparameters are in
+    range (counted on the meta device, nothing allocated), the tensors file matches the card's
+    SHA-256, and the tensors fit the built network exactly. Safetensors only: nothing here
+    unpickles.
     """
     st_path, card_path = weights_paths(path)
     card = read_card(card_path)
@@ -467,10 +494,16 @@ def load_weights(
             f"weights are for the {card.task.value} task, expected {Task(expected_task).value}",
         )
     _check_task_architecture(card_path, card.task, card.architecture)
+    _check_buildable(card_path, card.architecture, card.hyperparameters)
     try:
-        blob = st_path.read_bytes()  # hash and parse the same bytes: no swap in between
+        # hash and parse the same bytes: no swap in between
+        blob = read_bounded(st_path, MAX_WEIGHTS_BYTES)
     except FileNotFoundError:
         raise WeightsNotFoundError(st_path, "weights file not found (the card is there)") from None
+    except UnsafeFileError as exc:
+        raise WeightsFormatError(st_path, f"weights file {exc}") from None
+    except OSError as exc:
+        raise WeightsFormatError(st_path, f"cannot read the weights file: {exc}") from None
     digest = hashlib.sha256(blob).hexdigest()
     if digest != card.sha256:
         raise WeightsChecksumError(
