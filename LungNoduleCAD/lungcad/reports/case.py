@@ -4,7 +4,8 @@ OUT/<case_id>/ gets candidates.csv, nodules.seg.nrrd, findings.mrk.json, overlay
 detection.npz and, last, results.json: a folder whose results.json loads (see
 :func:`lungcad.reports.results_json.read_results`) holds a complete case, which is what the
 cohort runner's resume checks. Overwriting first removes the old results.json, so an interrupted
-rewrite is never mistaken for a finished one.
+rewrite is never mistaken for a finished one. A series UID that is not a DICOM UID is kept out of
+the files (see :func:`lungcad.safe_names.checked_series_uid`): the case id stands in for it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import SimpleITK as sitk
 
@@ -20,8 +22,9 @@ from lungcad.reports.candidates_csv import write_candidates_csv
 from lungcad.reports.common import OutputExistsError, ResultLike
 from lungcad.reports.markups import write_markups_json
 from lungcad.reports.overlay import write_overlay_png
-from lungcad.reports.results_json import write_results_json
+from lungcad.reports.results_json import result_warnings, write_results_json
 from lungcad.reports.segmentation import write_segmentation
+from lungcad.safe_names import checked_series_uid
 
 __all__ = ["OUTPUT_FILES", "CaseOutputs", "write_case_outputs"]
 
@@ -49,6 +52,7 @@ class CaseOutputs:
     markups: Path
     overlay: Path
     detection: Path
+    warnings: tuple[str, ...] = ()  # as written into results.json
 
 
 def write_case_outputs(
@@ -60,12 +64,15 @@ def write_case_outputs(
     source: Path | str | None = None,
     overwrite: bool = False,
     canonical: sitk.Image | None = None,
+    fingerprint: dict[str, Any] | None = None,
+    rerun_reason: str | None = None,
 ) -> CaseOutputs:
     """Write every per-case file for ``result`` (computed on ``ct``) into ``folder``.
 
     Refuses (OutputExistsError, before writing anything) when any of the files exists and
     ``overwrite`` is False. ``case_id`` names the case in the files (the csv's seriesuid column
-    when the CT has no series UID); ``source`` is the input path recorded in results.json.
+    when the CT has no valid series UID); ``source`` is the input path recorded in results.json,
+    ``fingerprint`` and ``rerun_reason`` what resume needs (:mod:`lungcad.fingerprint`).
     """
     folder = Path(folder)
     paths = {kind: folder / name for kind, name in OUTPUT_FILES.items()}
@@ -76,8 +83,9 @@ def write_case_outputs(
         )
     folder.mkdir(parents=True, exist_ok=True)
     paths["results"].unlink(missing_ok=True)
-    name = case_id or result.series_uid or "case"
-    seriesuid = result.series_uid or name
+    uid, _ = checked_series_uid(result.series_uid)
+    name = case_id or uid or "case"
+    seriesuid = uid or name
     write_candidates_csv(result, paths["candidates"], seriesuid=seriesuid, overwrite=True)
     write_segmentation(result, paths["segmentation"], overwrite=True)
     write_markups_json(result, paths["markups"], overwrite=True)
@@ -85,7 +93,14 @@ def write_case_outputs(
     result.save(paths["detection"])  # DetectionResult.save writes atomically
     outputs = {k: v.name for k, v in paths.items() if k != "results"}
     write_results_json(
-        result, paths["results"], source=source, case_id=case_id, outputs=outputs, overwrite=True
+        result,
+        paths["results"],
+        source=source,
+        case_id=case_id,
+        outputs=outputs,
+        overwrite=True,
+        fingerprint=fingerprint,
+        rerun_reason=rerun_reason,
     )
     log.info("wrote %s outputs to %s", name, folder)
     return CaseOutputs(
@@ -96,4 +111,5 @@ def write_case_outputs(
         markups=paths["markups"],
         overlay=paths["overlay"],
         detection=paths["detection"],
+        warnings=tuple(result_warnings(result)),
     )

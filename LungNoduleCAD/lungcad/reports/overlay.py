@@ -26,6 +26,7 @@ from lungcad.ct import CT
 from lungcad.geometry import voxel_to_world
 from lungcad.pipeline.findings import BAND_COLORS_RGB, Finding
 from lungcad.reports.common import ResultLike, check_writable
+from lungcad.safe_names import checked_series_uid
 from lungcad.show import LUNG_WINDOW, canonical_image, draw_axial, orthogonal_views
 
 __all__ = ["MAX_PANELS", "mask_on_axial_slice", "write_overlay_png"]
@@ -165,7 +166,7 @@ def write_overlay_png(
     for ax in axes[n:]:
         ax.set_axis_off()
     more = len(result.findings) - len(shown)
-    head = title or result.series_uid or "(no series UID)"
+    head = title or checked_series_uid(result.series_uid)[0] or "(no valid series UID)"
     lines = [head, result.summary.text]
     if more > 0:
         lines.append(f"(showing the first {len(shown)} of {len(result.findings)} findings)")

@@ -3,7 +3,10 @@
 Layout (schema ``lungcad.results/1``)::
 
     schema, lungcad_version, case_id
-    input: path, series_uid, shape_irc, size_xyz, spacing_xyz, origin_xyz, direction (LPS, ITK)
+    input: path, series_uid, shape_irc, size_xyz, spacing_xyz, origin_xyz, direction (LPS, ITK);
+           series_uid is null when the CT's UID is not a DICOM UID (digits and dots, at most 64
+           characters): ``series_uid_rejected`` then holds it escaped and capped, and a warning
+           says so (added within schema 1)
     thresholds: segmentation, nodule, malignancy
     models: {task: version}, timings_s: {step: seconds}
     summary: finding_count, suspicious_count, highest_malignancy, text
@@ -15,6 +18,10 @@ Layout (schema ``lungcad.results/1``)::
                center_lps, center_irc, diameter_mm, volume_mm3, mean_hu, p_nodule,
                p_malignant, band, voxel_count]
     outputs: {kind: file name} of the other files written beside it
+    fingerprint: input (files, bytes, mtime_ns, sha256), thresholds, models (task -> SHA-256),
+                 options: what resume compares (:mod:`lungcad.fingerprint`); rerun_reason: why
+                 this run redid a case found done before, else null (both added within schema 1:
+                 a file without a fingerprint is rerun on resume)
 
 The case writer writes this file last, so its presence with a valid schema means the case is done.
 """
@@ -29,11 +36,13 @@ from lungcad import __version__
 from lungcad.atomic import write_text_atomic
 from lungcad.errors import LungCADError
 from lungcad.reports.common import ResultLike, check_writable, round_floats
+from lungcad.safe_names import checked_series_uid, printable
 
 __all__ = [
     "RESULTS_SCHEMA",
     "ResultsFileError",
     "read_results",
+    "result_warnings",
     "results_dict",
     "write_results_json",
 ]
@@ -49,25 +58,38 @@ class ResultsFileError(LungCADError, ValueError):
     """A results.json is missing, unreadable, of another schema, or incomplete."""
 
 
+def result_warnings(result: ResultLike) -> list[str]:
+    """The result's caveats plus one for a series UID that is not a DICOM UID."""
+    # stand-ins for a result (tests, truth results) may carry no warnings
+    warnings = [str(w) for w in getattr(result, "warnings", ())]
+    _, uid_warning = checked_series_uid(result.series_uid)
+    return [*warnings, uid_warning] if uid_warning else warnings
+
+
 def results_dict(
     result: ResultLike,
     *,
     source: Path | str | None = None,
     case_id: str | None = None,
     outputs: dict[str, str] | None = None,
+    fingerprint: dict[str, Any] | None = None,
+    rerun_reason: str | None = None,
 ) -> dict[str, Any]:
     """The JSON document for ``result`` (plain types only)."""
     g = result.geometry
     t = result.thresholds
     s = result.summary
     nz, ny, nx = g.shape_irc
+    uid, uid_warning = checked_series_uid(result.series_uid)
+    rejected = {"series_uid_rejected": printable(result.series_uid)} if uid_warning else {}
     return {
         "schema": RESULTS_SCHEMA,
         "lungcad_version": __version__,
         "case_id": case_id,
         "input": {
             "path": str(source) if source is not None else None,
-            "series_uid": result.series_uid,
+            "series_uid": uid,
+            **rejected,
             "shape_irc": [int(v) for v in g.shape_irc],
             "size_xyz": [int(nx), int(ny), int(nz)],
             "spacing_xyz": round_floats(g.spacing_xyz, 6),
@@ -90,8 +112,7 @@ def results_dict(
             "text": s.text,
         },
         "candidate_count": len(result.candidates),
-        # stand-ins for a result (tests, truth results) may carry no warnings
-        "warnings": [str(w) for w in getattr(result, "warnings", ())],
+        "warnings": result_warnings(result),
         "findings": [
             {
                 "number": int(f.number),
@@ -110,6 +131,8 @@ def results_dict(
             for f in result.findings
         ],
         "outputs": dict(outputs or {}),
+        "fingerprint": fingerprint,
+        "rerun_reason": rerun_reason,
     }
 
 
@@ -121,10 +144,19 @@ def write_results_json(
     case_id: str | None = None,
     outputs: dict[str, str] | None = None,
     overwrite: bool = False,
+    fingerprint: dict[str, Any] | None = None,
+    rerun_reason: str | None = None,
 ) -> Path:
     """Write results.json atomically; refuses an existing file unless ``overwrite``."""
     path = check_writable(Path(path), overwrite)
-    doc = results_dict(result, source=source, case_id=case_id, outputs=outputs)
+    doc = results_dict(
+        result,
+        source=source,
+        case_id=case_id,
+        outputs=outputs,
+        fingerprint=fingerprint,
+        rerun_reason=rerun_reason,
+    )
     return write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
