@@ -152,14 +152,34 @@ class DetectionResult:
 
     @classmethod
     def load(cls, path: str | Path) -> DetectionResult:
-        """Read a file written by :meth:`save`; findings are rebuilt exactly from the store."""
+        """Read a file written by :meth:`save`; findings are rebuilt exactly from the store.
+
+        A crafted file cannot make it misbehave: only a regular file of at most 1 GiB is read
+        (no FIFO, no device), its arrays may inflate to at most 4 GiB in all (the zip directory
+        is checked first), and every number is checked for range (probabilities in [0, 1],
+        p_malignant NaN only where unscored, finite geometry, voxel indices on the grid).
+        """
+        import zipfile
+
+        from lungcad.safefile import UnsafeFileError, read_bounded
+
         path = Path(path)
+        max_file, max_inflated = 1024**3, 4 * 1024**3
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            data = read_bounded(path, max_file)
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                inflated = sum(info.file_size for info in archive.infolist())
+            if inflated > max_inflated:
+                raise DetectionResultError(
+                    path, f"its arrays would inflate to {inflated} bytes (at most {max_inflated})"
+                )
+            with np.load(io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {name: npz[name] for name in npz.files}
         except FileNotFoundError:
             raise DetectionResultError(path, "file not found") from None
-        except (OSError, ValueError, EOFError) as exc:
+        except UnsafeFileError as exc:
+            raise DetectionResultError(path, str(exc)) from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
             raise DetectionResultError(path, f"not a readable .npz file: {exc}") from None
         try:
             meta = json.loads(str(arrays.pop(_META_KEY)))
@@ -177,6 +197,56 @@ class DetectionResult:
         missing = sorted(set(STORE_ARRAYS) - set(arrays) - set(STORE_ARRAY_DEFAULTS))
         if missing:
             raise DetectionResultError(path, f"arrays missing: {', '.join(missing)}")
+
+        def refuse_unless(ok: bool, problem: str) -> None:
+            if not ok:
+                raise DetectionResultError(path, f"inconsistent content: {problem}")
+
+        def probabilities(name: str, nan_ok: bool = False) -> None:
+            values = np.asarray(arrays[name], dtype=np.float64)
+            known = values[~np.isnan(values)] if nan_ok else values
+            refuse_unless(
+                values.ndim == 1 and bool(np.all((known >= 0.0) & (known <= 1.0))),
+                f"{name} must hold probabilities in [0, 1]"
+                + (" (NaN where unscored)" if nan_ok else ""),
+            )
+
+        for name in ("p_nodule", "region_prob"):
+            probabilities(name)
+        probabilities("p_malignant", nan_ok=True)
+        for key in ("min_segmentation_threshold", "min_nodule_threshold"):
+            value = meta.get(key, 0.0)
+            refuse_unless(
+                isinstance(value, (int, float)) and 0.0 <= float(value) <= 1.0,
+                f"{key} must lie in [0, 1], got {value!r}",
+            )
+        try:
+            canonical_shape = [int(n) for n in meta["canonical_geometry"]["shape_irc"]]
+            shape_ok = len(canonical_shape) == 3 and min(canonical_shape) >= 1
+        except (KeyError, TypeError, ValueError):
+            shape_ok = False
+        refuse_unless(shape_ok, "the canonical grid has no valid shape_irc")
+        index = np.asarray(arrays["region_index"])
+        offsets = np.asarray(arrays["region_offsets"])
+        refuse_unless(
+            index.ndim == 1
+            and np.issubdtype(index.dtype, np.integer)
+            and (index.size == 0 or (index.min() >= 0 and index.max() < np.prod(canonical_shape))),
+            "region_index must hold voxel indices on the canonical grid",
+        )
+        refuse_unless(
+            offsets.ndim == 1
+            and offsets.size >= 1
+            and np.issubdtype(offsets.dtype, np.integer)
+            and offsets[0] == 0
+            and bool(np.all(np.diff(offsets) >= 0)),
+            "region_offsets must start at 0 and never decrease",
+        )
+        centres = np.asarray(arrays["crop_center_irc"])
+        refuse_unless(
+            np.issubdtype(centres.dtype, np.integer) or bool(np.isfinite(centres).all()),
+            "crop_center_irc must be finite",
+        )
         try:
             store = CandidateStore(
                 canonical=_geometry_from_json(meta["canonical_geometry"]),
