@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lungcad import __version__, cli_detect, cli_evaluate
+from lungcad.cli_types import bounded_float, bounded_int
 from lungcad.errors import LungCADError
 
 log = logging.getLogger("lungcad")
@@ -65,6 +66,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from lungcad.ctio import read_ct
     from lungcad.show import parse_point, render_views
 
+    target = Path(args.out)
+    if target.is_dir():
+        raise LungCADError(f"{target}: is a folder; --out names the PNG file to write")
+    if (target.exists() or target.is_symlink()) and not args.overwrite:
+        raise LungCADError(f"{target}: already exists; pass --overwrite to replace it")
     ct = read_ct(args.ct, series_uid=args.series_uid)
     at = parse_point(args.at)
     out = render_views(ct, at, Path(args.out), crop_mm=args.crop_mm, title=args.title)
@@ -208,7 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ct", type=Path, help="CT file or DICOM series folder")
     p.add_argument("--at", required=True, help="LPS point in mm: X,Y,Z")
     p.add_argument("--out", required=True, type=Path, help="PNG to write")
-    p.add_argument("--crop-mm", type=float, default=60.0)
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument(
+        "--crop-mm", type=bounded_float(5.0, 500.0), default=60.0,
+        help="width of the zoomed view in mm, 5-500 (60)",
+    )  # fmt: skip
     p.add_argument("--title", default=None)
     p.add_argument("--series-uid", default=None, help="pick one series from a DICOM folder")
     p.set_defaults(func=_cmd_show)
@@ -225,21 +235,31 @@ def build_parser() -> argparse.ArgumentParser:
         "real: the cascade and realism statistics on the real CT samples beside phantoms",
     )  # fmt: skip
     p.add_argument("--size", choices=["small", "full"], default=None, help="phantom: full")
-    p.add_argument("--cases", type=int, default=None, help="phantom: cases to render (3)")
+    p.add_argument(
+        "--cases", type=bounded_int(1), default=None, help="phantom: cases to render (3)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--case", type=int, default=0, help="cascade target: phantom case index")
     p.add_argument("--ct", type=Path, default=None, help="cascade target: a CT instead")
     p.add_argument("--weights", type=Path, default=None, help="weights folder (bundled)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--slice-batch", type=int, default=None, help="UNet slices per call")
-    p.add_argument("--crop-batch", type=int, default=None, help="classifier crops per call")
+    p.add_argument(
+        "--threads", type=bounded_int(1, 1024), default=None, help="torch CPU threads (>= 1)"
+    )
+    p.add_argument(
+        "--slice-batch", type=bounded_int(1, 4096), default=None,
+        help="UNet slices per call (>= 1)",
+    )  # fmt: skip
+    p.add_argument(
+        "--crop-batch", type=bounded_int(1, 65536), default=None,
+        help="classifier crops per call (>= 1)",
+    )  # fmt: skip
     p.add_argument("--no-channels-last", action="store_true", help="UNet in NCHW layout")
     cli_detect.add_mirror_option(p)
     cli_detect.add_precision_option(p)
     p.add_argument("--whole-volume", action="store_true", help="UNet on every slice, all of it")
     p.add_argument(
-        "--compare-bf16", type=int, default=0, metavar="N",
+        "--compare-bf16", type=bounded_int(0), default=0, metavar="N",
         help="also run N slices in float32 and bf16 and print the map difference",
     )  # fmt: skip
     p.add_argument(

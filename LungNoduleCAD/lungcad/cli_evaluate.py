@@ -10,6 +10,7 @@ import argparse
 import time
 from pathlib import Path
 
+from lungcad.cli_types import bounded_float, bounded_int, probability
 from lungcad.errors import LungCADError
 
 
@@ -30,37 +31,37 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
     p.add_argument(
         "--min-diameter-mm",
-        type=float,
+        type=bounded_float(0.0),
         default=0.0,
         help="ignore annotations smaller than this (hits on them are neither TP nor FP), e.g. 5",
     )
     p.add_argument(
         "--max-marks",
-        type=int,
+        type=bounded_int(0),
         default=100,
         help="keep at most this many candidates per scan, highest first (LUNA16: 100; 0 = all)",
     )
     p.add_argument(
         "--non-nodule-radius-mm",
-        type=float,
+        type=bounded_float(0.0, lo_open=True),
         default=5.0,
         help="a class-0 candidate of the data counts as found within this distance (table)",
     )
     p.add_argument(
         "--nodule-threshold",
-        type=float,
+        type=probability,
         default=None,
         help="override results.json's nodule threshold",
     )
     p.add_argument(
         "--malignancy-threshold",
-        type=float,
+        type=probability,
         default=None,
         help="override results.json's malignancy threshold",
     )
     p.add_argument(
         "--bootstrap",
-        type=int,
+        type=bounded_int(0),
         default=0,
         help="scan resamples for 95%% confidence intervals (LUNA16 uses 1000)",
     )
