@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from lungcad.ct import CT, Geometry
@@ -196,3 +197,27 @@ def bright_result(ct: CT, thresholds: Thresholds = DEFAULT_THRESHOLDS) -> TruthR
         candidates=candidates,
         summary=PatientSummary.of(findings, thresholds),
     )
+
+
+def write_dicom_series(folder: Path, uid: str, seed: int = 0) -> CT:
+    """``tiny_ct`` as a DICOM series (one file per slice) whose SeriesInstanceUID is ``uid``,
+    whatever it holds: a header controls it, so tests write hostile ones too."""
+    ct = tiny_ct(None, seed=seed)
+    volume = sitk.GetImageFromArray(ct.hu)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    folder.mkdir(parents=True)
+    for k in range(ct.hu.shape[0]):
+        image = volume[:, :, k]
+        for tag, value in {
+            "0008|0060": "CT",
+            "0008|0018": f"1.2.826.0.1.3680043.2.1125.7.{seed}.{k + 1}",
+            "0020|000e": uid,
+            "0020|0013": str(k + 1),
+            "0020|0032": f"0\\0\\{2.0 * k}",
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+        }.items():
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
+        writer.Execute(image)
+    return ct

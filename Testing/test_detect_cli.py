@@ -20,9 +20,10 @@ import lungcad.cohort
 from lungcad.cli import main
 from lungcad.ct import CT, Geometry
 from lungcad.ctio import write_ct
+from lungcad.fingerprint import RunSettings
 from lungcad.geometry import voxel_to_world, world_to_voxel_index
 from lungcad.phantom import PhantomSize, make_case
-from lungcad.pipeline import DetectionResult, MalignancyBand, Precision
+from lungcad.pipeline import DetectionResult, MalignancyBand, Precision, Thresholds
 from lungcad.reports import OUTPUT_FILES, read_results
 
 UIDS = [f"1.2.826.0.1.3680043.2.1125.8.{k}" for k in range(3)]
@@ -53,6 +54,9 @@ class FakeDetector:
                 return {"segmentation": "fake"}
 
         return Models()
+
+    def settings(self):
+        return RunSettings(self.thresholds or Thresholds(), {"segmentation": "fake-sha"})
 
     def __call__(self, ct):
         FakeDetector.runs.append(ct.series_uid)

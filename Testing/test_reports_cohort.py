@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
-from reports_support import bright_result, tiny_ct
+from reports_support import bright_result, tiny_ct, write_dicom_series
 
 from lungcad.cohort import (
     SUMMARY_COLUMNS,
@@ -90,30 +89,14 @@ def test_case_ids_are_uids_then_stems_and_unique(tmp_path, cohort):
     write_ct(tiny_ct(None), tmp_path / "other" / "patient 5.nii.gz")
     cases = assign_case_ids(collect_inputs([cohort, tmp_path / "other"]))
     ids = [c.case_id for c in cases]
-    assert ids[:5] == [*UIDS[:3], "patient_5", UIDS[3]]
-    assert ids[5] == "patient_5-2"  # same stem, later path
+    # the space is not kept: the stem changed, so the sha256 of "patient 5" (8 hex) is added
+    assert ids[:5] == [*UIDS[:3], "patient_5-cba45335", UIDS[3]]
+    assert ids[5] == "patient_5-cba45335-2"  # same stem, later path
     assert len(set(ids)) == len(ids)
 
 
 def _dicom_folder(folder: Path, uid: str) -> None:
-    ct = tiny_ct(uid)
-    volume = sitk.GetImageFromArray(ct.hu)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    folder.mkdir(parents=True)
-    for k in range(ct.hu.shape[0]):
-        image = volume[:, :, k]
-        for tag, value in {
-            "0008|0060": "CT",
-            "0008|0018": f"{uid}.{k + 1}",
-            "0020|000e": uid,
-            "0020|0013": str(k + 1),
-            "0020|0032": f"0\\0\\{2.0 * k}",
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-        }.items():
-            image.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / f"{k:03d}.dcm"))
-        writer.Execute(image)
+    write_dicom_series(folder, uid)
 
 
 def test_a_folder_of_dicom_files_is_one_case_named_by_its_series(tmp_path):

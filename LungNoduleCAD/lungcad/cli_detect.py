@@ -1,8 +1,9 @@
 """``lungcad detect`` (a cohort of CTs) and ``lungcad demo`` (one synthetic CT against its truth).
 
 Exit status of ``detect``: 0 when every case is done, 1 when any case failed (its error is in
-OUT/<case_id>/error.txt and summary.csv), 2 for usage errors (bad arguments, no input found,
-weights that do not load).
+OUT/<case_id>/error.txt and summary.csv) or the summary could not be written, 2 for usage errors
+found before any work (bad arguments, an input that does not exist, no input found, an output
+folder that is a file or does not take files, weights that do not load).
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         collect_inputs,
         parse_shard,
         pending,
+        rerun_reasons,
         run_cohort,
         select_shard,
     )
+    from lungcad.safe_names import check_output_root
 
     thresholds = Thresholds(
         segmentation=args.segmentation_threshold,
@@ -53,17 +56,23 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     )
     index, count = parse_shard(args.shard) if args.shard else (0, 1)
     cases = assign_case_ids(collect_inputs(args.inputs, exclude=args.out))
+    check_output_root(args.out)  # a file, read-only or uncreatable folder: exit 2, nothing ran
+    detector = CascadeDetector(
+        args.models, args.device, thresholds, args.precision, mirror_nodule=not args.no_mirror
+    )
+    settings = detector.settings()  # the model cards only: a bad weights folder stops here
     mine = select_shard(cases, index, count)
-    todo = pending(mine, args.out, args.overwrite)
+    todo = pending(mine, args.out, args.overwrite, settings)
+    reruns = {} if args.overwrite else rerun_reasons(mine, args.out, settings)
     shard = f" (shard {index}/{count})" if count > 1 else ""
     print(
         f"{len(cases)} case{'s' if len(cases) != 1 else ''} found; this run{shard}: "
         f"{len(mine)}, of which {len(mine) - len(todo)} already done"
         f"{' (redone: --overwrite)' if args.overwrite and mine else ''}"
+        f"{f', {len(reruns)} rerun (results no longer match)' if reruns else ''}"
     )
-    detector = CascadeDetector(
-        args.models, args.device, thresholds, args.precision, mirror_nodule=not args.no_mirror
-    )
+    for case_id, reason in reruns.items():
+        print(f"  rerun {case_id}: {reason}")
     if todo:
         models = detector.load()  # a bad weights folder is a usage error, before any case
         print(
@@ -72,7 +81,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         )
     started = time.perf_counter()
     statuses = run_cohort(
-        mine, args.out, detector, overwrite=args.overwrite, progress=not args.quiet
+        mine,
+        args.out,
+        detector,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+        settings=settings,
     )
     by_status = {s: [c for c in statuses if c.status == s] for s in ("ok", "skipped", "failed")}
     print(
@@ -85,7 +99,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
             print(f"    warning: {warning}")
     for status in by_status["failed"]:
         print(f"  FAILED {status.case_id} ({status.input}): {status.error}")
-    print(f"outputs: {args.out}/<case_id>/; summary: {Path(args.out) / 'summary.csv'}")
+    summary = Path(args.out) / "summary.csv"
+    if statuses.summary_error:
+        print(f"outputs: {args.out}/<case_id>/; summary NOT written: {statuses.summary_error}")
+        return 1
+    print(f"outputs: {args.out}/<case_id>/; summary: {summary}")
     return 1 if by_status["failed"] else 0
 
 
@@ -135,9 +153,18 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="find nodules in CT files or folders; per-case outputs and a cohort summary",
         description="Run the cascade on each CT and write OUT/<case_id>/ (results.json, "
         "candidates.csv, nodules.seg.nrrd, findings.mrk.json, overlay.png, detection.npz) and "
-        "OUT/summary.csv. Cases already done are skipped (resume); a case that fails is "
-        "recorded in OUT/<case_id>/error.txt and summary.csv and the run goes on.",
-        epilog="exit status: 0 all cases done, 1 some case failed, 2 usage error",
+        "OUT/summary.csv. Case ids are series UIDs (digits and dots, at most 64 characters) or "
+        "file names made safe (no separators, '..' or control characters; a short hash is "
+        "added where a name was changed); nothing is written outside OUT. Cases already done "
+        "with the same input (size, time, header), thresholds, weights and --no-mirror are "
+        "skipped (resume); a case whose results no longer match is rerun and the reason is "
+        "printed and recorded (results.json rerun_reason, summary.csv). A case that fails is "
+        "recorded in summary.csv (and OUT/<case_id>/error.txt where that folder can be "
+        "written) and the run goes on.",
+        epilog="exit status: 0 all cases done, 1 some case failed (or summary.csv could not be "
+        "written), 2 usage error before any work: a bad option, an INPUT that does not exist "
+        "(the run stops at once), no CT found, --out a file or a folder that does not take "
+        "files, weights that do not load",
     )
     p.add_argument(
         "inputs",
@@ -145,9 +172,16 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         type=Path,
         metavar="INPUT",
         help="CT files (.mhd .mha .nrrd .nii .nii.gz), folders (searched; a folder of DICOM "
-        "files is one series), or .txt lists of them (one per line, # comments)",
+        "files is one series), or .txt lists of them (one per line, # comments). A path that "
+        "does not exist stops the run at once with exit status 2, before any work",
     )
-    p.add_argument("--out", required=True, type=Path, help="output folder (one subfolder per case)")
+    p.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="output folder (one subfolder per case); created if needed, and checked to take "
+        "files before any model loads (exit 2 if it is a file or read-only)",
+    )
     for name, value, what in (
         ("segmentation", defaults.segmentation, "cut of the UNet's probability map"),
         ("nodule", defaults.nodule, "p(nodule) a candidate needs to be a finding"),
@@ -171,7 +205,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="run cases I, I+N, I+2N, ... of the sorted case list (0 <= I < N), e.g. for a "
         "job array: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT",
     )
-    p.add_argument("--overwrite", action="store_true", help="redo cases that are already done")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="redo cases that are already done, even where their results still match",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_detect)
 

@@ -7,10 +7,17 @@ case list is sorted by path, so every node of a cluster job array builds the sam
 ``--shard I/N`` (cases I, I+N, I+2N, ...) splits it without overlap.
 
 Each case is written to OUT/<case_id>/ (see :mod:`lungcad.reports.case`); the case id is the
-series UID when the header has one (or a LUNA16-style UID file name), else the file stem, made
-unique in path order. A case whose results.json loads is skipped unless ``overwrite``; a case that
-fails leaves OUT/<case_id>/error.txt and the run goes on. OUT/summary.csv has one row per case
-ever run into OUT, merged under a file lock so shards writing to one folder keep each other's rows.
+series UID when the header has a valid one (or a LUNA16-style UID file name), else the file stem
+made safe (:func:`lungcad.safe_names.safe_case_id`), made unique in path order, and every case
+folder is checked to lie inside OUT. OUT is checked to take files before anything runs.
+
+Resume: a case whose results.json loads and whose fingerprint (input files, thresholds, model
+SHA-256s, options; :mod:`lungcad.fingerprint`) matches this run is skipped unless ``overwrite``;
+one that no longer matches is rerun, with the reason logged and recorded (results.json
+``rerun_reason``, summary.csv). A case that fails leaves OUT/<case_id>/error.txt when its folder
+can be written, and always a ``failed`` row; the run goes on. OUT/summary.csv has one row per case
+ever run into OUT, merged under a file lock so shards writing to one folder keep each other's rows;
+a summary that cannot be written is reported, not raised.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import SimpleITK as sitk
 from tqdm import tqdm
@@ -33,8 +41,18 @@ from lungcad.atomic import write_text_atomic
 from lungcad.ct import CT
 from lungcad.ctio import read_ct
 from lungcad.errors import LungCADError
+from lungcad.fingerprint import RunSettings, rerun_reason, run_fingerprint
+from lungcad.models.weights import WeightsNotFoundError, read_card
 from lungcad.pipeline import CascadeModels, Precision, Thresholds, detect
+from lungcad.pipeline.models import BUNDLED_MODELS, CASCADE_TASKS
 from lungcad.reports import ResultLike, ResultsFileError, read_results, write_case_outputs
+from lungcad.safe_names import (
+    check_output_root,
+    confined_path,
+    is_dicom_uid,
+    printable,
+    safe_case_id,
+)
 
 __all__ = [
     "SUMMARY_COLUMNS",
@@ -42,10 +60,13 @@ __all__ = [
     "CaseInput",
     "CaseStatus",
     "CohortInputError",
+    "CohortStatuses",
+    "RunSettings",
     "assign_case_ids",
     "collect_inputs",
     "parse_shard",
     "pending",
+    "rerun_reasons",
     "run_cohort",
     "select_shard",
 ]
@@ -62,14 +83,14 @@ CT_SUFFIXES = (".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr", ".nii")
 SKIPPED_SUFFIXES = (".seg.nrrd", ".seg.nhdr", "_nodules.nrrd")
 SUMMARY_COLUMNS = (
     "case_id", "input", "status", "findings", "highest_malignancy", "suspicious", "seconds",
-    "error", "warnings",
+    "error", "warnings", "rerun_reason",
 )  # fmt: skip
 #: How a case's warnings share one summary.csv cell.
 WARNING_SEPARATOR = " | "
 SUMMARY_FILE = "summary.csv"
 ERROR_FILE = "error.txt"
-_UID_RE = re.compile(r"[0-9]+(\.[0-9]+)+")
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: How much of an error message goes into summary.csv (the whole traceback is in error.txt).
+MAX_ERROR_CHARS = 500
 
 Detector = Callable[[CT], ResultLike]
 
@@ -99,6 +120,7 @@ class CaseStatus:
     seconds: float | None = None
     error: str = ""
     warnings: tuple[str, ...] = ()  # where the scan lies outside what the models know
+    rerun_reason: str = ""  # why a case found done before was computed again
 
     def row(self) -> dict[str, str]:
         def fmt(value: float | int | None, spec: str) -> str:
@@ -114,7 +136,15 @@ class CaseStatus:
             "seconds": fmt(self.seconds, ".1f"),
             "error": self.error,
             "warnings": WARNING_SEPARATOR.join(self.warnings),
+            "rerun_reason": self.rerun_reason,
         }
+
+
+class CohortStatuses(list[CaseStatus]):
+    """The statuses of a run, in case order; ``summary_error`` says why summary.csv could not
+    be written (None when it was)."""
+
+    summary_error: str | None = None
 
 
 # --- finding the cases ---------------------------------------------------------------------------
@@ -218,8 +248,8 @@ def _header_uid(path: Path) -> str | None:
         return None
     for key in ("0020|000e", "SeriesInstanceUID"):
         if reader.HasMetaDataKey(key):
-            uid = reader.GetMetaData(key).strip().strip("\x00").strip()
-            if _UID_RE.fullmatch(uid):
+            uid = reader.GetMetaData(key).rstrip("\x00 ").strip()  # DICOM pads UIDs with NUL
+            if is_dicom_uid(uid):
                 return uid
     return None
 
@@ -233,12 +263,12 @@ def _stem(path: Path) -> str:
 
 
 def case_id_for(path: Path) -> str:
-    """Series UID if the header (or a LUNA16-style .mhd name) gives one, else the file stem."""
+    """Series UID if the header (or a LUNA16-style .mhd name) gives a valid one, else the file
+    stem made safe (a changed stem gets a short hash: see :func:`safe_case_id`)."""
     stem = _stem(path)
-    if path.is_file() and path.suffix.lower() == ".mhd" and _UID_RE.fullmatch(stem):
+    if path.is_file() and path.suffix.lower() == ".mhd" and is_dicom_uid(stem):
         return stem
-    uid = _header_uid(path)
-    return uid or (_UNSAFE.sub("_", stem).strip("._") or "case")
+    return _header_uid(path) or safe_case_id(stem)
 
 
 def assign_case_ids(paths: Sequence[Path]) -> list[CaseInput]:
@@ -286,35 +316,99 @@ def _done(folder: Path) -> dict | None:
 
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
+    return printable(f"{type(exc).__name__}: {text}", MAX_ERROR_CHARS)
+
+
+def _settings_of(detector: Detector) -> RunSettings | None:
+    """The detector's run settings when it can tell them (the cascade can; test stand-ins may
+    not, and then resume compares the input alone)."""
+    settings = getattr(detector, "settings", None)
+    return settings() if callable(settings) else None
+
+
+def _case_folder(out_dir: Path, case: CaseInput) -> Path:
+    return confined_path(out_dir, case.case_id)
+
+
+def _resume_state(
+    case: CaseInput, out_dir: Path, settings: RunSettings | None
+) -> tuple[dict | None, str]:
+    """(results.json of a case done with these settings, "") or (None, why it runs again; ""
+    when it was never finished)."""
+    try:
+        doc = _done(_case_folder(out_dir, case))
+    except LungCADError:
+        return None, ""
+    if doc is None:
+        return None, ""
+    reason = rerun_reason(doc.get("fingerprint"), run_fingerprint(case.path, settings))
+    return (None, reason) if reason else (doc, "")
+
+
+def _record_failure(folder: Path | None, case: CaseInput, exc: BaseException) -> str:
+    """Write error.txt into the case folder if it can be; returns the summary's error text.
+
+    The folder may be what failed (a name too long, a read-only output, a file in the way): then
+    the summary row alone records the failure, and says that error.txt is missing.
+    """
+    error = _one_line(exc)
+    if folder is None:
+        return error
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(
+            folder / ERROR_FILE, f"{error}\ninput: {case.path}\n\n{traceback.format_exc()}"
+        )
+    except OSError as write_exc:
+        log.warning("%s: error.txt not written: %s", case.case_id, _one_line(write_exc))
+        return f"{error} (error.txt not written: {_one_line(write_exc)})"
+    return error
 
 
 def _run_case(
-    case: CaseInput, out_dir: Path, detector: Detector, reader: Callable[[Path], CT]
+    case: CaseInput,
+    out_dir: Path,
+    detector: Detector,
+    reader: Callable[[Path], CT],
+    settings: RunSettings | None = None,
+    reason: str = "",
 ) -> CaseStatus:
-    folder = out_dir / case.case_id
     started = time.perf_counter()
+    folder: Path | None = None
     try:
+        folder = _case_folder(out_dir, case)
+        if reason:  # stale results must not pass for this run's if the case fails now
+            (folder / "results.json").unlink(missing_ok=True)
+        fingerprint = run_fingerprint(case.path, settings)  # before the read: what was read
         ct = reader(case.path)
         result = detector(ct)
         # an unfinished folder (no valid results.json) holds nothing worth keeping
-        write_case_outputs(
-            result, ct, folder, case_id=case.case_id, source=case.path, overwrite=True
+        outputs = write_case_outputs(
+            result,
+            ct,
+            folder,
+            case_id=case.case_id,
+            source=case.path,
+            overwrite=True,
+            fingerprint=fingerprint,
+            rerun_reason=reason or None,
         )
     except (KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:
+    except Exception as exc:  # MemoryError too: one case must not end the cohort
         seconds = time.perf_counter() - started
         log.warning("%s failed: %s", case.case_id, _one_line(exc))
-        folder.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(
-            folder / ERROR_FILE,
-            f"{_one_line(exc)}\ninput: {case.path}\n\n{traceback.format_exc()}",
-        )
+        error = _record_failure(folder, case, exc)
         return CaseStatus(
-            case.case_id, str(case.path), "failed", seconds=seconds, error=_one_line(exc)
+            case.case_id,
+            str(case.path),
+            "failed",
+            seconds=seconds,
+            error=error,
+            rerun_reason=reason,
         )
-    (folder / ERROR_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (folder / ERROR_FILE).unlink(missing_ok=True)
     s = result.summary
     return CaseStatus(
         case.case_id,
@@ -324,7 +418,8 @@ def _run_case(
         highest_malignancy=s.highest_malignancy,
         suspicious=s.suspicious_count,
         seconds=time.perf_counter() - started,
-        warnings=tuple(getattr(result, "warnings", ())),
+        warnings=outputs.warnings,
+        rerun_reason=reason,
     )
 
 
@@ -382,6 +477,16 @@ def write_summary(out_dir: Path, statuses: Sequence[CaseStatus]) -> Path:
     return path
 
 
+def _try_write_summary(out_dir: Path, statuses: Sequence[CaseStatus]) -> str | None:
+    """write_summary, but a failure (read-only folder, full disk) is logged and returned."""
+    try:
+        write_summary(out_dir, statuses)
+    except (OSError, csv.Error, UnicodeDecodeError) as exc:
+        log.error("%s: summary not written: %s", out_dir / SUMMARY_FILE, _one_line(exc))
+        return _one_line(exc)
+    return None
+
+
 def run_cohort(
     cases: Sequence[CaseInput],
     out_dir: Path | str,
@@ -390,40 +495,45 @@ def run_cohort(
     overwrite: bool = False,
     progress: bool = True,
     reader: Callable[[Path], CT] = read_ct,
-) -> list[CaseStatus]:
+    settings: RunSettings | None = None,
+) -> CohortStatuses:
     """Run ``detector`` on each case not yet done, write its outputs, and merge summary.csv.
 
     ``detector`` maps a CT to a DetectionResult (injectable, so tests need no network);
-    ``reader`` reads a case's CT. Returns one status per case, in order.
+    ``reader`` reads a case's CT; ``settings`` (default: ``detector.settings()`` where it has
+    one) is what resume compares besides the input. OUT is checked first (OutputRootError).
+    Returns one status per case, in order.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    statuses: list[CaseStatus] = []
+    out_dir = check_output_root(out_dir)
+    settings = settings if settings is not None else _settings_of(detector)
+    statuses = CohortStatuses()
     bar = tqdm(cases, desc="detect", unit="case", disable=not progress)
     try:
         for case in bar:
             bar.set_postfix_str(case.case_id[-24:], refresh=False)
-            doc = None if overwrite else _done(out_dir / case.case_id)
+            doc, reason = (None, "") if overwrite else _resume_state(case, out_dir, settings)
             if doc is not None:
-                log.info("%s: done before, skipped", case.case_id)
+                log.info("%s: done before with the same input and settings, skipped", case.case_id)
                 statuses.append(_skipped(case, doc))
-            else:
-                statuses.append(_run_case(case, out_dir, detector, reader))
-            if statuses[-1].status != "skipped":
-                write_summary(out_dir, statuses[-1:])  # after every case: survives a kill
+                continue
+            if reason:
+                log.warning("%s: done before, rerun: %s", case.case_id, reason)
+            statuses.append(_run_case(case, out_dir, detector, reader, settings, reason))
+            _try_write_summary(out_dir, statuses[-1:])  # after every case: survives a kill
     finally:
         bar.close()
-    write_summary(out_dir, statuses)
+    statuses.summary_error = _try_write_summary(out_dir, statuses)
     return statuses
 
 
 class CascadeDetector:
     """The real detector: the cascade with weights loaded on first use.
 
-    A run whose cases are all done never loads a network. ``models`` is a weights folder (None:
-    the bundled weights), ``device`` auto, cpu or cuda, ``precision`` auto, float32 or bf16;
-    ``mirror_nodule`` as :func:`lungcad.pipeline.detect`. Call :meth:`load` first to have a bad
-    weights folder reported before any case runs.
+    A run whose cases are all done never loads a network (:meth:`settings` reads the model
+    cards only). ``models`` is a weights folder (None: the bundled weights), ``device`` auto, cpu
+    or cuda, ``precision`` auto, float32 or bf16; ``mirror_nodule`` as
+    :func:`lungcad.pipeline.detect`. Call :meth:`load` first to have a bad weights folder
+    reported before any case runs.
     """
 
     def __init__(
@@ -446,12 +556,43 @@ class CascadeDetector:
             self._models = CascadeModels.load(self.models_dir, self.device, self.precision)
         return self._models
 
+    def settings(self) -> RunSettings:
+        """Thresholds, the weights' SHA-256s (from the cards the loader checks them against)
+        and the mirror option: what makes a stored result this run's result."""
+        if self._models is not None:
+            shas = {task: card.sha256 for task, card in self._models.cards.items()}
+        else:
+            root = BUNDLED_MODELS if self.models_dir is None else Path(self.models_dir)
+            if not root.is_dir():
+                raise WeightsNotFoundError(root, "weights folder not found")
+            shas = {t.value: read_card(root / f"{t.value}.json").sha256 for t in CASCADE_TASKS}
+        options: dict[str, Any] = {"mirror_nodule": self.mirror_nodule}
+        return RunSettings(self.thresholds, shas, options)
+
     def __call__(self, ct: CT) -> ResultLike:
         return detect(ct, self.load(), self.thresholds, mirror_nodule=self.mirror_nodule)
 
 
-def pending(cases: Sequence[CaseInput], out_dir: Path | str, overwrite: bool) -> list[CaseInput]:
-    """The cases a run would compute (all with ``overwrite``, else those without results)."""
+def rerun_reasons(
+    cases: Sequence[CaseInput], out_dir: Path | str, settings: RunSettings | None = None
+) -> dict[str, str]:
+    """case id -> why a case found done before will run again (its results no longer match)."""
+    reasons = {}
+    for case in cases:
+        _, reason = _resume_state(case, Path(out_dir), settings)
+        if reason:
+            reasons[case.case_id] = reason
+    return reasons
+
+
+def pending(
+    cases: Sequence[CaseInput],
+    out_dir: Path | str,
+    overwrite: bool,
+    settings: RunSettings | None = None,
+) -> list[CaseInput]:
+    """The cases a run would compute: all with ``overwrite``, else those without results that
+    match this run (see :mod:`lungcad.fingerprint`)."""
     if overwrite:
         return list(cases)
-    return [c for c in cases if _done(Path(out_dir) / c.case_id) is None]
+    return [c for c in cases if _resume_state(c, Path(out_dir), settings)[0] is None]
