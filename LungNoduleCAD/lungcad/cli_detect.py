@@ -12,6 +12,7 @@ import argparse
 import time
 from pathlib import Path
 
+from lungcad.cli_types import segmentation_probability
 from lungcad.pipeline.findings import Thresholds
 from lungcad.pipeline.precision import Precision
 
@@ -189,7 +190,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     ):
         p.add_argument(
             f"--{name}-threshold",
-            type=_probability,
+            # the detector groups the map at or above the segmentation threshold: 0 is no cut
+            type=segmentation_probability if name == "segmentation" else _probability,
             default=value,
             metavar="P",
             help=f"{what} (default {value})",
