@@ -354,7 +354,8 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> CT:
     reader.MetaDataDictionaryArrayUpdateOn()
     reader.LoadPrivateTagsOn()
     try:
-        image = reader.Execute()
+        with _itk_warnings_off():  # its uneven-slice warning: check_slice_positions says more
+            image = reader.Execute()
     except RuntimeError as exc:
         log.debug("SimpleITK could not read the series in %s: %s", folder, exc)
         raise CTFormatError(

@@ -1,0 +1,635 @@
+"""A corpus of hostile and careless inputs, built from code: each is refused cleanly and cheaply.
+
+For every file: ``read_ct`` raises the project's typed error naming the file; ``lungcad info``
+exits 2 with one line on stderr and no traceback; reading the whole corpus in one subprocess
+stays under :data:`PEAK_BUDGET_MB` of resident memory (measured with ``os.wait4`` / ``ru_maxrss``)
+and adds less than :data:`READ_BUDGET_MB` over the interpreter's own footprint; nothing is written
+anywhere. A good CT read in the same run succeeds. Weights, the canonical grid, saved results and
+the CLI's argument checks have their own cases below. Everything is tiny: the corpus runs in
+seconds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+import os
+import subprocess
+import sys
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from lungcad.ct import CT, Geometry
+from lungcad.ctio import read_ct, write_ct
+from lungcad.errors import (
+    CTFileNotFoundError,
+    CTFormatError,
+    CTReadError,
+    CTTooLargeError,
+    DicomGeometryError,
+    NotCTError,
+)
+
+#: Peak resident memory of the process that reads the whole corpus (the interpreter with torch
+#: and SimpleITK is ~350 MB; one crafted header trusted would ask for 4-17 GB).
+PEAK_BUDGET_MB = 1024
+#: What reading every corpus file may add on top of the interpreter's footprint.
+READ_BUDGET_MB = 256
+
+HUGE_DIMS = (2048, 2048, 512)  # 4 GiB of int16 declared by a few bytes
+SERIES_UID = "1.2.826.0.1.3680043.2.1125.1.4242"
+POSIX = os.name == "posix"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    path: Path
+    error: type[Exception]
+    match: str | None
+
+
+def _hu(shape: tuple[int, int, int] = (4, 8, 8)) -> np.ndarray:
+    hu = np.full(shape, -1000, dtype=np.int16)
+    hu[:, 2:-2, 2:-2] = 40
+    return hu
+
+
+def _image(arr: np.ndarray, spacing: tuple[float, ...] | None = None, **kw: bool) -> sitk.Image:
+    image = sitk.GetImageFromArray(arr, **kw)
+    if spacing is not None:
+        image.SetSpacing(spacing)
+    return image
+
+
+def _metaio(folder: Path, name: str, body: str) -> Path:
+    path = folder / name
+    path.write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 8 8 4\nElementType = MET_SHORT\n" + body
+    )
+    return path
+
+
+def write_series(
+    folder: Path,
+    positions_z: list[float],
+    *,
+    modality: str = "CT",
+    shift_y_per_slice: float = 0.0,
+    names: str = "{k:03d}.dcm",
+) -> Path:
+    """A DICOM series with the given slice positions (mm along z), HU stored with intercept."""
+    folder.mkdir(parents=True, exist_ok=True)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetImageIO("GDCMImageIO")  # whatever the names end with
+    sop_class = "1.2.840.10008.5.1.4.1.1.2" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4"
+    for k, z in enumerate(positions_z):
+        image = sitk.GetImageFromArray(_hu((1, 8, 8))[0])  # the writer applies the intercept
+        image.SetSpacing((0.7, 0.7))
+        tags = {
+            "0008|0060": modality,
+            "0008|0016": sop_class,
+            "0008|0018": f"{SERIES_UID}.{k + 1}",
+            "0020|000d": "1.2.826.0.1.3680043.2.1125.77",
+            "0020|000e": SERIES_UID,
+            "0020|0013": str(k + 1),
+            "0020|0032": f"-10.0\\{-20.0 + k * shift_y_per_slice:.4f}\\{z:.4f}",
+            "0020|0037": "1\\0\\0\\0\\1\\0",
+            "0028|1052": "-1024",
+            "0028|1053": "1",
+        }
+        for tag, value in tags.items():
+            image.SetMetaData(tag, value)
+        writer.SetFileName(str(folder / names.format(k=k)))
+        writer.Execute(image)
+    return folder
+
+
+def build_corpus(root: Path) -> tuple[list[Case], Path]:
+    """Every bad file of issue 14 and the classics, plus one good CT (returned second)."""
+    bad = root / "bad"
+    bad.mkdir()
+    cases: list[Case] = []
+
+    def add(name: str, path: Path, error: type[Exception], match: str | None) -> None:
+        cases.append(Case(name, path, error, match))
+
+    grid = Geometry.from_arrays((0, 0, 0), (0.7, 0.7, 2.5), np.eye(3), (6, 16, 16))
+    good = write_ct(CT(_hu((6, 16, 16)), grid), root / "good" / "good.nrrd")
+
+    # --- the classics
+    (bad / "empty.nrrd").write_bytes(b"")
+    add("empty", bad / "empty.nrrd", CTFormatError, None)
+    (bad / "random.nii.gz").write_bytes(np.random.default_rng(0).bytes(4096))
+    add("random bytes", bad / "random.nii.gz", CTFormatError, None)
+    _hu().tofile(bad / "short.raw")
+    (bad / "short.raw").write_bytes((bad / "short.raw").read_bytes()[:100])
+    add(
+        "truncated raw",
+        _metaio(bad, "truncated.mhd", "ElementDataFile = short.raw\n"),
+        CTFormatError,
+        "truncated",
+    )
+    sitk.WriteImage(_image(_hu()[0]), str(bad / "flat.nrrd"))
+    add("2D", bad / "flat.nrrd", NotCTError, "2D image")
+    sitk.WriteImage(sitk.JoinSeries([_image(_hu())] * 2), str(bad / "four_d.nii"))
+    add("4D", bad / "four_d.nii", NotCTError, "4D image")
+    rgb = np.zeros((4, 8, 8, 3), np.uint8)
+    sitk.WriteImage(_image(rgb, isVector=True), str(bad / "rgb.nrrd"))
+    add("RGB", bad / "rgb.nrrd", NotCTError, "3 components")
+    nan = _hu().astype(np.float32)
+    nan[1, 2, 3] = np.nan
+    sitk.WriteImage(_image(nan), str(bad / "nan.nrrd"))
+    add("NaN", bad / "nan.nrrd", NotCTError, "NaN")
+    _hu().tofile(bad / "d.raw")
+    add(
+        "zero spacing",
+        _metaio(bad, "zero_spacing.mhd", "ElementSpacing = 0 0.7 2.5\nElementDataFile = d.raw\n"),
+        NotCTError,
+        "spacing 0 x 0.7 x 2.5 mm lies outside",
+    )
+    add(
+        "non-orthogonal direction",
+        _metaio(
+            bad, "skewed.mhd", "TransformMatrix = 1 0 0 0.5 1 0 0 0 1\nElementDataFile = d.raw\n"
+        ),
+        CTFormatError,
+        "not orthonormal",
+    )
+    if POSIX:
+        (bad / "loop_a.nrrd").symlink_to("loop_b.nrrd")
+        (bad / "loop_b.nrrd").symlink_to("loop_a.nrrd")
+        add("symlink loop", bad / "loop_a.nrrd", CTFileNotFoundError, "loops")
+        (bad / "zero.nrrd").symlink_to("/dev/zero")
+        add("link to /dev/zero", bad / "zero.nrrd", CTFormatError, "not a regular file")
+        os.mkfifo(bad / "fifo.nii")
+        add("FIFO", bad / "fifo.nii", CTFormatError, "not a regular file")
+
+    # --- memory from a few bytes: headers declaring 2048x2048x512
+    nx, ny, nz = HUGE_DIMS
+    header = (
+        f"NRRD0004\ntype: short\ndimension: 3\nsizes: {nx} {ny} {nz}\nencoding: gzip\n"
+        "endian: little\nspacings: 0.7 0.7 1\n\n"
+    ).encode()
+    (bad / "huge.nrrd").write_bytes(header + gzip.compress(b"\0" * 64))
+    add("huge NRRD", bad / "huge.nrrd", CTReadError, None)
+    nifti = _nifti_header(HUGE_DIMS)
+    (bad / "huge.nii.gz").write_bytes(gzip.compress(nifti))
+    add("huge NIfTI", bad / "huge.nii.gz", CTReadError, None)
+
+    # --- silently wrong before: payloads shorter than declared
+    full = _hu((96, 16, 16))
+    sitk.WriteImage(_image(full, (0.7, 0.7, 2.5)), str(root / "whole.nii"))
+    raw = (root / "whole.nii").read_bytes()
+    (root / "whole.nii").unlink()
+    (bad / "third.nii.gz").write_bytes(gzip.compress(raw[: 352 + full[:32].nbytes]))
+    add("NIfTI with a third of its voxels", bad / "third.nii.gz", CTFormatError, "incomplete")
+    (bad / "packed.zraw").write_bytes(zlib.compress(full[:32].tobytes()))
+    (bad / "nosize.mhd").write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 16 16 96\nElementType = MET_SHORT\n"
+        "CompressedData = True\nElementDataFile = packed.zraw\n"
+    )
+    add("compressed .mhd without size", bad / "nosize.mhd", CTFormatError, "CompressedDataSize")
+    size = len((bad / "packed.zraw").read_bytes())
+    (bad / "sized.mhd").write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 16 16 96\nElementType = MET_SHORT\n"
+        f"CompressedData = True\nCompressedDataSize = {size}\nElementDataFile = packed.zraw\n"
+    )
+    add("compressed .mhd, a third inflated", bad / "sized.mhd", CTFormatError, "incomplete")
+
+    # --- data files elsewhere: refused without a word about the other file
+    secret = root / "secret"
+    secret.mkdir()
+    (secret / "secret.raw").write_bytes(b"s" * 12345)
+    add(
+        "ElementDataFile ../",
+        _metaio(bad, "traversal.mhd", "ElementDataFile = ../secret/secret.raw\n"),
+        CTFormatError,
+        "not a file name in the header's folder",
+    )
+    add(
+        "ElementDataFile absolute",
+        _metaio(bad, "absolute.mhd", f"ElementDataFile = {secret / 'secret.raw'}\n"),
+        CTFormatError,
+        "not a file name in the header's folder",
+    )
+    (bad / "detached.nhdr").write_text(
+        "NRRD0004\ntype: short\ndimension: 3\nsizes: 8 8 4\nencoding: raw\nendian: little\n"
+        "data file: ../secret/secret.raw\n\n"
+    )
+    add("NRRD data file ../", bad / "detached.nhdr", CTFormatError, "not a file name")
+
+    # --- mislabelled spacing: 32x32x4 voxels of 40 mm
+    _hu((4, 32, 32)).tofile(bad / "coarse.raw")
+    (bad / "coarse.mhd").write_text(
+        "ObjectType = Image\nNDims = 3\nDimSize = 32 32 4\nElementType = MET_SHORT\n"
+        "ElementSpacing = 40 40 40\nElementDataFile = coarse.raw\n"
+    )
+    add("40 mm voxels", bad / "coarse.mhd", NotCTError, "40 x 40 x 40 mm lies outside")
+
+    # --- DICOM series that are not one honest CT stack
+    add("MR series", write_series(bad / "mr", [0, 2, 4], modality="MR"), NotCTError, "'MR'")
+    add(
+        "missing slice",
+        write_series(bad / "gap", [0, 2.92, 5.84, 11.68, 14.6]),
+        DicomGeometryError,
+        r"5\.84 mm between 5\.84 and 11\.68",
+    )
+    add(
+        "duplicated slice",
+        write_series(bad / "dupe", [0, 2, 2, 4]),
+        DicomGeometryError,
+        "duplicated slice position",
+    )
+    add(
+        "sheared stack",
+        write_series(bad / "tilt", [0, 2, 4, 6], shift_y_per_slice=1.0),
+        DicomGeometryError,
+        "gantry tilt",
+    )
+    return cases, good
+
+
+def _nifti_header(size_xyz: tuple[int, int, int]) -> bytes:
+    """A 352-byte NIfTI-1 header for int16 voxels of ``size_xyz`` (no voxels)."""
+    header = bytearray(352)
+    header[0:4] = np.int32(348).tobytes()
+    dims = np.array([3, *size_xyz, 1, 1, 1, 1], dtype="<i2")
+    header[40:56] = dims.tobytes()
+    header[70:72] = np.int16(4).tobytes()  # datatype: int16
+    header[72:74] = np.int16(16).tobytes()  # bitpix
+    header[76:108] = np.array([1, 0.7, 0.7, 1, 1, 1, 1, 1], dtype="<f4").tobytes()
+    header[108:112] = np.float32(352).tobytes()  # vox_offset
+    header[344:348] = b"n+1\0"
+    return bytes(header)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Case], Path]:
+    root = tmp_path_factory.mktemp("bad_inputs")
+    cases, good = build_corpus(root)
+    return root, cases, good
+
+
+def _tree(root: Path) -> set[tuple[str, int]]:
+    """Every path under ``root`` with its size (links not followed), to see nothing changed."""
+    out = set()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            out.add((str(p), p.lstat().st_size if not p.is_dir() else 0))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# read_ct: the typed error, naming the file
+
+
+def test_each_bad_file_raises_a_typed_error_naming_it(corpus) -> None:
+    _, cases, good = corpus
+    for case in cases:
+        with pytest.raises(case.error, match=case.match) as info:
+            read_ct(case.path)
+        message = str(info.value)
+        assert str(case.path) in message or case.path.name in message, (case.name, message)
+        assert "\n" not in message and "itk::" not in message, (case.name, message)
+    assert read_ct(good).shape == (6, 16, 16)
+
+
+def test_refusing_a_data_file_elsewhere_says_nothing_about_it(corpus) -> None:
+    _, cases, _ = corpus
+    for case in cases:
+        if "../" in case.name or "absolute" in case.name:
+            with pytest.raises(CTFormatError) as info:
+                read_ct(case.path)
+            assert "12345" not in str(info.value) and "bytes" not in str(info.value)
+
+
+def test_the_gap_message_lists_the_positions_that_disagree(corpus) -> None:
+    _, cases, _ = corpus
+    gap = next(c for c in cases if c.name == "missing slice")
+    with pytest.raises(DicomGeometryError) as info:
+        read_ct(gap.path)
+    assert "most are 2.92 mm apart" in str(info.value)
+    assert "002.dcm" in str(info.value) and "003.dcm" in str(info.value)
+
+
+# --------------------------------------------------------------------------------------------
+# lungcad info over the whole corpus in one subprocess: exit 2, one line, memory, no writes
+
+_DRIVER = r"""
+import contextlib, io, json, logging, sys, traceback
+
+class _Stderr:  # logging follows each case's redirected stderr
+    def write(self, s): return sys.stderr.write(s)
+    def flush(self): sys.stderr.flush()
+
+logging.basicConfig(stream=_Stderr(), level=logging.WARNING)
+from lungcad.cli import main
+
+def peak_mb():
+    try:
+        import resource
+    except ImportError:
+        return None
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+base = peak_mb()
+results = []
+for path in json.loads(sys.argv[1]):
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["info", path])
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:
+        code, _ = "traceback", err.write(traceback.format_exc())
+    results.append({"path": path, "code": code, "stderr": err.getvalue()})
+print(json.dumps({"base_mb": base, "results": results}))
+"""
+
+
+def _run_measured(args: list[str], timeout: float = 240) -> tuple[int, str, float | None]:
+    """Run a child; its exit code, stdout and peak RSS in MB (os.wait4 where it exists)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with (
+        open(os.devnull, "rb") as stdin,
+        subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, env=env) as proc,
+    ):
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        try:
+            stdout = proc.stdout.read().decode()
+            if hasattr(os, "wait4"):
+                _, status, usage = os.wait4(proc.pid, 0)
+                proc.returncode = os.waitstatus_to_exitcode(status)
+                peak = usage.ru_maxrss / (1024.0 if sys.platform != "darwin" else 1024.0**2)
+            else:
+                proc.wait()
+                peak = None
+        finally:
+            timer.cancel()
+    return proc.returncode, stdout, peak
+
+
+def test_lungcad_info_exits_2_cleanly_within_the_memory_budget(corpus, tmp_path: Path) -> None:
+    root, cases, good = corpus
+    before = _tree(root)
+    paths = [str(c.path) for c in cases] + [str(good)]
+    code, stdout, peak = _run_measured(
+        [sys.executable, "-c", _DRIVER, json.dumps(paths)], timeout=240
+    )
+    assert code == 0, stdout
+    report = json.loads(stdout.strip().splitlines()[-1])
+    by_path = {r["path"]: r for r in report["results"]}
+    for case in cases:
+        r = by_path[str(case.path)]
+        assert r["code"] == 2, (case.name, r)
+        assert "Traceback" not in r["stderr"], (case.name, r["stderr"])
+        errors = [line for line in r["stderr"].splitlines() if "error:" in line]
+        assert len(errors) == 1 and case.path.name in errors[0], (case.name, r["stderr"])
+    assert by_path[str(good)]["code"] == 0, by_path[str(good)]
+    assert _tree(root) == before  # nothing written, nothing removed
+    if peak is not None:
+        assert peak < PEAK_BUDGET_MB, f"peak {peak:.0f} MB"
+    if report["base_mb"] is not None and peak is not None:
+        assert peak - report["base_mb"] < READ_BUDGET_MB, (peak, report["base_mb"])
+
+
+def test_show_with_a_bad_ct_writes_nothing(corpus, tmp_path: Path) -> None:
+    from lungcad.cli import main
+
+    _, cases, _ = corpus
+    out = tmp_path / "out"
+    out.mkdir()
+    for case in cases[:6]:
+        assert main(["show", str(case.path), "--at", "0,0,0", "--out", str(out / "v.png")]) == 2
+    assert list(out.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# discovery: a DICOM folder whatever its files are called
+
+
+def test_a_dicom_folder_without_suffixes_is_discovered_and_read(tmp_path: Path) -> None:
+    from lungcad.cohort import collect_inputs
+
+    folder = write_series(tmp_path / "in" / "scan", [0, 2.5, 5.0], names="CT.1.2.3.{k}")
+    assert collect_inputs([tmp_path / "in"]) == [folder.resolve()]
+    assert read_ct(folder).shape == (3, 8, 8)
+
+
+def test_an_evenly_spaced_dicom_series_with_rounded_positions_is_read(tmp_path: Path) -> None:
+    # positions written to 0.1 mm: steps of 0.6 and 0.7 for 0.625 mm slices are no gap
+    z = [round(k * 0.625, 1) for k in range(8)]
+    assert read_ct(write_series(tmp_path / "s", z)).shape == (8, 8, 8)
+
+
+# --------------------------------------------------------------------------------------------
+# the canonical grid, checked before resampling
+
+
+def test_a_40_mm_voxel_ct_is_refused_before_resampling() -> None:
+    from lungcad.preprocess import to_canonical
+
+    g = Geometry.from_arrays((0, 0, 0), (40.0, 40.0, 40.0), np.eye(3), (4, 32, 32))
+    with pytest.raises(CTTooLargeError, match=r"1280 x 1280 x 160 mm.*1707x1707x128"):
+        to_canonical(CT(_hu((4, 32, 32)), g))
+
+
+# --------------------------------------------------------------------------------------------
+# weights and cards
+
+
+@pytest.fixture
+def saved_classifier(tmp_path: Path) -> tuple[Path, Path]:
+    from lungcad.models import CandidateClassifier, ModelCard, Task, save_weights
+
+    model = CandidateClassifier(conv_channels=2, n_blocks=2, input_shape=(8, 8, 8))
+    card = ModelCard(task=Task.NODULE, trained_on="nothing", command="test", created="2024-01-01")
+    return save_weights(model, card, tmp_path / "nodule")
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [({"conv_channels": 30000}, r"conv_channels must be an integer in \[1, 128\]"),
+     ({"n_blocks": 40}, r"n_blocks must be an integer in \[1, 6\]"),
+     ({"input_shape": [512, 512, 512], "conv_channels": 128, "n_blocks": 1},
+      "parameters, more than")],
+)  # fmt: skip
+def test_card_hyperparameters_out_of_range_are_refused_before_building(
+    saved_classifier, change: dict, match: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lungcad.models import WeightsArchitectureError, load_weights
+    from lungcad.models import weights as weights_module
+
+    st_path, card_path = saved_classifier
+    card = json.loads(card_path.read_text())
+    card["hyperparameters"].update(change)
+    card_path.write_text(json.dumps(card))  # sha256 still matches the tensors
+
+    def no_build(*args: object) -> None:
+        raise AssertionError("a network was built")
+
+    monkeypatch.setattr(weights_module, "build_model", no_build)
+    with pytest.raises(WeightsArchitectureError, match=match):
+        load_weights(st_path)
+
+
+def test_unet_depth_40_is_refused() -> None:
+    from lungcad.models import SegmentationUNet
+
+    with pytest.raises(ValueError, match=r"depth must be an integer in \[1, 6\]"):
+        SegmentationUNet(depth=40)
+
+
+@pytest.mark.skipif(not POSIX, reason="FIFOs and /dev/zero are POSIX")
+def test_a_fifo_card_and_a_dev_zero_weights_file_are_refused_at_once(saved_classifier) -> None:
+    from lungcad.models import WeightsCardError, WeightsFormatError, load_weights, read_card
+
+    st_path, card_path = saved_classifier
+    outcome: dict[str, BaseException] = {}
+
+    def attempt() -> None:
+        try:
+            read_card(card_path)
+        except BaseException as exc:  # handed to the test thread
+            outcome["card"] = exc
+
+    card_path.unlink()
+    os.mkfifo(card_path)
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(timeout=20)
+    assert not thread.is_alive(), "reading a FIFO as a model card hung"
+    assert isinstance(outcome.get("card"), WeightsCardError)
+    assert "pipe" in str(outcome["card"])
+
+    card_path.unlink()
+    json_card = {"task": "nodule", "trained_on": "-", "command": "-", "created": "2024-01-01",
+                 "architecture": "CandidateClassifier",
+                 "hyperparameters": {"conv_channels": 2, "n_blocks": 2, "input_shape": [8, 8, 8]},
+                 "sha256": "0" * 64}  # fmt: skip
+    card_path.write_text(json.dumps(json_card))
+    st_path.unlink()
+    st_path.symlink_to("/dev/zero")
+    with pytest.raises(WeightsFormatError, match="character device"):
+        load_weights(st_path)
+
+
+# --------------------------------------------------------------------------------------------
+# saved detection results
+
+
+def _saved_result(path: Path) -> Path:
+    from lungcad.pipeline import DetectionResult, Thresholds
+    from lungcad.pipeline.store import CandidateStore
+
+    canonical = Geometry.from_arrays((0, 0, 0), (0.75, 0.75, 1.25), np.eye(3), (8, 8, 8))
+    cube = np.stack(np.meshgrid(*[np.arange(2, 5)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    store = CandidateStore(
+        canonical=canonical,
+        original=canonical,
+        floor=0.2,
+        p_nodule=np.array([0.9]),
+        p_malignant=np.array([0.3]),
+        crop_center_irc=np.array([[3, 3, 3]]),
+        region_offsets=np.array([0, len(cube)]),
+        region_index=np.ravel_multi_index(cube.T, (8, 8, 8)),
+        region_prob=np.full(len(cube), 0.8, np.float16),
+        region_hu=np.full(len(cube), 40, np.int16),
+        nodule_floor=0.1,
+    )
+    result = DetectionResult.from_store(
+        store, Thresholds(), series_uid=None, timings_s={}, model_versions={}
+    )
+    return result.save(path)
+
+
+def _rewrite(path: Path, arrays: dict | None = None, meta: dict | None = None) -> None:
+    with np.load(path) as npz:
+        data = {k: npz[k] for k in npz.files}
+    m = json.loads(str(data["meta_json"]))
+    m.update(meta or {})
+    data.update(arrays or {})
+    data["meta_json"] = np.array(json.dumps(m))
+    with path.open("wb") as fh:
+        np.savez_compressed(fh, **data)
+
+
+@pytest.mark.parametrize(
+    ("arrays", "meta", "match"),
+    [({"p_nodule": np.array([7.0])}, None, r"p_nodule must hold probabilities"),
+     ({"p_nodule": np.array([np.nan])}, None, r"p_nodule must hold probabilities"),
+     ({"p_malignant": np.array([-0.5])}, None, r"p_malignant must hold"),
+     ({"region_index": np.array([10**6] * 27)}, None, "region_index"),
+     (None, {"min_segmentation_threshold": 7}, "min_segmentation_threshold"),
+     (None, {"geometry": {"origin_xyz": [0, 0, 0], "spacing_xyz": [math.nan, 1, 1],
+                          "direction": [1, 0, 0, 0, 1, 0, 0, 0, 1], "shape_irc": [8, 8, 8]}},
+      "finite")],
+)  # fmt: skip
+def test_a_crafted_detection_npz_is_refused(
+    tmp_path: Path, arrays: dict | None, meta: dict | None, match: str
+) -> None:
+    from lungcad.pipeline import DetectionResult, DetectionResultError
+
+    path = _saved_result(tmp_path / "detection.npz")
+    assert len(DetectionResult.load(path).findings) == 1
+    _rewrite(path, arrays, meta)
+    with pytest.raises(DetectionResultError, match=match):
+        DetectionResult.load(path)
+
+
+@pytest.mark.skipif(not POSIX, reason="FIFOs are POSIX")
+def test_a_fifo_as_detection_npz_is_refused(tmp_path: Path) -> None:
+    from lungcad.pipeline import DetectionResult, DetectionResultError
+
+    os.mkfifo(tmp_path / "detection.npz")
+    with pytest.raises(DetectionResultError, match="pipe"):
+        DetectionResult.load(tmp_path / "detection.npz")
+
+
+# --------------------------------------------------------------------------------------------
+# command-line values: argparse errors (exit 2), never tracebacks
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["show", "x.nrrd", "--at", "0,0,0", "--out", "v.png", "--crop-mm", "1e-9"],
+     ["bench", "--threads", "-3"],
+     ["bench", "--slice-batch", "-1"],
+     ["bench", "--crop-batch", "0"],
+     ["evaluate", "--data", "d", "--results", "r", "--out", "o", "--min-diameter-mm", "nan"],
+     ["evaluate", "--data", "d", "--results", "r", "--out", "o", "--nodule-threshold", "2"],
+     ["detect", "x.nrrd", "--out", "o", "--segmentation-threshold", "0"]],
+)  # fmt: skip
+def test_bad_option_values_are_usage_errors(argv: list[str], capsys) -> None:
+    from lungcad.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "error: argument" in err and "Traceback" not in err
+
+
+def test_show_refuses_an_existing_out_without_overwrite(corpus, tmp_path: Path, capsys) -> None:
+    from lungcad.cli import main
+
+    _, _, good = corpus
+    out = tmp_path / "mine.png"
+    out.write_bytes(b"a user's picture")
+    assert main(["show", str(good), "--at", "1,1,1", "--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert out.read_bytes() == b"a user's picture"
+    assert main(["show", str(good), "--at", "1,1,1", "--out", str(out), "--overwrite"]) == 0
+    assert out.read_bytes().startswith(b"\x89PNG")
