@@ -221,7 +221,7 @@ class LungNoduleCADWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onExportButton(self):
         folder = self.ui.exportDirectoryButton.directory
         with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
-            saved = self.logic.core.save(Path(folder) / self.logic.core.volume_node.GetName())
+            saved = self.logic.core.export(Path(folder))  # the volume's name made safe
             self.ui.statusLabel.text = f"Exported to {saved.segmentation.parent}"
 
 

@@ -7,6 +7,12 @@ loads each CT into the scene, runs detection, writes ``DIR/<case_id>/nodules.seg
 ``findings-<band>.mrk.json`` and ``findings.csv`` with Slicer's storage nodes, removes the case's
 nodes again, and ends with ``DIR/summary.csv`` and ``DIR/summary.json``. The same function runs
 against ``slicer-core`` (no Slicer application), which is how it is tested.
+
+Output names follow the engine's one rule (:mod:`lungcad.safe_names`): the case id is the series
+UID only where it is a DICOM UID, else the file name made safe, and every case folder must lie
+inside DIR. DIR is checked to take files before any model loads (exit 2). A failing case (any
+exception, MemoryError included) is a ``failed`` row and the batch goes on; a summary that cannot
+be written is reported and gives exit status 1.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from lungcad.safe_names import checked_series_uid, confined_path, printable, safe_case_id
 from LungNoduleCADLib.mrml import SlicerServices
 
 log = logging.getLogger(__name__)
@@ -63,14 +70,26 @@ def _is_ct_file(path: Path) -> bool:
 
 
 def case_id_for(path: Path, series_uid: str | None) -> str:
-    """The series UID, else the file name without its image suffix (DESIGN.md "Outputs")."""
-    if series_uid:
-        return series_uid
+    """The series UID where it is a DICOM UID, else the file name without its image suffix,
+    made safe (DESIGN.md "Outputs"; :func:`lungcad.safe_names.safe_case_id`)."""
+    uid, _ = checked_series_uid(series_uid)
+    if uid:
+        return uid
     name = path.name
     for suffix in CT_SUFFIXES:
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            name = name[: -len(suffix)]
+            break
+    return safe_case_id(name)
+
+
+def _unique(case_id: str, used: set[str]) -> str:
+    """``case_id``, or ``case_id-2``, ``-3``... when an earlier input of this run took it."""
+    candidate, n = case_id, 2
+    while candidate in used:
+        candidate, n = f"{case_id}-{n}", n + 1
+    used.add(candidate)
+    return candidate
 
 
 def find_inputs(paths: Sequence[Path]) -> list[Path]:
@@ -107,7 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="CT files (.mhd .mha .nrrd .nii .nii.gz), folders of them (label maps such as "
         "*_nodules.nrrd and *.seg.nrrd are skipped), or DICOM folders",
     )
-    p.add_argument("--output", type=Path, required=True, help="results folder")
+    p.add_argument(
+        "--output",
+        type=Path,
+        required=True,
+        help="results folder; created if needed and checked to take files before any model "
+        "loads (exit 2 if it is a file or read-only)",
+    )
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
     # defaults (None): lungcad.pipeline.Thresholds(), the one place they are set; the parser
@@ -124,7 +149,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _write_summary(out: Path, rows: list[CaseSummary], extra: dict) -> None:
+def _write_summary(out: Path, rows: list[CaseSummary], extra: dict) -> str | None:
+    """Write summary.csv and summary.json; returns why they could not be written, else None."""
+    try:
+        _write_summary_files(out, rows, extra)
+    except OSError as exc:
+        log.error("%s: summary not written: %s", out, exc)
+        return printable(f"{type(exc).__name__}: {exc}", 500)
+    return None
+
+
+def _write_summary_files(out: Path, rows: list[CaseSummary], extra: dict) -> None:
     from lungcad.atomic import write_text_atomic
 
     buffer = io.StringIO()
@@ -146,6 +181,7 @@ def main(
     from lungcad.ctio import read_ct
     from lungcad.errors import LungCADError
     from lungcad.pipeline import Thresholds
+    from lungcad.safe_names import check_output_root
     from LungNoduleCADLib.logic import InProcessRunner, LungNoduleCADCore, RunRequest
     from LungNoduleCADLib.scene import remove_node_with_helpers, remove_output_nodes
     from LungNoduleCADLib.volume import add_volume_node_from_ct
@@ -165,19 +201,28 @@ def main(
     if not inputs:
         print("error: no CT found in the inputs")
         return 2
+    try:
+        check_output_root(args.output)  # before any model loads
+    except LungCADError as exc:
+        print(f"error: {exc}")
+        return 2
     services = services or SlicerServices.current()
     core = LungNoduleCADCore(services, runner=runner or InProcessRunner())
     request = RunRequest(thresholds=thresholds, device=args.device, model_folder=args.models)
-    args.output.mkdir(parents=True, exist_ok=True)
     rows: list[CaseSummary] = []
+    used: set[str] = set()
     started_all = time.perf_counter()
     for number, path in enumerate(inputs, start=1):
         started = time.perf_counter()
-        case_id = path.name
+        case_id = case_id_for(path, None)
         volume = None
         try:
             ct = read_ct(path)
-            case_id = case_id_for(path, ct.series_uid)
+            case_id = _unique(case_id_for(path, ct.series_uid), used)
+            _, uid_warning = checked_series_uid(ct.series_uid)
+            if uid_warning:
+                log.warning("%s: %s", path, uid_warning)
+            confined_path(args.output, case_id)  # raises if it would leave the output folder
             folder = args.output / case_id
             if folder.exists() and any(folder.iterdir()) and not args.overwrite:
                 raise FileExistsError(f"{folder} already holds results (pass --overwrite)")
@@ -195,30 +240,33 @@ def main(
                     summary.highest_malignancy,
                     round(time.perf_counter() - started, 2),
                     str(folder),
-                    summary.text,
+                    f"{summary.text} Warning: {uid_warning}" if uid_warning else summary.text,
                 )
             )
             print(
                 f"[{number}/{len(inputs)}] {case_id}: {summary.text} -> {saved.segmentation.parent}"
             )
-        except (LungCADError, ValueError, OSError, RuntimeError) as exc:
+        except Exception as exc:  # MemoryError too: one case must not end the batch
             log.debug("case %s failed", path, exc_info=True)
+            message = printable(str(exc) or type(exc).__name__, 500)
+            if not isinstance(exc, (LungCADError, ValueError, OSError, RuntimeError)):
+                message = f"{type(exc).__name__}: {message}"
             rows.append(
                 CaseSummary(
                     case_id,
                     str(path),
                     "failed",
                     seconds=round(time.perf_counter() - started, 2),
-                    message=str(exc),
+                    message=message,
                 )
             )
-            print(f"[{number}/{len(inputs)}] {case_id}: FAILED: {exc}")
+            print(f"[{number}/{len(inputs)}] {case_id}: FAILED: {message}")
         finally:
             if volume is not None:
                 remove_output_nodes(services.scene, volume)
                 remove_node_with_helpers(services.scene, volume)
     failed = sum(r.status != "done" for r in rows)
-    _write_summary(
+    summary_error = _write_summary(
         args.output,
         rows,
         {
@@ -228,5 +276,9 @@ def main(
             "seconds": round(time.perf_counter() - started_all, 2),
         },
     )
-    print(f"{len(rows) - failed} of {len(rows)} cases done; summary: {args.output / 'summary.csv'}")
+    done = f"{len(rows) - failed} of {len(rows)} cases done"
+    if summary_error:
+        print(f"{done}; summary NOT written: {summary_error}")
+        return 1
+    print(f"{done}; summary: {args.output / 'summary.csv'}")
     return 1 if failed else 0

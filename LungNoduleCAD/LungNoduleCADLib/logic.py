@@ -23,6 +23,7 @@ from lungcad.pipeline import (
     Thresholds,
     detect,
 )
+from lungcad.safe_names import check_output_root, confined_path, safe_case_id
 from LungNoduleCADLib.files import SavedFindings, save_findings
 from LungNoduleCADLib.mrml import SlicerServices
 from LungNoduleCADLib.scene import FindingsScene, OutputNodes
@@ -179,3 +180,16 @@ class LungNoduleCADCore:
         if self.result is None or self.outputs is None:
             raise RuntimeError("nothing to save: run detection first")
         return save_findings(self.result, self.outputs, Path(folder), case_id=case_id)
+
+    def export(self, root: str | Path) -> SavedFindings:
+        """Save into ``root/<volume name made safe>`` (the GUI's Export).
+
+        A volume's name can come from DICOM tags (patient name, series description, UID), so
+        it goes through :func:`lungcad.safe_names.safe_case_id` and the folder is checked to lie
+        inside ``root``, which must take files (OutputRootError otherwise).
+        """
+        if self.volume_node is None:
+            raise RuntimeError("nothing to export: run detection first")
+        root = check_output_root(root)
+        case_id = safe_case_id(self.volume_node.GetName() or "")
+        return self.save(confined_path(root, case_id), case_id=case_id)

@@ -1,0 +1,188 @@
+"""Batch mode and Export against hostile names, against a real MRML scene (slicer-core).
+
+Series UIDs and volume names come from DICOM headers: ``../../../../tmp/x``, ``/abs/path`` or 403
+characters must write nothing outside the output folder. An output folder that is a file stops
+the batch before any model; a MemoryError in one case and a summary that cannot be written do not
+crash it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+import slicer_phantoms
+from LungNoduleCADLib.batch import main
+from LungNoduleCADLib.files import SEGMENTATION_FILE
+from LungNoduleCADLib.logic import LungNoduleCADCore, RunRequest
+from LungNoduleCADLib.volume import add_volume_node_from_ct
+
+import lungcad.ctio
+from lungcad.ct import CT, Geometry
+from lungcad.ctio import write_ct
+from lungcad.safe_names import OutputRootError
+
+LONG_UID = "1." + "2" * 401
+HOSTILE = {"up": "../../../../tmp/x", "absolute": "/abs/path", "long": LONG_UID}
+
+
+@pytest.fixture(scope="module")
+def crop_file(tmp_path_factory) -> Path:
+    """The logic tests' CT (its detection is cached for the session) as a file."""
+    ct = slicer_phantoms.nodule_crop(0)
+    return write_ct(ct, tmp_path_factory.mktemp("hostile-input") / "crop.mha")
+
+
+@pytest.fixture
+def hostile_reader(monkeypatch):
+    """read_ct, with the series UID a header of each input's name would give."""
+    real = lungcad.ctio.read_ct
+
+    def read(path, series_uid=None):
+        ct = real(path, series_uid)
+        return dataclasses.replace(ct, series_uid=HOSTILE.get(Path(path).stem, ct.series_uid))
+
+    monkeypatch.setattr(lungcad.ctio, "read_ct", read)
+
+
+def _tree(root: Path) -> dict[str, int]:
+    return {str(p.relative_to(root)): p.stat().st_size for p in root.rglob("*") if p.is_file()}
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+class FailingRunner:
+    """CachedRunner, but one CT (by its first voxel count) raises MemoryError."""
+
+    def __init__(self, fail_on_shape) -> None:
+        self.inner = slicer_phantoms.CachedRunner()
+        self.fail_on_shape = fail_on_shape
+        self.calls = 0
+
+    def __call__(self, ct, request, progress=None, cancel=None):
+        self.calls += 1
+        if ct.hu.shape == self.fail_on_shape:
+            raise MemoryError()
+        return self.inner(ct, request, progress, cancel)
+
+
+def test_batch_keeps_hostile_uids_inside_the_output(
+    mrml, crop_file, hostile_reader, tmp_path, capsys
+):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in (*HOSTILE, "good"):
+        (inputs / f"{name}.mha").write_bytes(crop_file.read_bytes())
+    out = tmp_path / "work" / "results"
+    before = _tree(tmp_path)
+    outside_before = Path("/tmp/x").exists(), Path("/abs/path").exists()
+    runner = slicer_phantoms.CachedRunner()
+    status = main(["--input", str(inputs), "--output", str(out)], services=mrml, runner=runner)
+    text = capsys.readouterr().out
+    assert status == 0, text
+    after = _tree(tmp_path)
+    assert {k: v for k, v in after.items() if not k.startswith("work/results/")} == before
+    assert (Path("/tmp/x").exists(), Path("/abs/path").exists()) == outside_before
+    rows = {r["input"]: r for r in _rows(out / "summary.csv")}
+    good_uid = slicer_phantoms.nodule_crop(0).series_uid
+    # a UID that is not a DICOM UID names no folder: the file name does
+    expected_ids = {"good": good_uid, "up": "up", "absolute": "absolute", "long": "long"}
+    for name, case_id in expected_ids.items():
+        row = rows[str(inputs / f"{name}.mha")]
+        assert row["case_id"] == case_id and row["status"] == "done"
+        assert (out / case_id / SEGMENTATION_FILE).is_file()
+        if name in HOSTILE:
+            shown = HOSTILE[name] if name != "long" else f"{LONG_UID[:80]}... (403 characters)"
+            assert row["message"].endswith(
+                f" Warning: series UID '{shown}' is not a DICOM UID (digits and dots, at most 64 "
+                "characters): not used as one; the case id names the series instead"
+            )
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [*expected_ids.values(), "summary.csv", "summary.json"]
+    )
+
+
+def test_batch_refuses_an_output_that_is_a_file_before_any_model(mrml, crop_file, tmp_path, capsys):
+    out = tmp_path / "results"
+    out.write_text("a user's file\n")
+    runner = slicer_phantoms.CachedRunner()
+    args = ["--input", str(crop_file), "--output", str(out)]
+    assert main(args, services=mrml, runner=runner) == 2
+    assert capsys.readouterr().out == (
+        f"error: {out}: exists and is not a folder (the output must be a folder)\n"
+    )
+    assert runner.calls == 0 and out.read_text() == "a user's file\n"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")
+def test_batch_refuses_a_read_only_output_before_any_model(mrml, crop_file, tmp_path, capsys):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o555)
+    runner = slicer_phantoms.CachedRunner()
+    try:
+        assert main(["--input", str(crop_file), "--output", str(out)], mrml, runner) == 2
+    finally:
+        out.chmod(0o755)
+    assert capsys.readouterr().out == (
+        f"error: {out}: the output folder does not take new files (Permission denied)\n"
+    )
+    assert runner.calls == 0
+
+
+def test_batch_survives_a_memory_error_and_an_unwritable_summary(mrml, crop_file, tmp_path, capsys):
+    other = slicer_phantoms.nodule_crop(0)
+    g = other.geometry
+    hu = other.hu[:-2].copy()
+    geometry = Geometry.from_arrays(g.origin_xyz, g.spacing_xyz, g.direction, hu.shape)
+    small = CT(hu=hu, geometry=geometry, series_uid="1.2.3.4.5")
+    huge = write_ct(small, tmp_path / "in" / "huge.mha")
+    out = tmp_path / "results"
+    (out / "summary.csv").mkdir(parents=True)  # replacing it fails, as a read-only folder would
+    runner = FailingRunner(small.hu.shape)
+    status = main(
+        ["--input", str(huge), str(crop_file), "--output", str(out)], services=mrml, runner=runner
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1 and runner.calls == 2
+    assert lines[0] == "[1/2] 1.2.3.4.5: FAILED: MemoryError: MemoryError"
+    assert lines[1].startswith(f"[2/2] {other.series_uid}: ")
+    # os.replace names the temp file (pid, random) and the target; the temp file is gone
+    assert lines[-1].startswith(
+        "1 of 2 cases done; summary NOT written: IsADirectoryError: [Errno 21] Is a directory: '"
+    )
+    assert lines[-1].endswith(f".tmp' -> '{out / 'summary.csv'}'")
+    assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
+    assert (out / other.series_uid / SEGMENTATION_FILE).is_file()
+
+
+@pytest.mark.parametrize(
+    ("name", "folder"),
+    [
+        ("../../../../tmp/x", "tmp_x-6e26be7d"),
+        ("/abs/path", "abs_path-6d80187b"),
+        ("Chest CT: DOE^JOHN", "Chest_CT_DOE_JOHN-c8058338"),
+        ("n" * 403, "n" * 91 + "-"),
+    ],
+)
+def test_export_names_the_folder_after_the_volume_made_safe(mrml, tmp_path, name, folder):
+    core = LungNoduleCADCore(mrml, runner=slicer_phantoms.CachedRunner())
+    volume = add_volume_node_from_ct(mrml.scene, slicer_phantoms.nodule_crop(0), name=name)
+    core.run(volume, RunRequest())
+    root = tmp_path / "export"
+    saved = core.export(root)
+    assert saved.segmentation.parent.parent == root.resolve()
+    assert saved.segmentation.parent.name.startswith(folder)
+    assert len(saved.segmentation.parent.name) <= 100
+    case = saved.segmentation.parent
+    assert {p.name for p in case.iterdir()} >= {p.name for p in saved.all()}
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and p.parent != case] == []
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputRootError, match="exists and is not a folder"):
+        core.export(tmp_path / "file")
