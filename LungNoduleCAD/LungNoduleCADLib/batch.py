@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         required=True,
         help="CT files (.mhd .mha .nrrd .nii .nii.gz), folders of them (label maps such as "
-        "*_nodules.nrrd and *.seg.nrrd are skipped), or DICOM folders",
+        "*_nodules.nrrd and *.seg.nrrd are skipped), or DICOM folders; a path that does not "
+        "exist stops the batch at once with exit status 2, before any work",
     )
     p.add_argument(
         "--output",
