@@ -157,7 +157,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "OUT/summary.csv. Case ids are series UIDs (digits and dots, at most 64 characters) or "
         "file names made safe (no separators, '..' or control characters; a short hash is "
         "added where a name was changed); nothing is written outside OUT. Cases already done "
-        "with the same input (size, time, header), thresholds, weights and --no-mirror are "
+        "with the same input (size, time, header), thresholds, weights and --no-mirror choice are "
         "skipped (resume); a case whose results no longer match is rerun and the reason is "
         "printed and recorded (results.json rerun_reason, summary.csv). A case that fails is "
         "recorded in summary.csv (and OUT/<case_id>/error.txt where that folder can be "
