@@ -340,7 +340,8 @@ def peak_mb():
         import resource
     except ImportError:
         return None
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    kb = 1024.0 if sys.platform == "darwin" else 1.0  # macOS counts bytes, Linux kilobytes
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / kb / 1024.0
 
 base = peak_mb()
 results = []
@@ -414,6 +415,27 @@ def test_show_with_a_bad_ct_writes_nothing(corpus, tmp_path: Path) -> None:
     for case in cases[:6]:
         assert main(["show", str(case.path), "--at", "0,0,0", "--out", str(out / "v.png")]) == 2
     assert list(out.iterdir()) == []
+
+
+def test_a_header_beyond_the_voxel_budget_is_refused_before_reading(tmp_path: Path) -> None:
+    path = tmp_path / "giant.nrrd"
+    path.write_bytes(
+        b"NRRD0004\ntype: short\ndimension: 3\nsizes: 4096 4096 1024\nencoding: raw\n"
+        b"endian: little\n\n"
+    )
+    with pytest.raises(CTTooLargeError, match=r"4096x4096x1024 voxels.*2048x2048x2048"):
+        read_ct(path)
+
+
+def test_a_ct_that_memory_cannot_hold_is_refused_before_reading(
+    corpus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lungcad import budget
+
+    _, _, good = corpus
+    monkeypatch.setattr(budget, "available_memory_bytes", lambda: 4096)
+    with pytest.raises(CTTooLargeError, match=r"16x16x6 voxels.*available now"):
+        read_ct(good)
 
 
 # --------------------------------------------------------------------------------------------
