@@ -92,7 +92,7 @@ def tiny_ct(
     hu = scene_hu(lps, np.random.default_rng(seed), balls, rods, noise_hu).reshape(
         geometry.shape_irc
     )
-    return CT(hu=np.rint(hu).astype(np.int16), geometry=geometry, series_uid=f"1.2.3.tiny.{seed}")
+    return CT(hu=np.rint(hu).astype(np.int16), geometry=geometry, series_uid=f"1.2.3.4242.{seed}")
 
 
 class FakeUNet(nn.Module):

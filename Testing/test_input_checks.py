@@ -15,7 +15,7 @@ from reports_support import TruthResult, bright_result
 
 import lungcad.cohort
 from lungcad.cli import main
-from lungcad.cohort import WARNING_SEPARATOR
+from lungcad.cohort import WARNING_SEPARATOR, RunSettings
 from lungcad.ct import CT, Geometry
 from lungcad.ctio import write_ct
 from lungcad.geometry import voxel_to_world
@@ -175,6 +175,9 @@ class WarningDetector:
     def load(self):
         return SimpleNamespace(device="cpu", precision=Precision.FLOAT32, versions=lambda: {})
 
+    def settings(self) -> RunSettings:
+        return RunSettings(Thresholds(), {"segmentation": "fake-sha"})
+
     def __call__(self, ct):
         result = bright_result(ct)
         return WarnedResult(**{f.name: getattr(result, f.name) for f in dataclasses.fields(result)})
@@ -184,13 +187,15 @@ def test_cli_prints_each_warning_under_its_case_and_summary_csv_keeps_them(
     tmp_path, monkeypatch, capsys
 ) -> None:
     monkeypatch.setattr(lungcad.cohort, "CascadeDetector", WarningDetector)
-    write_ct(tiny_ct(size_mm=24.0), tmp_path / "case.nrrd")
+    ct = tiny_ct(size_mm=24.0)
+    write_ct(ct, tmp_path / "case.nrrd")
     out = tmp_path / "out"
     assert main(["detect", str(tmp_path / "case.nrrd"), "--out", str(out), "--quiet"]) == 0
     lines = capsys.readouterr().out.splitlines()
     at = next(i for i, line in enumerate(lines) if "findings," in line)
     assert lines[at + 1 : at + 3] == [f"    warning: {w}" for w in WarnedResult.warnings]
-    assert read_results(out / "case" / "results.json")["warnings"] == list(WarnedResult.warnings)
+    case_dir = out / ct.series_uid  # a DICOM UID names the case
+    assert read_results(case_dir / "results.json")["warnings"] == list(WarnedResult.warnings)
     with (out / "summary.csv").open(newline="") as fh:
         (row,) = list(csv.DictReader(fh))
     assert row["warnings"].split(WARNING_SEPARATOR) == list(WarnedResult.warnings)
