@@ -1,4 +1,6 @@
-"""A corpus of hostile and careless inputs, built from code: each is refused cleanly and cheaply.
+"""A corpus of hostile and careless inputs: each is refused cleanly and cheaply.
+
+The corpus is built from code by ``bad_inputs_support.build_corpus`` (shared with the batch tests).
 
 For every file: ``read_ct`` raises the project's typed error naming the file; ``lungcad info``
 exits 2 with one line on stderr and no traceback; reading the whole corpus in one subprocess
@@ -11,30 +13,24 @@ seconds.
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 import os
 import subprocess
 import sys
 import threading
-import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
-import SimpleITK as sitk
+from bad_inputs_support import POSIX, Case, build_corpus, file_tree, hu_block, write_series
 
 from lungcad.ct import CT, Geometry
-from lungcad.ctio import read_ct, write_ct
+from lungcad.ctio import read_ct
 from lungcad.errors import (
-    CTFileNotFoundError,
     CTFormatError,
-    CTReadError,
     CTTooLargeError,
     DicomGeometryError,
-    NotCTError,
 )
 
 #: Peak resident memory of the process that reads the whole corpus (the interpreter with torch
@@ -43,250 +39,12 @@ PEAK_BUDGET_MB = 1024
 #: What reading every corpus file may add on top of the interpreter's footprint.
 READ_BUDGET_MB = 256
 
-HUGE_DIMS = (2048, 2048, 512)  # 4 GiB of int16 declared by a few bytes
-SERIES_UID = "1.2.826.0.1.3680043.2.1125.1.4242"
-POSIX = os.name == "posix"
-
-
-@dataclass(frozen=True)
-class Case:
-    name: str
-    path: Path
-    error: type[Exception]
-    match: str | None
-
-
-def _hu(shape: tuple[int, int, int] = (4, 8, 8)) -> np.ndarray:
-    hu = np.full(shape, -1000, dtype=np.int16)
-    hu[:, 2:-2, 2:-2] = 40
-    return hu
-
-
-def _image(arr: np.ndarray, spacing: tuple[float, ...] | None = None, **kw: bool) -> sitk.Image:
-    image = sitk.GetImageFromArray(arr, **kw)
-    if spacing is not None:
-        image.SetSpacing(spacing)
-    return image
-
-
-def _metaio(folder: Path, name: str, body: str) -> Path:
-    path = folder / name
-    path.write_text(
-        "ObjectType = Image\nNDims = 3\nDimSize = 8 8 4\nElementType = MET_SHORT\n" + body
-    )
-    return path
-
-
-def write_series(
-    folder: Path,
-    positions_z: list[float],
-    *,
-    modality: str = "CT",
-    shift_y_per_slice: float = 0.0,
-    names: str = "{k:03d}.dcm",
-) -> Path:
-    """A DICOM series with the given slice positions (mm along z), HU stored with intercept."""
-    folder.mkdir(parents=True, exist_ok=True)
-    writer = sitk.ImageFileWriter()
-    writer.KeepOriginalImageUIDOn()
-    writer.SetImageIO("GDCMImageIO")  # whatever the names end with
-    sop_class = "1.2.840.10008.5.1.4.1.1.2" if modality == "CT" else "1.2.840.10008.5.1.4.1.1.4"
-    for k, z in enumerate(positions_z):
-        image = sitk.GetImageFromArray(_hu((1, 8, 8))[0])  # the writer applies the intercept
-        image.SetSpacing((0.7, 0.7))
-        tags = {
-            "0008|0060": modality,
-            "0008|0016": sop_class,
-            "0008|0018": f"{SERIES_UID}.{k + 1}",
-            "0020|000d": "1.2.826.0.1.3680043.2.1125.77",
-            "0020|000e": SERIES_UID,
-            "0020|0013": str(k + 1),
-            "0020|0032": f"-10.0\\{-20.0 + k * shift_y_per_slice:.4f}\\{z:.4f}",
-            "0020|0037": "1\\0\\0\\0\\1\\0",
-            "0028|1052": "-1024",
-            "0028|1053": "1",
-        }
-        for tag, value in tags.items():
-            image.SetMetaData(tag, value)
-        writer.SetFileName(str(folder / names.format(k=k)))
-        writer.Execute(image)
-    return folder
-
-
-def build_corpus(root: Path) -> tuple[list[Case], Path]:
-    """Every bad file of issue 14 and the classics, plus one good CT (returned second)."""
-    bad = root / "bad"
-    bad.mkdir()
-    cases: list[Case] = []
-
-    def add(name: str, path: Path, error: type[Exception], match: str | None) -> None:
-        cases.append(Case(name, path, error, match))
-
-    grid = Geometry.from_arrays((0, 0, 0), (0.7, 0.7, 2.5), np.eye(3), (6, 16, 16))
-    good = write_ct(CT(_hu((6, 16, 16)), grid), root / "good" / "good.nrrd")
-
-    # --- the classics
-    (bad / "empty.nrrd").write_bytes(b"")
-    add("empty", bad / "empty.nrrd", CTFormatError, None)
-    (bad / "random.nii.gz").write_bytes(np.random.default_rng(0).bytes(4096))
-    add("random bytes", bad / "random.nii.gz", CTFormatError, None)
-    _hu().tofile(bad / "short.raw")
-    (bad / "short.raw").write_bytes((bad / "short.raw").read_bytes()[:100])
-    add(
-        "truncated raw",
-        _metaio(bad, "truncated.mhd", "ElementDataFile = short.raw\n"),
-        CTFormatError,
-        "truncated",
-    )
-    sitk.WriteImage(_image(_hu()[0]), str(bad / "flat.nrrd"))
-    add("2D", bad / "flat.nrrd", NotCTError, "2D image")
-    sitk.WriteImage(sitk.JoinSeries([_image(_hu())] * 2), str(bad / "four_d.nii"))
-    add("4D", bad / "four_d.nii", NotCTError, "4D image")
-    rgb = np.zeros((4, 8, 8, 3), np.uint8)
-    sitk.WriteImage(_image(rgb, isVector=True), str(bad / "rgb.nrrd"))
-    add("RGB", bad / "rgb.nrrd", NotCTError, "3 components")
-    nan = _hu().astype(np.float32)
-    nan[1, 2, 3] = np.nan
-    sitk.WriteImage(_image(nan), str(bad / "nan.nrrd"))
-    add("NaN", bad / "nan.nrrd", NotCTError, "NaN")
-    _hu().tofile(bad / "d.raw")
-    add(
-        "zero spacing",
-        _metaio(bad, "zero_spacing.mhd", "ElementSpacing = 0 0.7 2.5\nElementDataFile = d.raw\n"),
-        NotCTError,
-        "spacing 0 x 0.7 x 2.5 mm lies outside",
-    )
-    add(
-        "non-orthogonal direction",
-        _metaio(
-            bad, "skewed.mhd", "TransformMatrix = 1 0 0 0.5 1 0 0 0 1\nElementDataFile = d.raw\n"
-        ),
-        CTFormatError,
-        "not orthonormal",
-    )
-    if POSIX:
-        (bad / "loop_a.nrrd").symlink_to("loop_b.nrrd")
-        (bad / "loop_b.nrrd").symlink_to("loop_a.nrrd")
-        add("symlink loop", bad / "loop_a.nrrd", CTFileNotFoundError, "loops")
-        (bad / "zero.nrrd").symlink_to("/dev/zero")
-        add("link to /dev/zero", bad / "zero.nrrd", CTFormatError, "not a regular file")
-        os.mkfifo(bad / "fifo.nii")
-        add("FIFO", bad / "fifo.nii", CTFormatError, "not a regular file")
-
-    # --- memory from a few bytes: headers declaring 2048x2048x512
-    nx, ny, nz = HUGE_DIMS
-    header = (
-        f"NRRD0004\ntype: short\ndimension: 3\nsizes: {nx} {ny} {nz}\nencoding: gzip\n"
-        "endian: little\nspacings: 0.7 0.7 1\n\n"
-    ).encode()
-    (bad / "huge.nrrd").write_bytes(header + gzip.compress(b"\0" * 64))
-    add("huge NRRD", bad / "huge.nrrd", CTReadError, None)
-    nifti = _nifti_header(HUGE_DIMS)
-    (bad / "huge.nii.gz").write_bytes(gzip.compress(nifti))
-    add("huge NIfTI", bad / "huge.nii.gz", CTReadError, None)
-
-    # --- silently wrong before: payloads shorter than declared
-    full = _hu((96, 16, 16))
-    sitk.WriteImage(_image(full, (0.7, 0.7, 2.5)), str(root / "whole.nii"))
-    raw = (root / "whole.nii").read_bytes()
-    (root / "whole.nii").unlink()
-    (bad / "third.nii.gz").write_bytes(gzip.compress(raw[: 352 + full[:32].nbytes]))
-    add("NIfTI with a third of its voxels", bad / "third.nii.gz", CTFormatError, "incomplete")
-    (bad / "packed.zraw").write_bytes(zlib.compress(full[:32].tobytes()))
-    (bad / "nosize.mhd").write_text(
-        "ObjectType = Image\nNDims = 3\nDimSize = 16 16 96\nElementType = MET_SHORT\n"
-        "CompressedData = True\nElementDataFile = packed.zraw\n"
-    )
-    add("compressed .mhd without size", bad / "nosize.mhd", CTFormatError, "CompressedDataSize")
-    size = len((bad / "packed.zraw").read_bytes())
-    (bad / "sized.mhd").write_text(
-        "ObjectType = Image\nNDims = 3\nDimSize = 16 16 96\nElementType = MET_SHORT\n"
-        f"CompressedData = True\nCompressedDataSize = {size}\nElementDataFile = packed.zraw\n"
-    )
-    add("compressed .mhd, a third inflated", bad / "sized.mhd", CTFormatError, "incomplete")
-
-    # --- data files elsewhere: refused without a word about the other file
-    secret = root / "secret"
-    secret.mkdir()
-    (secret / "secret.raw").write_bytes(b"s" * 12345)
-    add(
-        "ElementDataFile ../",
-        _metaio(bad, "traversal.mhd", "ElementDataFile = ../secret/secret.raw\n"),
-        CTFormatError,
-        "not a file name in the header's folder",
-    )
-    add(
-        "ElementDataFile absolute",
-        _metaio(bad, "absolute.mhd", f"ElementDataFile = {secret / 'secret.raw'}\n"),
-        CTFormatError,
-        "not a file name in the header's folder",
-    )
-    (bad / "detached.nhdr").write_text(
-        "NRRD0004\ntype: short\ndimension: 3\nsizes: 8 8 4\nencoding: raw\nendian: little\n"
-        "data file: ../secret/secret.raw\n\n"
-    )
-    add("NRRD data file ../", bad / "detached.nhdr", CTFormatError, "not a file name")
-
-    # --- mislabelled spacing: 32x32x4 voxels of 40 mm
-    _hu((4, 32, 32)).tofile(bad / "coarse.raw")
-    (bad / "coarse.mhd").write_text(
-        "ObjectType = Image\nNDims = 3\nDimSize = 32 32 4\nElementType = MET_SHORT\n"
-        "ElementSpacing = 40 40 40\nElementDataFile = coarse.raw\n"
-    )
-    add("40 mm voxels", bad / "coarse.mhd", NotCTError, "40 x 40 x 40 mm lies outside")
-
-    # --- DICOM series that are not one honest CT stack
-    add("MR series", write_series(bad / "mr", [0, 2, 4], modality="MR"), NotCTError, "'MR'")
-    add(
-        "missing slice",
-        write_series(bad / "gap", [0, 2.92, 5.84, 11.68, 14.6]),
-        DicomGeometryError,
-        r"5\.84 mm between 5\.84 and 11\.68",
-    )
-    add(
-        "duplicated slice",
-        write_series(bad / "dupe", [0, 2, 2, 4]),
-        DicomGeometryError,
-        "duplicated slice position",
-    )
-    add(
-        "sheared stack",
-        write_series(bad / "tilt", [0, 2, 4, 6], shift_y_per_slice=1.0),
-        DicomGeometryError,
-        "gantry tilt",
-    )
-    return cases, good
-
-
-def _nifti_header(size_xyz: tuple[int, int, int]) -> bytes:
-    """A 352-byte NIfTI-1 header for int16 voxels of ``size_xyz`` (no voxels)."""
-    header = bytearray(352)
-    header[0:4] = np.int32(348).tobytes()
-    dims = np.array([3, *size_xyz, 1, 1, 1, 1], dtype="<i2")
-    header[40:56] = dims.tobytes()
-    header[70:72] = np.int16(4).tobytes()  # datatype: int16
-    header[72:74] = np.int16(16).tobytes()  # bitpix
-    header[76:108] = np.array([1, 0.7, 0.7, 1, 1, 1, 1, 1], dtype="<f4").tobytes()
-    header[108:112] = np.float32(352).tobytes()  # vox_offset
-    header[344:348] = b"n+1\0"
-    return bytes(header)
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Case], Path]:
     root = tmp_path_factory.mktemp("bad_inputs")
     cases, good = build_corpus(root)
     return root, cases, good
-
-
-def _tree(root: Path) -> set[tuple[str, int]]:
-    """Every path under ``root`` with its size (links not followed), to see nothing changed."""
-    out = set()
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            out.add((str(p), p.lstat().st_size if not p.is_dir() else 0))
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,7 +142,7 @@ def _run_measured(args: list[str], timeout: float = 240) -> tuple[int, str, floa
 
 def test_lungcad_info_exits_2_cleanly_within_the_memory_budget(corpus, tmp_path: Path) -> None:
     root, cases, good = corpus
-    before = _tree(root)
+    before = file_tree(root)
     paths = [str(c.path) for c in cases] + [str(good)]
     code, stdout, peak = _run_measured(
         [sys.executable, "-c", _DRIVER, json.dumps(paths)], timeout=240
@@ -399,7 +157,7 @@ def test_lungcad_info_exits_2_cleanly_within_the_memory_budget(corpus, tmp_path:
         errors = [line for line in r["stderr"].splitlines() if "error:" in line]
         assert len(errors) == 1 and case.path.name in errors[0], (case.name, r["stderr"])
     assert by_path[str(good)]["code"] == 0, by_path[str(good)]
-    assert _tree(root) == before  # nothing written, nothing removed
+    assert file_tree(root) == before  # nothing written, nothing removed
     if peak is not None:
         assert peak < PEAK_BUDGET_MB, f"peak {peak:.0f} MB"
     if report["base_mb"] is not None and peak is not None:
@@ -465,7 +223,7 @@ def test_a_40_mm_voxel_ct_is_refused_before_resampling() -> None:
 
     g = Geometry.from_arrays((0, 0, 0), (40.0, 40.0, 40.0), np.eye(3), (4, 32, 32))
     with pytest.raises(CTTooLargeError, match=r"1280 x 1280 x 160 mm.*1707x1707x128"):
-        to_canonical(CT(_hu((4, 32, 32)), g))
+        to_canonical(CT(hu_block((4, 32, 32)), g))
 
 
 # --------------------------------------------------------------------------------------------
