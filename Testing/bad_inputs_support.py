@@ -25,7 +25,10 @@ from lungcad.errors import (
     DicomGeometryError,
     NotCTError,
 )
+from lungcad.geometry import voxel_to_world, world_to_voxel_index
 
+#: The series UID of :func:`good_crop_ct`.
+GOOD_UID = "1.2.826.0.1.3680043.2.1125.8.99"
 HUGE_DIMS = (2048, 2048, 512)  # 4 GiB of int16 declared by a few bytes
 SERIES_UID = "1.2.826.0.1.3680043.2.1125.1.4242"
 POSIX = os.name == "posix"
@@ -268,3 +271,18 @@ def file_tree(root: Path) -> set[tuple[str, int]]:
             p = Path(dirpath) / name
             out.add((str(p), p.lstat().st_size if not p.is_dir() else 0))
     return out
+
+
+def good_crop_ct(path: Path) -> Path:
+    """12 x 28 x 28 voxels of a small phantom around its largest nodule, written to ``path``:
+    a real chest CT for the bundled weights that runs in seconds on a CPU."""
+    from lungcad.phantom import PhantomSize, make_case
+
+    case = make_case(2023, 0, PhantomSize.SMALL)
+    nodule = max(case.spec.nodules, key=lambda n: n.diameter_mm)
+    i, r, c = world_to_voxel_index(nodule.center_xyz, case.ct.geometry)
+    lo = (max(i - 6, 0), max(r - 14, 0), max(c - 14, 0))
+    hu = case.ct.hu[lo[0] : lo[0] + 12, lo[1] : lo[1] + 28, lo[2] : lo[2] + 28].copy()
+    g = case.ct.geometry
+    geometry = Geometry.from_arrays(voxel_to_world(lo, g), g.spacing_xyz, g.direction, hu.shape)
+    return write_ct(CT(hu=hu, geometry=geometry, series_uid=GOOD_UID), path)

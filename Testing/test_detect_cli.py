@@ -14,15 +14,13 @@ from typing import ClassVar
 
 import numpy as np
 import pytest
+from bad_inputs_support import good_crop_ct
 from reports_support import bright_result, tiny_ct
 
 import lungcad.cohort
 from lungcad.cli import main
-from lungcad.ct import CT, Geometry
 from lungcad.ctio import write_ct
 from lungcad.fingerprint import RunSettings
-from lungcad.geometry import voxel_to_world, world_to_voxel_index
-from lungcad.phantom import PhantomSize, make_case
 from lungcad.pipeline import DetectionResult, MalignancyBand, Precision, Thresholds
 from lungcad.reports import OUTPUT_FILES, read_results
 
@@ -168,16 +166,7 @@ def test_shards_of_one_cohort_cover_it_once(tmp_path, cts, fake, capsys):
 @pytest.fixture(scope="module")
 def crop_ct(tmp_path_factory) -> Path:
     """12 x 28 x 28 voxels of a small phantom around its largest nodule (fast on a CPU)."""
-    case = make_case(2023, 0, PhantomSize.SMALL)
-    nodule = max(case.spec.nodules, key=lambda n: n.diameter_mm)
-    i, r, c = world_to_voxel_index(nodule.center_xyz, case.ct.geometry)
-    lo = (max(i - 6, 0), max(r - 14, 0), max(c - 14, 0))
-    hu = case.ct.hu[lo[0] : lo[0] + 12, lo[1] : lo[1] + 28, lo[2] : lo[2] + 28].copy()
-    g = case.ct.geometry
-    origin = voxel_to_world(lo, g)
-    geometry = Geometry.from_arrays(origin, g.spacing_xyz, g.direction, hu.shape)
-    ct = CT(hu=hu, geometry=geometry, series_uid="1.2.826.0.1.3680043.2.1125.8.99")
-    return write_ct(ct, tmp_path_factory.mktemp("crop") / "crop.nrrd")
+    return good_crop_ct(tmp_path_factory.mktemp("crop") / "crop.nrrd")
 
 
 def test_end_to_end_with_the_bundled_weights(tmp_path, crop_ct, capsys):

@@ -233,15 +233,21 @@ def collect_inputs(inputs: Iterable[Path | str], exclude: Path | None = None) ->
 
 
 def _header_uid(path: Path) -> str | None:
-    """The series UID from a header, without reading the voxels (None if there is none)."""
+    """The series UID from a header, without reading the voxels (None if there is none).
+
+    Only a regular file is opened: a FIFO would block here and a link to /dev/zero never end,
+    before the case could fail on its own (read_ct refuses both).
+    """
     reader = sitk.ImageFileReader()
     if path.is_dir():
         dicoms = sorted(p for p in path.iterdir() if p.is_file() and _is_dicom_file(p))
         if not dicoms:
             return None
         reader.SetFileName(str(dicoms[0]))
-    else:
+    elif path.is_file():
         reader.SetFileName(str(path))
+    else:
+        return None
     try:
         reader.ReadImageInformation()
     except RuntimeError:
