@@ -95,19 +95,21 @@ def _unique(case_id: str, used: set[str]) -> str:
 def find_inputs(paths: Sequence[Path]) -> list[Path]:
     """CT files and DICOM folders named on the command line.
 
-    Files named directly are always taken; folders are searched for CT files (label maps, see
-    :data:`NOT_CT_MARKERS`, are skipped) and a folder without any is taken as a DICOM series.
+    Folders are searched for CT files (label maps, see :data:`NOT_CT_MARKERS`, are skipped) and
+    a folder without any is taken as a DICOM series. Anything else that exists is taken as
+    named, a FIFO or device too: reading it fails that case alone (read_ct refuses it), where
+    "no such file" would stop the whole batch. Only a path that does not exist does that.
     """
     found: list[Path] = []
     for path in paths:
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
+        if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and _is_ct_file(p))
             if files:
                 found.extend(files)
             else:  # a folder without image files: treat it as one DICOM series folder
                 found.append(path)
+        elif path.exists():
+            found.append(path)
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
     return list(dict.fromkeys(found))
@@ -217,9 +219,10 @@ def main(
         started = time.perf_counter()
         case_id = case_id_for(path, None)
         volume = None
+        named = False  # whether case_id is this case's own, unique in the run
         try:
             ct = read_ct(path)
-            case_id = _unique(case_id_for(path, ct.series_uid), used)
+            case_id, named = _unique(case_id_for(path, ct.series_uid), used), True
             _, uid_warning = checked_series_uid(ct.series_uid)
             if uid_warning:
                 log.warning("%s: %s", path, uid_warning)
@@ -249,6 +252,8 @@ def main(
             )
         except Exception as exc:  # MemoryError too: one case must not end the batch
             log.debug("case %s failed", path, exc_info=True)
+            if not named:  # one id per summary row: huge.nrrd and huge.nii.gz both fail
+                case_id = _unique(case_id, used)
             message = printable(str(exc) or type(exc).__name__, 500)
             if not isinstance(exc, (LungCADError, ValueError, OSError, RuntimeError)):
                 message = f"{type(exc).__name__}: {message}"
