@@ -102,6 +102,16 @@ def write_series(
     return folder
 
 
+def strip_preambles(folder: Path) -> Path:
+    """Make ``folder``'s DICOM files raw, as some archives keep them: the 128-byte preamble and
+    the 'DICM' marker removed (the file meta group stays)."""
+    for path in sorted(folder.iterdir()):
+        data = path.read_bytes()
+        assert data[128:132] == b"DICM", path
+        path.write_bytes(data[132:])
+    return folder
+
+
 def build_corpus(root: Path) -> tuple[list[Case], Path]:
     """Every bad file of issue 14 and the classics, plus one good CT (returned second)."""
     bad = root / "bad"

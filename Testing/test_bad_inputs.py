@@ -23,7 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bad_inputs_support import POSIX, Case, build_corpus, file_tree, hu_block, write_series
+import SimpleITK as sitk
+from bad_inputs_support import (
+    POSIX,
+    SERIES_UID,
+    Case,
+    build_corpus,
+    file_tree,
+    hu_block,
+    strip_preambles,
+    write_series,
+)
 
 from lungcad.ct import CT, Geometry
 from lungcad.ctio import read_ct
@@ -206,6 +216,33 @@ def test_a_dicom_folder_without_suffixes_is_discovered_and_read(tmp_path: Path) 
     folder = write_series(tmp_path / "in" / "scan", [0, 2.5, 5.0], names="CT.1.2.3.{k}")
     assert collect_inputs([tmp_path / "in"]) == [folder.resolve()]
     assert read_ct(folder).shape == (3, 8, 8)
+
+
+def test_a_dicom_folder_without_preambles_is_discovered_and_read(tmp_path: Path) -> None:
+    from lungcad.cohort import assign_case_ids, collect_inputs
+
+    folder = write_series(tmp_path / "in" / "scan", [0, 2.5, 5.0], names="IM{k}")
+    strip_preambles(folder)
+    (tmp_path / "in" / "notes").mkdir()
+    (tmp_path / "in" / "notes" / "log").write_bytes(b"\x08\x00 starts like DICOM, is not")
+    assert sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)) == (SERIES_UID,)
+    assert collect_inputs([tmp_path / "in"]) == [folder.resolve()]
+    assert [c.case_id for c in assign_case_ids([folder])] == [SERIES_UID]
+    ct = read_ct(folder)
+    assert (ct.shape, ct.series_uid) == ((3, 8, 8), SERIES_UID)
+    np.testing.assert_array_equal(ct.hu, hu_block((3, 8, 8)))
+
+
+def test_a_dicom_series_without_preambles_is_held_to_the_memory_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lungcad import budget
+
+    folder = write_series(tmp_path / "scan", [0, 2.5, 5.0], names="IM{k}")
+    strip_preambles(folder)
+    monkeypatch.setattr(budget, "available_memory_bytes", lambda: 1024)
+    with pytest.raises(CTTooLargeError, match=r"the series' 3 files declare 8x8x3 voxels"):
+        read_ct(folder)  # judged from the first file's header, before any voxel is read
 
 
 def test_an_evenly_spaced_dicom_series_with_rounded_positions_is_read(tmp_path: Path) -> None:

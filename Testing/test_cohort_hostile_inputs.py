@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from bad_inputs_support import strip_preambles
 from reports_support import bright_result, tiny_ct, write_dicom_series
 
 import lungcad.cohort
@@ -273,3 +274,19 @@ def test_case_ids_from_names_are_safe_and_distinct(tmp_path):
     ids = [case.case_id for case in assign_case_ids([a, b, c])]
     assert ids[:2] == ["a_b-c8687a08", "a_b"]
     assert len(ids[2]) == 100 and ids[2].startswith("n" * 91 + "-")
+
+
+def test_detect_runs_a_dicom_folder_without_preambles(tmp_path, detector, capsys):
+    """Raw DICOM (no suffix, no preamble, no 'DICM') is a case: GDCM finds its series."""
+    folder = tmp_path / "in" / "raw"
+    ct = write_dicom_series(folder, GOOD_UID)
+    for path in sorted(folder.iterdir()):
+        path.rename(path.with_suffix(""))
+    strip_preambles(folder)
+    out = tmp_path / "out"
+    assert main(["detect", str(tmp_path / "in"), "--out", str(out), "--quiet"]) == 0
+    assert "1 ok, 0 skipped (done before), 0 failed" in capsys.readouterr().out
+    assert detector.runs == [GOOD_UID]
+    doc = read_results(out / GOOD_UID / "results.json")
+    assert doc["input"]["path"] == str(folder.resolve())
+    assert doc["input"]["shape_irc"] == list(ct.shape)

@@ -1,10 +1,12 @@
 """Run the cascade over a cohort: find the CTs, split them into shards, resume, record failures.
 
 Inputs are CT files (.mhd .mha .nrrd .nhdr .nii .nii.gz), folders (searched recursively: each CT
-file is a case, and a folder that directly holds DICOM files is one case), or .txt files listing
-such paths one per line (``#`` starts a comment; relative paths are relative to the list). The
-case list is sorted by path, so every node of a cluster job array builds the same list and
-``--shard I/N`` (cases I, I+N, I+2N, ...) splits it without overlap.
+file is a case, and a folder that directly holds DICOM files is one case, whatever the files are
+called: a .dcm suffix, the preamble's 'DICM', or a series GDCM finds in files without the
+preamble), or .txt files listing such paths one per line (``#`` starts a comment; relative paths
+are relative to the list). The case list is sorted by path, so every node of a cluster job
+array builds the same list and ``--shard I/N`` (cases I, I+N, I+2N, ...) splits it without
+overlap.
 
 Each case is written to OUT/<case_id>/ (see :mod:`lungcad.reports.case`); the case id is the
 series UID when the header has a valid one (or a LUNA16-style UID file name), else the file stem
@@ -39,7 +41,7 @@ from tqdm import tqdm
 
 from lungcad.atomic import write_text_atomic
 from lungcad.ct import CT
-from lungcad.ctio import read_ct
+from lungcad.ctio import DICOM_IO, dicom_series_ids, read_ct
 from lungcad.errors import LungCADError
 from lungcad.fingerprint import RunSettings, rerun_reason, run_fingerprint
 from lungcad.models.weights import WeightsNotFoundError, read_card
@@ -81,6 +83,9 @@ log = logging.getLogger(__name__)
 CT_SUFFIXES = (".nii.gz", ".mhd", ".mha", ".nrrd", ".nhdr", ".nii")
 #: Files with CT suffixes that are not CTs: Slicer segmentations and phantom truth label maps.
 SKIPPED_SUFFIXES = (".seg.nrrd", ".seg.nhdr", "_nodules.nrrd")
+#: How a DICOM file written without its preamble and 'DICM' marker begins: the tag of its first
+#: element, group 0002 or 0008 little-endian, or 0008 big-endian (a retired transfer syntax).
+RAW_DICOM_STARTS = (b"\x02\x00", b"\x08\x00", b"\x00\x08")
 SUMMARY_COLUMNS = (
     "case_id", "input", "status", "findings", "highest_malignancy", "suspicious", "seconds",
     "error", "warnings", "rerun_reason",
@@ -178,6 +183,29 @@ def _is_dicom_file(path: Path) -> bool:
         return False
 
 
+def _may_be_raw_dicom(path: Path) -> bool:
+    """A regular file (not a CT file) that starts like a DICOM file written without its
+    preamble: with the tag of a group 0002 (file meta) or 0008 (identifying) element."""
+    if path.name.startswith(".") or _is_ct_file(path) or not path.is_file():
+        return False
+    if path.name.lower().endswith(SKIPPED_SUFFIXES):
+        return False
+    try:
+        with path.open("rb") as fh:
+            return fh.read(2) in RAW_DICOM_STARTS
+    except OSError:
+        return False
+
+
+def _holds_raw_dicom(folder: Path, files: Sequence[Path]) -> bool:
+    """Whether GDCM finds a series in ``folder`` whose files lack the preamble.
+
+    GDCM is asked only where a file starts like DICOM (:func:`_may_be_raw_dicom`), so that it
+    does not parse every file of every folder searched (a LUNA16 subset's .raw voxels).
+    """
+    return any(_may_be_raw_dicom(p) for p in files) and bool(dicom_series_ids(folder))
+
+
 def _walk_folder(folder: Path, exclude: Path | None) -> Iterator[Path]:
     """CT files under ``folder`` and the folders that directly hold DICOM files."""
     for sub in sorted([folder, *(p for p in folder.rglob("*") if p.is_dir())]):
@@ -187,7 +215,7 @@ def _walk_folder(folder: Path, exclude: Path | None) -> Iterator[Path]:
         if exclude is not None and (sub == exclude or exclude in sub.parents):
             continue
         files = sorted(p for p in sub.iterdir() if p.is_file())
-        if any(_is_dicom_file(p) for p in files):
+        if any(_is_dicom_file(p) for p in files) or _holds_raw_dicom(sub, files):
             yield sub
         yield from (p for p in files if _is_ct_file(p))
 
@@ -235,14 +263,18 @@ def collect_inputs(inputs: Iterable[Path | str], exclude: Path | None = None) ->
 def _header_uid(path: Path) -> str | None:
     """The series UID from a header, without reading the voxels (None if there is none).
 
-    Only a regular file is opened: a FIFO would block here and a link to /dev/zero never end,
-    before the case could fail on its own (read_ct refuses both).
+    Only a regular file is opened: a FIFO would block here before the case could fail on its
+    own (read_ct refuses it).
     """
     reader = sitk.ImageFileReader()
     if path.is_dir():
-        dicoms = sorted(p for p in path.iterdir() if p.is_file() and _is_dicom_file(p))
+        files = sorted(p for p in path.iterdir() if p.is_file())
+        dicoms = [p for p in files if _is_dicom_file(p)] or [
+            p for p in files if _may_be_raw_dicom(p)
+        ]
         if not dicoms:
             return None
+        reader.SetImageIO(DICOM_IO)  # the one reader of a file without the preamble
         reader.SetFileName(str(dicoms[0]))
     elif path.is_file():
         reader.SetFileName(str(path))

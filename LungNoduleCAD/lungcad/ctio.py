@@ -61,6 +61,7 @@ __all__ = [
     "PADDING_HU",
     "ct_from_sitk",
     "ct_to_sitk",
+    "dicom_series_ids",
     "read_ct",
     "write_ct",
 ]
@@ -72,6 +73,9 @@ MAX_BRIGHT_FRACTION = 0.01
 PADDING_HU = -1024
 
 IN_MEMORY = "<in-memory image>"
+#: The reader for files GDCM has listed as DICOM: ITK's guess by content needs the preamble's
+#: 'DICM' marker, which raw DICOM files lack.
+DICOM_IO = "GDCMImageIO"
 SERIES_UID_KEY = "SeriesInstanceUID"  # written into NRRD / MetaIO headers by write_ct
 
 _UID_RE = re.compile(r"[0-9]+(\.[0-9]+)+")
@@ -296,6 +300,7 @@ def _describe_series(folder: Path, uid: str, files: tuple[str, ...]) -> str:
     label = uid if uid else "(empty series UID)"
     text = f"{label}: {len(files)} file{'s' if len(files) != 1 else ''}"
     reader = sitk.ImageFileReader()
+    reader.SetImageIO(DICOM_IO)
     reader.SetFileName(files[0])
     try:
         reader.ReadImageInformation()
@@ -309,6 +314,13 @@ def _describe_series(folder: Path, uid: str, files: tuple[str, ...]) -> str:
     except RuntimeError:
         pass
     return text
+
+
+def dicom_series_ids(folder: Path) -> tuple[str, ...]:
+    """The series UIDs GDCM finds among the files directly in ``folder``, whatever they are
+    called and with or without the preamble (ITK's warning that there are none silenced)."""
+    with _itk_warnings_off():
+        return tuple(sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder)))
 
 
 def _read_dicom_folder(folder: Path, series_uid: str | None) -> CT:
@@ -350,6 +362,7 @@ def _read_dicom_folder(folder: Path, series_uid: str | None) -> CT:
     check_series_header(folder, files)
 
     reader = sitk.ImageSeriesReader()
+    reader.SetImageIO(DICOM_IO)  # GDCM listed them: DICOM, with or without preamble
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     reader.LoadPrivateTagsOn()

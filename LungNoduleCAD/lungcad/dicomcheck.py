@@ -65,6 +65,7 @@ def check_series_header(folder: Path, files: Sequence[str]) -> None:
     from lungcad.ctheader import read_bytes_per_voxel  # ctheader imports this module lazily
 
     reader = sitk.ImageFileReader()
+    reader.SetImageIO("GDCMImageIO")  # without it a file lacking the preamble is skipped here
     reader.SetFileName(files[0])
     try:
         reader.ReadImageInformation()
