@@ -27,13 +27,22 @@ from lungcad.pipeline.models import BUNDLED_MODELS
 from lungcad.reports import read_results, write_results_json
 
 BUNDLED = read_card(BUNDLED_MODELS / "nodule.json")
+MALIGNANCY = read_card(BUNDLED_MODELS / "malignancy.json")
 SLICE_TEXT = "5.0 mm slices: the models were trained on 0.6-2.5 mm; expect more false findings"
+MALIGNANCY_SLICE_TEXT = (
+    "5.0 mm slices: the malignancy model was trained on 0.6-2.5 mm (detection on 0.6-5.0 mm); "
+    "its malignancy scores are less reliable"
+)
 
 
-def with_range(**changes) -> ModelCard:
+def with_range(card: ModelCard = BUNDLED, **changes) -> ModelCard:
     return dataclasses.replace(
-        BUNDLED, training_range=dataclasses.replace(BUNDLED.training_range, **changes)
+        card, training_range=dataclasses.replace(card.training_range, **changes)
     )
+
+
+#: A detection card that, like the version-1 weights, knows only 0.625-2.5 mm slices.
+THIN = with_range(slice_thickness_mm=(0.625, 2.5), slice_spacing_mm=(0.625, 2.5))
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +67,18 @@ def replaced(ct: CT, hu: np.ndarray) -> CT:
 
 def test_bundled_cards_state_their_training_range_and_still_load() -> None:
     models = fake_models()
-    for card in models.cards.values():
-        r = card.training_range
-        assert r is not None and r.contrast == "none" and r.series == 120
-        assert r.slice_spacing_mm == (0.625, 2.5) and 0.5 <= r.pixel_mm[0] < r.pixel_mm[1] <= 0.9
+    for task in ("segmentation", "nodule"):  # version-2 phantoms: 5 mm slices and contrast
+        r = models.cards[task].training_range
+        assert r is not None and r.contrast == "both" and r.series == 60
+        assert r.pixel_mm == (0.574219, 0.871094)
+        assert r.slice_spacing_mm == r.slice_thickness_mm == (0.625, 5.0)
         assert r.hu_air == (-1000.0, -1000.0) and -110 <= r.hu_fat[0] < r.hu_fat[1] <= -85
+        assert r.hu_blood[1] > 150  # enhanced blood pools among the draws
+    r = models.cards["malignancy"].training_range  # version-1 phantoms: thin, plain
+    assert r is not None and r.contrast == "none" and r.series == 120
+    assert r.pixel_mm == (0.570312, 0.896484)
+    assert r.slice_spacing_mm == r.slice_thickness_mm == (0.625, 2.5)
+    assert r.hu_air == (-1000.0, -1000.0) and -110 <= r.hu_fat[0] < r.hu_fat[1] <= -85
 
 
 def test_card_range_round_trips_and_old_cards_load(tmp_path) -> None:
@@ -80,14 +96,50 @@ def test_card_range_round_trips_and_old_cards_load(tmp_path) -> None:
 
 def test_five_mm_slices_get_the_slice_warning() -> None:
     ct = tiny_ct(spacing_xyz=(0.7, 0.7, 5.0), size_mm=40.0)
-    assert spacing_warnings(ct, BUNDLED.training_range) == [SLICE_TEXT]
-    assert SLICE_TEXT in check_input(ct, [BUNDLED])
+    assert spacing_warnings(ct, THIN.training_range) == [SLICE_TEXT]
+    assert SLICE_TEXT in check_input(ct, [THIN])
+    # every model knows only thin slices: one line for all, today's wording
+    thin_detection = {"segmentation": THIN, "nodule": THIN, "malignancy": MALIGNANCY}
+    assert SLICE_TEXT in check_input(ct, thin_detection)
+
+
+def test_five_mm_slices_against_the_bundled_cards_name_the_malignancy_model() -> None:
+    ct = tiny_ct(spacing_xyz=(0.7, 0.7, 5.0), size_mm=40.0)
+    cards = fake_models().cards
+    warnings = check_input(ct, cards)
+    assert MALIGNANCY_SLICE_TEXT in warnings
+    assert not any("the models were trained on" in w for w in warnings)
+    # an iterable of cards: each card's task names it
+    assert MALIGNANCY_SLICE_TEXT in check_input(ct, list(cards.values()))
+    ranges = {task: card.training_range for task, card in cards.items()}
+    thick = tiny_ct(spacing_xyz=(0.7, 0.7, 1.0), size_mm=40.0)
+    thick.metadata.update(slice_thickness="5")
+    assert spacing_warnings(thick, ranges) == [
+        "5.0 mm slice thickness: the malignancy model was trained on 0.6-2.5 mm (detection on "
+        "0.6-5.0 mm); its malignancy scores are less reliable"
+    ]
+
+
+def test_slices_outside_every_model_name_each_models_range() -> None:
+    ct = tiny_ct(spacing_xyz=(0.7, 0.7, 6.0), size_mm=40.0)
+    ranges = {task: card.training_range for task, card in fake_models().cards.items()}
+    assert spacing_warnings(ct, ranges) == [
+        "6.0 mm slices: the detection models were trained on 0.6-5.0 mm and the malignancy "
+        "model was trained on 0.6-2.5 mm; expect more false findings"
+    ]
+    nodule_only = {"nodule": THIN.training_range, "malignancy": MALIGNANCY.training_range}
+    nodule_only["segmentation"] = BUNDLED.training_range
+    five = tiny_ct(spacing_xyz=(0.7, 0.7, 5.0), size_mm=40.0)
+    assert spacing_warnings(five, nodule_only) == [
+        "5.0 mm slices: the nodule and malignancy models were trained on 0.6-2.5 mm "
+        "(segmentation on 0.6-5.0 mm); expect more false findings"
+    ]
 
 
 def test_thick_slices_closely_spaced_and_uneven_slices_are_named() -> None:
     ct = tiny_ct(spacing_xyz=(0.7, 0.7, 1.0), size_mm=40.0)
     ct.metadata.update(slice_thickness="5", slice_gap_range_mm="1.0 3.0")
-    warnings = spacing_warnings(ct, BUNDLED.training_range)
+    warnings = spacing_warnings(ct, THIN.training_range)
     assert warnings[0].startswith("5.0 mm slice thickness: the models were trained on 0.6-2.5")
     assert warnings[1].startswith("Uneven slice spacing (1.0-3.0 mm")
 
@@ -133,6 +185,12 @@ def test_a_contrast_blood_pool_warns_when_the_models_saw_no_contrast(inside, sma
         card, training_range=dataclasses.replace(card.training_range, contrast="both")
     )
     assert not any("Contrast" in w for w in check_input(enhanced, [both]))
+    # only the malignancy model saw no contrast: its scores suffer, not the findings
+    cards = {"segmentation": both, "nodule": both, "malignancy": card}
+    assert (
+        "Contrast-enhanced scan (blood pool about 300 HU): the malignancy model was trained "
+        "without contrast; its malignancy scores are less reliable"
+    ) in check_input(enhanced, cards)
 
 
 def heart_centre_y(ct: CT) -> float:
@@ -147,7 +205,7 @@ def heart_centre_y(ct: CT) -> float:
 def test_results_json_and_npz_carry_the_warnings(tmp_path) -> None:
     ct = tiny_ct(spacing_xyz=(0.7, 0.7, 5.0), size_mm=40.0)
     result = detect(ct, fake_models(), Thresholds(0.5, 0.5, 0.5))
-    assert SLICE_TEXT in result.warnings
+    assert MALIGNANCY_SLICE_TEXT in result.warnings  # the bundled cards: 5 mm is new to malignancy
     write_results_json(result, tmp_path / "results.json")
     assert read_results(tmp_path / "results.json")["warnings"] == list(result.warnings)
     loaded = DetectionResult.load(result.save(tmp_path / "detection.npz"))

@@ -183,11 +183,17 @@ class LungNoduleCADLogicTest(unittest.TestCase):
     def test_summary_text_shows_each_warning_of_the_result(self):
         volume, _, result = self.run_on_crop()
         self.assertEqual(self.core.summary_text().splitlines()[0], result.summary.text)
-        warned = dataclasses.replace(result, warnings=("5.0 mm slices: trained on 0.6-2.5 mm",))
+        warnings = (  # what lungcad.pipeline.input_checks says of a 5 mm CTA, one model named
+            "5.0 mm slices: the malignancy model was trained on 0.6-2.5 mm (detection on "
+            "0.6-5.0 mm); its malignancy scores are less reliable",
+            "Contrast-enhanced scan (blood pool about 178 HU): the malignancy model was trained "
+            "without contrast; its malignancy scores are less reliable",
+        )
+        warned = dataclasses.replace(result, warnings=warnings)
         self.core.show_result(volume, warned)
         self.assertEqual(
             self.core.summary_text(),
-            f"{result.summary.text}\nWarning: 5.0 mm slices: trained on 0.6-2.5 mm",
+            "\n".join([result.summary.text, *(f"Warning: {w}" for w in warnings)]),
         )
         self.core.update_thresholds(Thresholds(0.6, 0.4, 0.3))  # refiltering keeps them
         self.assertIn("Warning: 5.0 mm slices", self.core.summary_text())

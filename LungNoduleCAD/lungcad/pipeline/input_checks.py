@@ -3,8 +3,12 @@
 The models were trained on a stated range of scans (each model card's ``training_range``: pixel
 size, slice thickness and spacing, contrast, HU calibration). A scan outside it still runs, but
 its findings deserve less trust, so :func:`check_input` returns plain-English warnings such as
-"5.0 mm slices: the models were trained on 0.6-2.5 mm; expect more false findings". It also warns
-when the lungs are not wholly in the field of view (none, one, or cut), whatever the cards say.
+"5.0 mm slices: the models were trained on 0.6-2.5 mm; expect more false findings". The models
+need not share one range: when only some exclude the scan, the warning names them and says what it
+costs for them (the detection models: findings; the malignancy model: its scores), e.g. "5.0 mm
+slices: the malignancy model was trained on 0.6-2.5 mm (detection on 0.6-5.0 mm); its malignancy
+scores are less reliable". It also warns when the lungs are not wholly in the field of view (none,
+one, or cut), whatever the cards say.
 
 Everything is measured on a coarse copy of the CT (every k-th voxel, about :data:`CHECK_MM`), so
 the checks take a fraction of a second on a full scan.
@@ -58,23 +62,35 @@ MIN_LUNG_ML = 20.0
 
 FEWER_FINDINGS = "expect more false findings"
 LESS_RELIABLE = "findings may be less reliable"
+#: What a scan outside the malignancy model's range costs: the findings stand, their scores less so.
+SCORES_LESS_RELIABLE = "its malignancy scores are less reliable"
+MALIGNANCY = "malignancy"
+#: The models that find nodules, named together in warnings.
+DETECTION = frozenset({"segmentation", "nodule"})
 
 
 def check_input(ct: CT, cards: Mapping[str, ModelCard] | Iterable[ModelCard]) -> tuple[str, ...]:
     """Warnings for ``ct`` against the cards' training ranges, plus the lung coverage; () if none.
 
-    Cards without a training range (made before it existed) add no range checks; the HU
-    calibration is then checked against standard CT values and the lungs are checked anyway.
+    Pixel size, slices and contrast are checked per model (a mapping's keys or each card's
+    ``task`` name it), so a warning names only the models that do not know the scan. Cards
+    without a training range (made before it existed) add no range checks; the HU calibration is
+    checked against the combined range, or standard CT values, and the lungs are checked anyway.
     """
-    cards = list(cards.values()) if isinstance(cards, Mapping) else list(cards)
-    trained = combined_range([c.training_range for c in cards if c.training_range is not None])
+    pairs = cards.items() if isinstance(cards, Mapping) else ((c.task.value, c) for c in cards)
+    grouped: dict[str, list[TrainingRange]] = {}
+    for name, card in pairs:
+        if card.training_range is not None:
+            grouped.setdefault(str(name), []).append(card.training_range)
+    named = {n: r for n, group in grouped.items() if (r := combined_range(group)) is not None}
+    trained = combined_range(list(named.values()))
     coarse = coarse_ct(ct, CHECK_MM)
     warnings: list[str] = []
-    if trained is not None:
-        warnings += spacing_warnings(ct, trained)
+    if named:
+        warnings += spacing_warnings(ct, named)
     warnings += calibration_warnings(coarse, trained)
-    if trained is not None and trained.contrast == "none":
-        warnings += contrast_warnings(coarse)
+    if any(r.contrast == "none" for r in named.values()):
+        warnings += contrast_warnings(coarse, named)
     warnings += lung_warnings(coarse)
     for line in warnings:
         log.warning("%s: %s", ct.series_uid or "CT", line)
@@ -132,40 +148,94 @@ def _metadata_mm(ct: CT, key: str) -> list[float]:
         return []
 
 
-def spacing_warnings(ct: CT, trained: TrainingRange) -> list[str]:
-    """Pixel size, slice spacing, slice thickness (when the file says) and uneven slices."""
-    warnings = []
+def _group_name(names: Iterable[str]) -> str:
+    """'detection' for the segmentation and nodule models together, else their names, in
+    cascade order."""
+    group = set(names)
+    if group >= DETECTION:
+        group = (group - DETECTION) | {"detection"}
+    order = ["detection", "segmentation", "nodule", MALIGNANCY]
+    return " and ".join(sorted(group, key=lambda n: (order.index(n) if n in order else 9, n)))
+
+
+def _who(names: list[str], everyone: int) -> str:
+    """Who was trained on a range: 'the models' when all were, else the named ones."""
+    if len(names) == everyone:
+        return "the models were"
+    plural = len(names) > 1 or set(names) == DETECTION
+    return f"the {_group_name(names)} {'models were' if plural else 'model was'}"
+
+
+def _consequence(names: list[str], everyone: int, detection_text: str) -> str:
+    """The malignancy model alone outside its range costs only its scores, not findings."""
+    only_malignancy = len(names) < everyone and set(names) == {MALIGNANCY}
+    return SCORES_LESS_RELIABLE if only_malignancy else detection_text
+
+
+def _range_warning(
+    subject: str,
+    value: float,
+    field: str,
+    ranges: Mapping[str, TrainingRange],
+    digits: int,
+    everyone: int | None = None,
+) -> str | None:
+    """``subject``: who was trained on what (and what the others know), and what it costs.
+
+    ``everyone`` counts all the models when ``ranges`` holds only those still to be checked.
+    """
+    sides = {name: _outside(value, getattr(r, field)) for name, r in ranges.items()}
+    out = [name for name, side in sides.items() if side]
+    if not out:
+        return None
+
+    def by_span(names: list[str]) -> dict[str, list[str]]:
+        """The models of each distinct range (models sharing a range are named together)."""
+        spans: dict[str, list[str]] = {}
+        for name in names:
+            lo, hi = getattr(ranges[name], field)
+            spans.setdefault(f"{lo:.{digits}f}-{hi:.{digits}f} mm", []).append(name)
+        return spans
+
+    everyone = everyone or len(ranges)
+    trained = " and ".join(
+        f"{_who(names, everyone)} trained on {span}" for span, names in by_span(out).items()
+    )
+    others = by_span([name for name in ranges if name not in out])
+    known = ", ".join(f"{_group_name(names)} on {span}" for span, names in others.items())
+    cost = FEWER_FINDINGS if field != "pixel_mm" and max(sides.values()) > 0 else LESS_RELIABLE
+    return (
+        f"{subject}: {trained}{f' ({known})' if known else ''}; {_consequence(out, everyone, cost)}"
+    )
+
+
+def spacing_warnings(ct: CT, trained: TrainingRange | Mapping[str, TrainingRange]) -> list[str]:
+    """Pixel size, slice spacing, slice thickness (when the file says) and uneven slices.
+
+    ``trained`` maps model names to their ranges (a single range speaks for all the models).
+    """
+    ranges = {"models": trained} if isinstance(trained, TrainingRange) else dict(trained)
     slice_mm, *pixel = ct.geometry.spacing_irc
     pixel_mm = float(np.mean(pixel))
-    lo, hi = trained.pixel_mm
-    if _outside(pixel_mm, trained.pixel_mm):
-        warnings.append(
-            f"{pixel_mm:.2f} mm pixels: the models were trained on {lo:.2f}-{hi:.2f} mm; "
-            f"{LESS_RELIABLE}"
-        )
-    lo, hi = trained.slice_spacing_mm
-    side = _outside(slice_mm, trained.slice_spacing_mm)
-    if side:
-        warnings.append(
-            f"{slice_mm:.1f} mm slices: the models were trained on {lo:.1f}-{hi:.1f} mm; "
-            f"{FEWER_FINDINGS if side > 0 else LESS_RELIABLE}"
-        )
+    warnings = [
+        _range_warning(f"{pixel_mm:.2f} mm pixels", pixel_mm, "pixel_mm", ranges, 2),
+        _range_warning(f"{slice_mm:.1f} mm slices", slice_mm, "slice_spacing_mm", ranges, 1),
+    ]
     thickness = _metadata_mm(ct, "slice_thickness")
-    if thickness and not side:  # thick slices spaced closely: the spacing check did not see them
-        lo, hi = trained.slice_thickness_mm
-        side = _outside(thickness[0], trained.slice_thickness_mm)
-        if side:
-            warnings.append(
-                f"{thickness[0]:.1f} mm slice thickness: the models were trained on "
-                f"{lo:.1f}-{hi:.1f} mm; {FEWER_FINDINGS if side > 0 else LESS_RELIABLE}"
-            )
+    # thick slices spaced closely: the spacing check did not see them for the models it passed
+    spaced_ok = {n: r for n, r in ranges.items() if not _outside(slice_mm, r.slice_spacing_mm)}
+    if thickness and spaced_ok:
+        subject = f"{thickness[0]:.1f} mm slice thickness"
+        field = "slice_thickness_mm"
+        warnings.append(_range_warning(subject, thickness[0], field, spaced_ok, 1, len(ranges)))
+    found = [w for w in warnings if w is not None]
     gaps = _metadata_mm(ct, "slice_gap_range_mm")
     if len(gaps) == 2 and gaps[1] > gaps[0] * (1 + SPACING_TOLERANCE) + 0.01:
-        warnings.append(
+        found.append(
             f"Uneven slice spacing ({gaps[0]:.1f}-{gaps[1]:.1f} mm; missing slices?): the models "
             f"expect evenly spaced slices; {LESS_RELIABLE} near the gaps"
         )
-    return warnings
+    return found
 
 
 # --- HU calibration and contrast ------------------------------------------------------------------
@@ -250,8 +320,9 @@ def fat_peak_hu(coarse: CT) -> float | None:
     return float((edges[peak] + edges[peak + 1]) / 2)
 
 
-def contrast_warnings(coarse: CT) -> list[str]:
-    """A large blob at blood-pool-with-contrast HU in one slice, away from bone.
+def contrast_warnings(coarse: CT, ranges: Mapping[str, TrainingRange] | None = None) -> list[str]:
+    """A large blob at blood-pool-with-contrast HU in one slice, away from bone, named against
+    the models trained without contrast (all of them when ``ranges`` is None).
 
     In-plane blobs, not 3D regions: marrow runs the whole spine and through the ribs in 3D, but
     a vertebral body's cross-section stays under 15 cm2, while enhanced heart chambers and the
@@ -272,9 +343,14 @@ def contrast_warnings(coarse: CT) -> list[str]:
     if sizes[biggest - 1] * sx * sy / 100.0 < CONTRAST_MIN_CM2:
         return []
     blood = float(np.median(hu[labels == biggest]))
+    names = [
+        n for n, r in (ranges or {"models": None}).items() if r is None or r.contrast == "none"
+    ]
+    everyone = len(ranges) if ranges else 1
+    near = f"{FEWER_FINDINGS} near the heart, hila and vessels"
     return [
-        f"Contrast-enhanced scan (blood pool about {blood:.0f} HU): the models were trained "
-        f"without contrast; {FEWER_FINDINGS} near the heart, hila and vessels"
+        f"Contrast-enhanced scan (blood pool about {blood:.0f} HU): {_who(names, everyone)} "
+        f"trained without contrast; {_consequence(names, everyone, near)}"
     ]
 
 
