@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +17,8 @@ from LungNoduleCADLib.process import (
     DetectionProcessError,
     State,
     SubprocessRunner,
+    child_popen_options,
+    kill_process_tree,
     overall_fraction,
 )
 from LungNoduleCADLib.volume import add_volume_node_from_ct
@@ -119,3 +125,99 @@ def test_a_failing_child_reports_why(tmp_path):
     assert process.folder is None
     with pytest.raises(DetectionProcessError, match="no-models"):
         process.result()
+
+
+#: A stand-in for PythonSlicer: it starts a second Python (as the launcher starts python-real),
+#: writes both pids to the file named in argv[1], then sleeps. With argv[2] == "own-session" the
+#: grandchild leaves the process group, so only a walk of the tree (psutil) finds it.
+_TREE = textwrap.dedent(
+    """
+    import os, subprocess, sys, time
+    own = len(sys.argv) > 2 and sys.argv[2] == "own-session"
+    grandchild = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(120)"], start_new_session=own
+    )
+    with open(sys.argv[1] + ".tmp", "w") as f:
+        f.write(f"{os.getpid()} {grandchild.pid}")
+    os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+    time.sleep(120)
+    """
+)
+
+
+def _tree_pids(pid_file: Path, timeout_s: float = 30.0) -> tuple[int, int]:
+    deadline = time.monotonic() + timeout_s
+    while not pid_file.is_file():
+        assert time.monotonic() < deadline, "the fake child never wrote its pids"
+        time.sleep(0.05)
+    child, grandchild = map(int, pid_file.read_text().split())
+    return child, grandchild
+
+
+def _gone(pid: int, timeout_s: float = 5.0) -> bool:
+    """True once ``pid`` has ended (a zombie waiting for a reaper that is not ours counts)."""
+    psutil = pytest.importorskip("psutil")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake launcher is a shell script")
+def test_cancel_ends_the_grandchild_too(tmp_path):
+    """Inside Slicer the child is the PythonSlicer launcher; Cancel must end python-real too,
+    even one outside the child's process group."""
+    pytest.importorskip("psutil")
+    pid_file = tmp_path / "pids.txt"
+    launcher = tmp_path / "fake-python"
+    script = f'#!/bin/sh\nexec "{sys.executable}" -c \'{_TREE}\' "{pid_file}" own-session\n'
+    launcher.write_text(script, encoding="utf-8")
+    launcher.chmod(0o755)
+    geometry = Geometry.from_arrays((0, 0, 0), (1, 1, 1), np.eye(3), (4, 8, 8))
+    ct = CT(np.full((4, 8, 8), -1000, np.int16), geometry)
+    process = DetectionProcess(ct, THRESHOLDS, device="cpu", python=str(launcher)).start()
+    child, grandchild = _tree_pids(pid_file)
+    started = time.monotonic()
+    process.cancel()
+    assert _gone(child) and _gone(grandchild), "Cancel left part of the process tree running"
+    assert time.monotonic() - started < 10.0
+    assert process.state is State.CANCELLED and process.returncode is not None
+    assert process.folder is None
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="process groups are POSIX")
+def test_without_psutil_the_process_group_ends_the_tree(tmp_path, monkeypatch):
+    pid_file = tmp_path / "pids.txt"
+    proc = subprocess.Popen([sys.executable, "-c", _TREE, str(pid_file)], **child_popen_options())
+    try:
+        child, grandchild = _tree_pids(pid_file)
+        assert child == proc.pid
+        with monkeypatch.context() as patched:
+            patched.setitem(sys.modules, "psutil", None)  # import psutil raises ImportError
+            kill_process_tree(proc)
+        assert proc.returncode is not None
+        assert _gone(grandchild), "the process group fallback left the grandchild running"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_kill_process_tree_on_an_exited_child_is_harmless():
+    proc = subprocess.Popen([sys.executable, "-c", "pass"], **child_popen_options())
+    proc.wait()
+    kill_process_tree(proc)
+    assert proc.returncode == 0
+
+
+def test_the_child_console_is_hidden_on_windows(monkeypatch):
+    monkeypatch.setattr(subprocess, "CREATE_NO_WINDOW", 0x08000000, raising=False)
+    monkeypatch.setattr(sys, "platform", "win32")
+    assert child_popen_options() == {"creationflags": 0x08000000}
+    monkeypatch.setattr(sys, "platform", "linux")
+    assert child_popen_options() == {"start_new_session": True}

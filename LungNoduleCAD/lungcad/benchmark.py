@@ -2,8 +2,9 @@
 
 A benchmark prints, it never asserts. The phantom is rendered in a child process (so rendering
 does not count towards this process's peak memory), written as .mhd and read back, as a user's
-CT would be. Peak memory is this process's ru_maxrss, compared with the budget of three times the
-CT's int16 size plus 1.5 GB.
+CT would be. Peak memory is this process's (:mod:`lungcad.peak_memory`; unknown where neither
+``resource`` nor psutil exists), compared with the budget of three times the CT's int16 size plus
+1.5 GB.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ import logging
 import math
 import multiprocessing
 import os
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+
+from lungcad.peak_memory import peak_rss_bytes
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +42,6 @@ class CascadeBenchOptions:
     lung_region: bool = True
     weights: Path | None = None
     compare_bf16: int = 0  # slices to run in both precisions (0: no comparison)
-
-
-def peak_rss_bytes() -> int:
-    """This process's peak resident set size (Linux reports KiB, macOS bytes)."""
-    import resource  # Unix only: imported here so that this module imports on Windows
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def _render_phantom(seed: int, case: int, out: str) -> None:
@@ -130,9 +124,9 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
 
     budget = 3 * ct.hu.nbytes + BUDGET_EXTRA_BYTES
     peak = peak_rss_bytes()
-    verdict = "within" if peak <= budget else "OVER"
+    verdict = "unknown" if peak is None else "within" if peak <= budget else "OVER"
     print(
-        f"peak memory (RSS): {peak / 1024**2:.0f} MB ({rss_ct / 1024**2:.0f} MB after reading "
+        f"peak memory (RSS): {_mb(peak)} MB ({_mb(rss_ct)} MB after reading "
         f"the CT); budget 3 x {ct.hu.nbytes / 1024**2:.0f} MB + 1536 MB = "
         f"{budget / 1024**2:.0f} MB: {verdict}"
     )
@@ -140,6 +134,11 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
         _compare_bf16(ct, models, options.compare_bf16, options.channels_last)
     print(f"load average at the end: {_load()}")
     return 0
+
+
+def _mb(size: int | None) -> str:
+    """Bytes as whole MiB, or 'unknown' where the platform gave no figure."""
+    return "unknown" if size is None else f"{size / 1024**2:.0f}"
 
 
 def _print_stats(result, stats, bf16: bool, mirror_nodule: bool = True) -> None:

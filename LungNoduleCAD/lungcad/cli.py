@@ -91,12 +91,6 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _peak_rss_mb() -> float:
-    import resource  # Unix only: imported here so that the CLI starts on Windows
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     """Print timings and memory (a benchmark, never a test): the cascade or phantom generation.
 
@@ -169,7 +163,10 @@ def _bench_phantom(args: argparse.Namespace) -> int:
                 f"anatomy {t1 - t0:.2f} s, render {t2 - t1:.2f} s, write .mhd {t3 - t2:.2f} s"
             )
     print(f"generation per case: mean {sum(totals) / len(totals):.2f} s, max {max(totals):.2f} s")
-    print(f"peak memory (RSS): {_peak_rss_mb():.0f} MB")
+    from lungcad.peak_memory import peak_rss_mb
+
+    peak = peak_rss_mb()
+    print(f"peak memory (RSS): {'unknown' if peak is None else f'{peak:.0f}'} MB")
     return 0
 
 

@@ -15,7 +15,6 @@ mediastinum and the chest wall are a main source of false findings.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import numpy as np
 
 from lungcad.ct import CT
 from lungcad.lungs import parenchyma_mask
+from lungcad.peak_memory import peak_rss_mb
 from lungcad.pipeline.canonical import resample_to_canonical
 from lungcad.pipeline.classify import CROP_BATCH, NODULE_MIRRORS, classify
 from lungcad.pipeline.findings import Thresholds
@@ -144,7 +144,9 @@ def detect(
         timings[stage] = now - clock
         stats.cpu_s[stage] = cpu_now - cpu_clock
         clock, cpu_clock = now, cpu_now
-        stats.peak_rss_mb[stage] = _peak_rss_mb()
+        peak = peak_rss_mb()
+        if peak is not None:  # unknown without resource and psutil: the figure is left out
+            stats.peak_rss_mb[stage] = peak
         monitor.report(stage, 1.0)
 
     monitor.check()
@@ -222,17 +224,6 @@ def _versions(models: CascadeModels, mirror_nodule: bool, nodule_floor: float) -
     if nodule_floor > 0 and "malignancy" in versions:
         versions["malignancy"] += f", where {at_floor}"
     return versions
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (MB); 0 where the Unix-only ``resource`` is missing
-    (Windows), so detection runs there and only the benchmark figure is lost."""
-    try:
-        import resource  # Unix only: imported here so that Windows can import this module
-    except ImportError:
-        return 0.0
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1024.0**2 if sys.platform == "darwin" else peak / 1024.0
 
 
 def _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct, floors, monitor):
