@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import SimpleITK as sitk
@@ -25,8 +26,17 @@ from lungcad.pipeline.findings import (
     Thresholds,
     VoxelMask,
 )
+from lungcad.pipeline.precision import Precision
 
 DEFAULT_THRESHOLDS = Thresholds()
+
+
+def loaded_models_stub(precision: Precision = Precision.FLOAT32) -> SimpleNamespace:
+    """What a stand-in detector's ``load()`` returns: the device, precision and versions that
+    ``lungcad detect`` prints, and no network."""
+    return SimpleNamespace(
+        device="cpu", precision=precision, versions=lambda: {"segmentation": "fake"}
+    )
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import pytest
 from bad_inputs_support import strip_preambles
-from reports_support import bright_result, tiny_ct, write_dicom_series
+from reports_support import bright_result, loaded_models_stub, tiny_ct, write_dicom_series
 
 import lungcad.cohort
 from lungcad.cli import main
@@ -44,18 +44,7 @@ class Detector:
 
     def load(self):
         Detector.loads += 1
-
-        class Models:
-            device = "cpu"
-
-            class precision:  # noqa: N801 - mimics the enum's .value
-                value = "float32"
-
-            @staticmethod
-            def versions():
-                return {"segmentation": "fake"}
-
-        return Models()
+        return loaded_models_stub()
 
     def settings(self) -> RunSettings:
         return RunSettings(self.thresholds, {"segmentation": "a" * 64}, {"mirror_nodule": True})

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from reports_support import bright_result, tiny_ct, write_dicom_series
+from reports_support import bright_result, loaded_models_stub, tiny_ct, write_dicom_series
 
 import lungcad.cohort
 from lungcad.cli import main
@@ -58,17 +58,7 @@ class CliDetector(Detector):
         self.calls = CliDetector.runs
 
     def load(self):
-        class Models:
-            device = "cpu"
-
-            class precision:  # noqa: N801 - mimics the enum's .value
-                value = "float32"
-
-            @staticmethod
-            def versions():
-                return {"segmentation": "fake"}
-
-        return Models()
+        return loaded_models_stub()
 
 
 @pytest.fixture

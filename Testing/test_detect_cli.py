@@ -15,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 from bad_inputs_support import good_crop_ct
-from reports_support import bright_result, tiny_ct
+from reports_support import bright_result, loaded_models_stub, tiny_ct
 
 import lungcad.cohort
 from lungcad.cli import main
@@ -43,15 +43,7 @@ class FakeDetector:
         FakeDetector.mirrors.append(mirror_nodule)
 
     def load(self):
-        class Models:
-            device = "cpu"
-            precision = self.precision
-
-            @staticmethod
-            def versions():
-                return {"segmentation": "fake"}
-
-        return Models()
+        return loaded_models_stub(self.precision)
 
     def settings(self):
         return RunSettings(self.thresholds or Thresholds(), {"segmentation": "fake-sha"})

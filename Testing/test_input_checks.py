@@ -6,12 +6,11 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from pipeline_support import fake_models, tiny_ct
-from reports_support import TruthResult, bright_result
+from reports_support import TruthResult, bright_result, loaded_models_stub
 
 import lungcad.cohort
 from lungcad.cli import main
@@ -21,7 +20,7 @@ from lungcad.ctio import write_ct
 from lungcad.geometry import voxel_to_world
 from lungcad.models import ModelCard, TrainingRange, read_card
 from lungcad.models.weights import to_json
-from lungcad.pipeline import DetectionResult, Precision, Thresholds, detect
+from lungcad.pipeline import DetectionResult, Thresholds, detect
 from lungcad.pipeline.input_checks import check_input, spacing_warnings
 from lungcad.pipeline.models import BUNDLED_MODELS
 from lungcad.reports import read_results, write_results_json
@@ -231,7 +230,7 @@ class WarningDetector:
         pass
 
     def load(self):
-        return SimpleNamespace(device="cpu", precision=Precision.FLOAT32, versions=lambda: {})
+        return loaded_models_stub()
 
     def settings(self) -> RunSettings:
         return RunSettings(Thresholds(), {"segmentation": "fake-sha"})

@@ -43,8 +43,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         assign_case_ids,
         collect_inputs,
         parse_shard,
-        pending,
-        rerun_reasons,
+        resume_plan,
         run_cohort,
         select_shard,
     )
@@ -63,8 +62,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     )
     settings = detector.settings()  # the model cards only: a bad weights folder stops here
     mine = select_shard(cases, index, count)
-    todo = pending(mine, args.out, args.overwrite, settings)
-    reruns = {} if args.overwrite else rerun_reasons(mine, args.out, settings)
+    todo, reruns = resume_plan(mine, args.out, args.overwrite, settings)
     shard = f" (shard {index}/{count})" if count > 1 else ""
     print(
         f"{len(cases)} case{'s' if len(cases) != 1 else ''} found; this run{shard}: "

@@ -69,6 +69,7 @@ __all__ = [
     "parse_shard",
     "pending",
     "rerun_reasons",
+    "resume_plan",
     "run_cohort",
     "select_shard",
 ]
@@ -611,16 +612,32 @@ class CascadeDetector:
         return detect(ct, self.load(), self.thresholds, mirror_nodule=self.mirror_nodule)
 
 
+def resume_plan(
+    cases: Sequence[CaseInput],
+    out_dir: Path | str,
+    overwrite: bool,
+    settings: RunSettings | None = None,
+) -> tuple[list[CaseInput], dict[str, str]]:
+    """(the cases a run would compute, case id -> why a case found done before runs again), in
+    one pass over the stored results: all cases and no reasons with ``overwrite``, else those
+    without results that match this run (see :mod:`lungcad.fingerprint`)."""
+    if overwrite:
+        return list(cases), {}
+    todo, reasons = [], {}
+    for case in cases:
+        doc, reason = _resume_state(case, Path(out_dir), settings)
+        if doc is None:
+            todo.append(case)
+        if reason:
+            reasons[case.case_id] = reason
+    return todo, reasons
+
+
 def rerun_reasons(
     cases: Sequence[CaseInput], out_dir: Path | str, settings: RunSettings | None = None
 ) -> dict[str, str]:
     """case id -> why a case found done before will run again (its results no longer match)."""
-    reasons = {}
-    for case in cases:
-        _, reason = _resume_state(case, Path(out_dir), settings)
-        if reason:
-            reasons[case.case_id] = reason
-    return reasons
+    return resume_plan(cases, out_dir, False, settings)[1]
 
 
 def pending(
@@ -629,8 +646,5 @@ def pending(
     overwrite: bool,
     settings: RunSettings | None = None,
 ) -> list[CaseInput]:
-    """The cases a run would compute: all with ``overwrite``, else those without results that
-    match this run (see :mod:`lungcad.fingerprint`)."""
-    if overwrite:
-        return list(cases)
-    return [c for c in cases if _resume_state(c, Path(out_dir), settings)[0] is None]
+    """The cases a run would compute (:func:`resume_plan`)."""
+    return resume_plan(cases, out_dir, overwrite, settings)[0]
