@@ -62,6 +62,21 @@ def _cmd_thicken(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_implant(args: argparse.Namespace) -> int:
+    from lungcad.phantom.implant_set import write_implanted_set
+
+    written = write_implanted_set(
+        args.hosts, args.out, copies=args.copies, nodules=args.nodules, seed=args.seed,
+        overwrite=args.overwrite, progress=not args.quiet,
+    )  # fmt: skip
+    count = sum(s.nodules for s in written)
+    print(
+        f"wrote {len(written)} series with {count} implanted nodules to {args.out} "
+        f"({len(args.hosts)} host scan(s) x {args.copies} copies)"
+    )
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from lungcad.ctio import read_ct
     from lungcad.show import parse_point, render_views
@@ -206,6 +221,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace series already there")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_thicken)
+
+    p = sub.add_parser(
+        "implant",
+        help="copies of real CTs with synthetic nodules drawn into their lungs, in the LUNA16 "
+        "layout (sensitivity on real anatomy)",
+    )
+    p.add_argument("hosts", nargs="+", type=Path, help="real CT files or DICOM series folders")
+    p.add_argument("--out", required=True, type=Path, help="the new set's folder")
+    p.add_argument("--copies", type=bounded_int(1, 1000), default=5, help="series per host (5)")
+    p.add_argument("--nodules", type=bounded_int(1, 20), default=3, help="nodules per series (3)")
+    p.add_argument("--seed", type=int, default=9000, help="random seed (9000)")
+    p.add_argument("--overwrite", action="store_true", help="replace a set already there")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_implant)
 
     p = sub.add_parser("show", help="three orthogonal slices and a zoom through a point, as PNG")
     p.add_argument("ct", type=Path, help="CT file or DICOM series folder")

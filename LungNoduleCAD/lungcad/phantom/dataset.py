@@ -21,7 +21,7 @@ import io
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +31,13 @@ from tqdm import tqdm
 
 from lungcad import __version__
 from lungcad.atomic import write_text_atomic
+from lungcad.ct import Geometry
 from lungcad.ctio import write_ct, write_label_map
 from lungcad.errors import LungCADError
 from lungcad.geometry import voxel_to_world
 from lungcad.phantom.candidates import lookalike_candidates
 from lungcad.phantom.cases import _CANDIDATES, PhantomCase, case_rng, make_case
-from lungcad.phantom.spec import PhantomSize, RealismVersion
+from lungcad.phantom.spec import NoduleSpec, PhantomSize, RealismVersion
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,7 @@ NODULE_COLUMNS = (
     "seriesuid", "label", "coordX", "coordY", "coordZ", "diameter_mm", "type", "margin",
     "location", "malignancy_score", "mal_bool", "subset",
 )  # fmt: skip
+NODULE_TRUTH_FILES = ("annotations.csv", "annotations_with_malignancy.csv", "phantom_nodules.csv")
 TRUTH_FILES = (
     "annotations.csv",
     "candidates.csv",
@@ -82,25 +84,29 @@ def _fmt(v: float) -> str:
     return f"{v:.3f}"
 
 
-def _bbox_world(case: PhantomCase, label: int) -> tuple[np.ndarray, np.ndarray]:
-    """LPS extent of a nodule's ground-truth voxels (corners of the voxels, any direction)."""
-    idx = np.argwhere(case.rendered.nodule_labels == label)
+def label_bbox_world(
+    labels: np.ndarray, geometry: Geometry, label: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """LPS extent of one label's voxels (corners of the voxels, any direction)."""
+    idx = np.argwhere(labels == label)
     lo, hi = idx.min(0) - 0.5, idx.max(0) + 0.5
     corners = np.array(
         [[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])]
     )
-    world = voxel_to_world(corners, case.ct.geometry)
+    world = voxel_to_world(corners, geometry)
     return world.min(0), world.max(0)
 
 
-def case_rows(case: PhantomCase, subset: int) -> dict[str, list[tuple]]:
-    """The csv rows one case contributes to each truth file."""
-    uid = case.spec.series_uid
-    rows: dict[str, list[tuple]] = {name: [] for name in TRUTH_FILES[:4]}
-    for n in case.spec.nodules:
+def nodule_rows(
+    uid: str, nodules: Sequence[NoduleSpec], labels: np.ndarray, geometry: Geometry, subset: int
+) -> dict[str, list[tuple]]:
+    """The rows of annotations.csv, annotations_with_malignancy.csv and phantom_nodules.csv for
+    the nodules drawn into one series (``labels``: their label map on ``geometry``)."""
+    rows: dict[str, list[tuple]] = {name: [] for name in NODULE_TRUTH_FILES}
+    for n in nodules:
         x, y, z = (_fmt(c) for c in n.center_xyz)
         rows["annotations.csv"].append((uid, x, y, z, _fmt(n.diameter_mm)))
-        low, high = _bbox_world(case, n.index)
+        low, high = label_bbox_world(labels, geometry, n.index)
         ratings = "[" + ", ".join(str(r) for r in n.reader_ratings) + "]"
         rows["annotations_with_malignancy.csv"].append(
             (uid, x, y, z, _fmt(n.diameter_mm), str(n.is_malignant), ratings,
@@ -110,6 +116,16 @@ def case_rows(case: PhantomCase, subset: int) -> dict[str, list[tuple]]:
             (uid, n.index, x, y, z, _fmt(n.diameter_mm), n.kind.value, n.margin.value,
              n.location.value, f"{n.malignancy_score:.4f}", str(n.is_malignant), subset)
         )  # fmt: skip
+    return rows
+
+
+def case_rows(case: PhantomCase, subset: int) -> dict[str, list[tuple]]:
+    """The csv rows one case contributes to each truth file."""
+    uid = case.spec.series_uid
+    rows: dict[str, list[tuple]] = {"candidates.csv": []}
+    rows.update(
+        nodule_rows(uid, case.spec.nodules, case.rendered.nodule_labels, case.ct.geometry, subset)
+    )
     rng = case_rng(case.spec.seed, case.spec.index, _CANDIDATES)
     for cand in lookalike_candidates(case.spec.anatomy, case.spec.nodules, rng):
         x, y, z = (_fmt(c) for c in cand.center_xyz)
@@ -117,7 +133,7 @@ def case_rows(case: PhantomCase, subset: int) -> dict[str, list[tuple]]:
     return rows
 
 
-def _write_csv_atomic(path: Path, header: Iterable[str], rows: list[tuple]) -> None:
+def write_csv_atomic(path: Path, header: Iterable[str], rows: list[tuple]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -125,7 +141,7 @@ def _write_csv_atomic(path: Path, header: Iterable[str], rows: list[tuple]) -> N
     write_text_atomic(path, buffer.getvalue())
 
 
-def _refuse_existing(out_dir: Path, overwrite: bool) -> None:
+def refuse_existing(out_dir: Path, overwrite: bool) -> None:
     if overwrite or not out_dir.exists():
         return
     existing = [name for name in TRUTH_FILES if (out_dir / name).exists()]
@@ -198,7 +214,7 @@ def write_dataset(
         raise ValueError(f"workers must be at least 1, got {workers}")
     version = RealismVersion(version)
     out = Path(out_dir)
-    _refuse_existing(out, overwrite)
+    refuse_existing(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     args = [(out, seed, index, size, subsets, overwrite, version) for index in range(cases)]
     bar = tqdm(total=cases, desc="phantoms", disable=not progress)
@@ -219,14 +235,14 @@ def write_dataset(
         records.append(record)
         for name, case_rows_ in rows.items():
             all_rows[name] += case_rows_
-    _write_csv_atomic(out / "annotations.csv", ANNOTATION_COLUMNS, all_rows["annotations.csv"])
-    _write_csv_atomic(out / "candidates.csv", CANDIDATE_COLUMNS, all_rows["candidates.csv"])
-    _write_csv_atomic(
+    write_csv_atomic(out / "annotations.csv", ANNOTATION_COLUMNS, all_rows["annotations.csv"])
+    write_csv_atomic(out / "candidates.csv", CANDIDATE_COLUMNS, all_rows["candidates.csv"])
+    write_csv_atomic(
         out / "annotations_with_malignancy.csv",
         MALIGNANCY_COLUMNS,
         all_rows["annotations_with_malignancy.csv"],
     )
-    _write_csv_atomic(out / "phantom_nodules.csv", NODULE_COLUMNS, all_rows["phantom_nodules.csv"])
+    write_csv_atomic(out / "phantom_nodules.csv", NODULE_COLUMNS, all_rows["phantom_nodules.csv"])
     manifest = _manifest(seed, cases, size, subsets, version, records)
     write_text_atomic(out / "phantom.json", json.dumps(manifest, indent=2) + "\n")
     log.info("wrote %d phantom cases (realism version %d) to %s", len(records), version, out)

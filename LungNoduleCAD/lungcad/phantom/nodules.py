@@ -195,18 +195,70 @@ def _touch_pleura(anatomy: ChestAnatomy, near: np.ndarray, radius: float) -> np.
     return center
 
 
+def draw_nodule_kind(
+    rng: np.random.Generator, location_weights: tuple[float, ...] = LOCATION_WEIGHTS
+) -> tuple[NoduleType, float, NoduleMargin, NoduleLocation]:
+    """Type, diameter (mm), margin and location of one nodule, by the phantoms' frequencies."""
+    kinds = list(TYPE_WEIGHTS)
+    kind = kinds[int(rng.choice(len(kinds), p=list(TYPE_WEIGHTS.values())))]
+    diameter = sample_diameter(kind, rng)
+    margin = list(NoduleMargin)[int(rng.choice(3, p=MARGIN_WEIGHTS[kind]))]
+    locations = list(NoduleLocation)[: len(location_weights)]
+    location = locations[int(rng.choice(len(locations), p=location_weights))]
+    return kind, diameter, margin, location
+
+
+def make_nodule_spec(
+    index: int,
+    center: np.ndarray,
+    diameter: float,
+    kind: NoduleType,
+    margin: NoduleMargin,
+    location: NoduleLocation,
+    rng: np.random.Generator,
+) -> NoduleSpec:
+    """A nodule of these properties at ``center`` (LPS mm): its shape, densities and malignancy."""
+    lobe_dirs, lobe_amps, spicules = _shape(margin, diameter / 2, center, rng)
+    score, ratings, malignant = malignancy(diameter, kind, margin, rng)
+    if kind is NoduleType.CALCIFIED:
+        solid_hu, dense_hu, core = (
+            rng.uniform(80, 180),
+            rng.uniform(350, 900),
+            rng.uniform(0.35, 1.0),
+        )
+    else:
+        solid_hu, dense_hu, core = (
+            rng.uniform(10, 60),
+            rng.uniform(-700, -450),
+            rng.uniform(0.3, 0.6),
+        )
+    return NoduleSpec(
+        index=index,
+        center_xyz=tuple(round(float(c), 3) for c in center),
+        diameter_mm=diameter,
+        kind=kind,
+        margin=margin,
+        location=location,
+        solid_hu=float(solid_hu),
+        ggo_hu=float(dense_hu),
+        core_fraction=float(core),
+        lobe_dirs=lobe_dirs,
+        lobe_amps=lobe_amps,
+        spicules=spicules,
+        malignancy_score=score,
+        reader_ratings=ratings,
+        is_malignant=malignant,
+    )
+
+
 def sample_nodules(
     anatomy: ChestAnatomy, rng: np.random.Generator, z_range: tuple[float, float]
 ) -> list[NoduleSpec]:
     """2-7 nodules per case (mean about 4), each placed where its location type says."""
     count = 2 + min(int(rng.poisson(2.0)), 5)
-    kinds = list(TYPE_WEIGHTS)
     placed: list[NoduleSpec] = []
     for _ in range(count):
-        kind = kinds[int(rng.choice(len(kinds), p=list(TYPE_WEIGHTS.values())))]
-        diameter = sample_diameter(kind, rng)
-        margin = list(NoduleMargin)[int(rng.choice(3, p=MARGIN_WEIGHTS[kind]))]
-        location = list(NoduleLocation)[int(rng.choice(3, p=LOCATION_WEIGHTS))]
+        kind, diameter, margin, location = draw_nodule_kind(rng)
         center = _place(anatomy, location, diameter / 2, placed, rng, z_range)
         for _ in range(4):  # crowded lungs: try isolated, then a smaller nodule
             if center is not None:
@@ -217,37 +269,7 @@ def sample_nodules(
             center = _place(anatomy, location, diameter / 2, placed, rng, z_range)
         if center is None:
             continue
-        lobe_dirs, lobe_amps, spicules = _shape(margin, diameter / 2, center, rng)
-        score, ratings, malignant = malignancy(diameter, kind, margin, rng)
-        if kind is NoduleType.CALCIFIED:
-            solid_hu, dense_hu, core = (
-                rng.uniform(80, 180),
-                rng.uniform(350, 900),
-                rng.uniform(0.35, 1.0),
-            )
-        else:
-            solid_hu, dense_hu, core = (
-                rng.uniform(10, 60),
-                rng.uniform(-700, -450),
-                rng.uniform(0.3, 0.6),
-            )
         placed.append(
-            NoduleSpec(
-                index=len(placed) + 1,
-                center_xyz=tuple(round(float(c), 3) for c in center),
-                diameter_mm=diameter,
-                kind=kind,
-                margin=margin,
-                location=location,
-                solid_hu=float(solid_hu),
-                ggo_hu=float(dense_hu),
-                core_fraction=float(core),
-                lobe_dirs=lobe_dirs,
-                lobe_amps=lobe_amps,
-                spicules=spicules,
-                malignancy_score=score,
-                reader_ratings=ratings,
-                is_malignant=malignant,
-            )
+            make_nodule_spec(len(placed) + 1, center, diameter, kind, margin, location, rng)
         )
     return placed

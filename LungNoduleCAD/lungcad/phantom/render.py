@@ -30,6 +30,7 @@ HU_ATELECTASIS = -100.0
 HU_MYOCARDIUM = 40.0
 MYOCARDIUM_MM = 9.0  # heart wall and septum around the enhanced chambers
 AORTA_WALL_MM = 2.0
+PSF_SIGMA_MM = 0.45  # in-plane point spread (Gaussian SD) of the simulated scanner
 
 
 @dataclass
@@ -286,22 +287,19 @@ def _lung_box(canvas: _Canvas, lung) -> tuple[slice, slice]:
     return rows, cols
 
 
-def _nodule_fields(canvas: _Canvas, nodule: NoduleSpec):
-    """Occupancy and target HU of one nodule body (spicules are drawn as tubes)."""
-    center = np.asarray(nodule.center_xyz)
+def nodule_body(
+    nodule: NoduleSpec, x: np.ndarray, y: np.ndarray, z: np.ndarray, soft: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Occupancy (0-1, edges soft over ``soft`` mm) and target HU of a nodule's body at points
+    ``x, y, z`` (mm from its centre, broadcastable); spicules are tubes, drawn apart."""
     r = nodule.radius_mm
-    reach = r * (1.0 + sum(nodule.lobe_amps)) + canvas.soft * 2
-    box = canvas.box(center - reach, center + reach)
-    if box is None:
-        return None, None, None
-    x, y, z = canvas.local_coords(box, center)
     dist = np.sqrt(x * x + y * y + z * z) + 1e-6
     radius = np.full(dist.shape, r, dtype=np.float32)
     for direction, amp in zip(nodule.lobe_dirs, nodule.lobe_amps, strict=True):
         cos = (x * direction[0] + y * direction[1] + z * direction[2]) / dist
         radius += r * amp * (np.maximum(cos, 0.0) ** 4 - 0.1)
-    occ = np.clip((radius - dist) / canvas.soft + 0.5, 0.0, 1.0)
-    core = np.clip((radius * nodule.core_fraction - dist) / canvas.soft + 0.5, 0.0, 1.0)
+    occ = np.clip((radius - dist) / soft + 0.5, 0.0, 1.0)
+    core = np.clip((radius * nodule.core_fraction - dist) / soft + 0.5, 0.0, 1.0)
     if nodule.kind is NoduleType.SOLID:
         target = np.full(dist.shape, nodule.solid_hu, dtype=np.float32)
     elif nodule.kind is NoduleType.GROUND_GLASS:
@@ -310,6 +308,23 @@ def _nodule_fields(canvas: _Canvas, nodule: NoduleSpec):
         target = nodule.ggo_hu + (nodule.solid_hu - nodule.ggo_hu) * core
     else:  # calcified: soft-tissue rim, dense calcium inside (ggo_hu holds the calcium HU)
         target = nodule.solid_hu + (nodule.ggo_hu - nodule.solid_hu) * core
+    return occ, target
+
+
+def nodule_reach_mm(nodule: NoduleSpec, soft: float) -> float:
+    """How far from its centre a nodule's body can reach (mm), soft edge included."""
+    return nodule.radius_mm * (1.0 + sum(nodule.lobe_amps)) + soft * 2
+
+
+def _nodule_fields(canvas: _Canvas, nodule: NoduleSpec):
+    """Occupancy and target HU of one nodule body (spicules are drawn as tubes)."""
+    center = np.asarray(nodule.center_xyz)
+    reach = nodule_reach_mm(nodule, canvas.soft)
+    box = canvas.box(center - reach, center + reach)
+    if box is None:
+        return None, None, None
+    x, y, z = canvas.local_coords(box, center)
+    occ, target = nodule_body(nodule, x, y, z, canvas.soft)
     return box, occ, target
 
 
@@ -351,7 +366,7 @@ def _finish(
 ) -> np.ndarray:
     """Scanner noise then in-plane blur (point spread), slab by slab, into int16 HU."""
     spacing = float(np.mean(canvas.grid.spacing_xyz[:2]))
-    sigma_px = max(0.45 / spacing, 0.35) if spacing < 1.3 else 0.0
+    sigma_px = max(PSF_SIGMA_MM / spacing, 0.35) if spacing < 1.3 else 0.0
     # a 1D Gaussian of sigma s keeps sqrt(1 / (2 sqrt(pi) s)) of white noise per axis
     keep = (1.0 / (2.0 * np.sqrt(np.pi) * sigma_px)) if sigma_px > 0.5 else 1.0
     white = noise_hu / keep * np.sqrt(12.0)  # uniform noise of this width has that std
