@@ -8,115 +8,22 @@ temporary folder and process tree handling; the scene is slicer-core's.
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import time
-import types
-from pathlib import Path
 
 import pytest
-import slicer_phantoms
+from controller_support import Harness, gone, make_case
 from LungNoduleCADLib import controller as ctl
-from LungNoduleCADLib.install import InstallError, InstallOutcome
-from LungNoduleCADLib.logic import RunRequest
-from LungNoduleCADLib.module_logic import ModuleLogic
-from LungNoduleCADLib.volume import add_volume_node_from_ct
+from LungNoduleCADLib.install import InstallOutcome
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="the fake PythonSlicer launcher is a shell script"
 )
 
-FAKE_WORKER = Path(__file__).resolve().parent / "fake_worker.py"
-
 
 @pytest.fixture(scope="module")
 def case(tmp_path_factory):
-    """A CT and the result the real cascade gives for it, saved where the fake child copies it."""
-    ct = slicer_phantoms.nodule_crop(0)
-    result = slicer_phantoms.CachedRunner()(ct, RunRequest())
-    path = tmp_path_factory.mktemp("result") / "result.npz"
-    result.save(path)
-    return types.SimpleNamespace(ct=ct, result=result, npz=path)
-
-
-class Harness:
-    """A volume in a real scene, the module logic, a controller, and a fake child per scenario."""
-
-    def __init__(self, mrml, case, tmp_path: Path) -> None:
-        self.mrml = mrml
-        self.case = case
-        self.runs = tmp_path / "runs"  # every run's temporary folder is made in here
-        self.runs.mkdir()
-        self.tmp = tmp_path
-        self.volume = add_volume_node_from_ct(mrml.scene, case.ct)
-        self.parameters = types.SimpleNamespace(
-            inputVolume=self.volume,
-            device="cpu",
-            segmentationThreshold=0.5,
-            noduleThreshold=0.5,
-            malignancyThreshold=0.5,
-            modelFolder="",
-        )
-        self.states: list[ctl.RunState] = []
-        self.installer = FakeInstaller()
-        self.controller = ctl.RunController(self.installer, on_change=self._changed)
-        self.shown: list = []
-
-    def _changed(self) -> None:
-        if not self.states or self.states[-1] is not self.controller.state:
-            self.states.append(self.controller.state)
-
-    def logic(self, scenario: str) -> ModuleLogic:
-        launcher = self.tmp / f"python-{scenario}"
-        launcher.write_text(
-            f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_WORKER}" {scenario} '
-            f'"{self.case.npz}" "{self.pid_file}" "$@"\n',
-            encoding="utf-8",
-        )
-        launcher.chmod(0o755)
-        counter = iter(range(1000))
-        return ModuleLogic(
-            services=lambda: self.mrml,
-            make_folder=lambda: self.runs / f"run-{next(counter)}",
-            python=str(launcher),
-        )
-
-    @property
-    def pid_file(self) -> Path:
-        return self.tmp / "child.pid"
-
-    def apply(self, scenario: str, logic: ModuleLogic | None = None) -> ModuleLogic:
-        logic = logic or self.logic(scenario)
-        self.pid_file.unlink(missing_ok=True)
-        assert self.controller.apply(logic.detectionRun(self.parameters, shown=self.shown.append))
-        return logic
-
-    def finish(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.controller.poll() is ctl.RunState.RUNNING:
-            assert time.monotonic() < deadline, f"still running: {self.controller.status}"
-            time.sleep(0.02)
-
-    def child_pid(self, timeout_s: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout_s
-        while not self.pid_file.is_file():
-            assert time.monotonic() < deadline, "the fake child never started"
-            time.sleep(0.02)
-        return int(self.pid_file.read_text())
-
-    def run_folders(self) -> list[Path]:
-        return sorted(self.runs.iterdir())
-
-
-class FakeInstaller:
-    def __init__(self, outcome: InstallOutcome = InstallOutcome.READY, error: str = "") -> None:
-        self.outcome, self.error, self.calls = outcome, error, 0
-
-    def ensure(self) -> InstallOutcome:
-        self.calls += 1
-        if self.error:
-            raise InstallError(self.error)
-        return self.outcome
+    return make_case(tmp_path_factory)
 
 
 @pytest.fixture
@@ -124,24 +31,6 @@ def harness(mrml, case, tmp_path):
     made = Harness(mrml, case, tmp_path)
     yield made
     made.controller.shutdown()
-
-
-def _gone(pid: int, timeout_s: float = 10.0) -> bool:
-    """True once ``pid`` has ended (reaped, or a zombie whose parent is not us)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return True
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                if f.read().split(") ", 1)[1].startswith("Z"):
-                    return True
-        except (FileNotFoundError, IndexError):
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def _output_nodes(scene) -> int:
@@ -233,7 +122,7 @@ def test_cancel_mid_run_ends_the_child_and_leaves_the_scene(harness):
     assert harness.controller.cancel() is True
     assert harness.controller.state is ctl.RunState.CANCELLED
     assert harness.controller.status == ctl.CANCELLED_STATUS
-    assert _gone(pid), "Cancel left the child running"
+    assert gone(pid), "Cancel left the child running"
     assert harness.run_folders() == []
     assert harness.controller.cancel() is False, "a second Cancel does nothing"
     assert harness.controller.poll() is ctl.RunState.CANCELLED
@@ -257,7 +146,7 @@ def test_a_scene_close_during_a_run_cancels_it(harness):
     controller = harness.controller
     assert controller.state is ctl.RunState.CANCELLED
     assert controller.status == ctl.SCENE_CLOSED_STATUS
-    assert _gone(pid)
+    assert gone(pid)
     assert harness.run_folders() == []
     harness.controller.watch_scene(None)
     harness.mrml.scene.Clear(0)  # no longer watched: nothing happens
@@ -271,7 +160,7 @@ def test_a_module_reload_during_a_run_ends_the_old_child(harness):
     reloaded = importlib.reload(ctl)  # what Slicer's Reload does to the Lib modules
     assert reloaded._IN_FLIGHT is ctl._IN_FLIGHT, "the list of runs survives the reload"
     fresh = reloaded.RunController()  # the new panel's controller
-    assert _gone(pid), "the old panel's child outlived the reload"
+    assert gone(pid), "the old panel's child outlived the reload"
     assert harness.run_folders() == []
     assert reloaded._IN_FLIGHT == []
     assert fresh.state is reloaded.RunState.IDLE and fresh.status == ""
@@ -327,6 +216,6 @@ def test_apply_while_running_is_ignored(harness):
     assert harness.installer.calls == 1
     assert len(harness.run_folders()) == 1
     harness.controller.shutdown()
-    assert _gone(pid)
+    assert gone(pid)
     assert harness.controller.state is ctl.RunState.CANCELLED
     assert harness.run_folders() == []
