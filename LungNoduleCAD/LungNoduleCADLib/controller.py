@@ -84,17 +84,16 @@ class Run:
     finish: Callable[[Any], str]
 
 
-#: (controller id, process) of every run in flight; kept across importlib.reload of this module.
-_IN_FLIGHT: list[tuple[int, Process]] = globals().get("_IN_FLIGHT", [])
+#: The process of every run in flight, whichever controller started it; this list survives
+#: importlib.reload of this module (reload runs the code again in the same namespace).
+_IN_FLIGHT: list[Process] = globals().get("_IN_FLIGHT", [])
 
 
-def end_runs_in_flight(keep: int | None = None) -> int:
-    """Cancel every listed run not owned by controller ``keep``; returns how many were ended."""
+def end_runs_in_flight() -> int:
+    """End every listed run (their controllers are gone or replaced); returns how many."""
     ended = 0
-    for owner, process in list(_IN_FLIGHT):
-        if owner == keep:
-            continue
-        _IN_FLIGHT.remove((owner, process))
+    while _IN_FLIGHT:
+        process = _IN_FLIGHT.pop()
         try:
             process.cancel()
         except Exception:  # ending the rest matters more than this one's error
@@ -172,7 +171,7 @@ class RunController:
         except Exception as exc:
             return self._fail(f"Could not start detection: {exc}")
         self._run, self._process = run, process
-        _IN_FLIGHT.append((id(self), process))
+        _IN_FLIGHT.append(process)
         self._notify()
         return True
 
@@ -234,8 +233,8 @@ class RunController:
         process, self._process, self._run = self._process, None, None
         if process is None:
             return
-        for entry in [e for e in _IN_FLIGHT if e[1] is process]:
-            _IN_FLIGHT.remove(entry)
+        if process in _IN_FLIGHT:
+            _IN_FLIGHT.remove(process)
         try:
             process.cancel()  # ends a live child; for an ended one only removes the folder
         except Exception:
