@@ -21,11 +21,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lungcad.stages import SETUP_STAGES, Stage
+
 PROGRESS = "LUNGCAD_PROGRESS"
 DONE = "LUNGCAD_DONE"
 ERROR = "LUNGCAD_ERROR"
-#: Before the cascade's own stages (lungcad.pipeline.STAGES) the worker reports these.
-WORKER_STAGES = ("loading CT", "loading models")
+#: Before the cascade's own stages (lungcad.pipeline.STAGES) the worker reports these names.
+WORKER_STAGES = tuple(stage.value for stage in SETUP_STAGES)
 
 
 def emit(kind: str, payload: dict) -> None:
@@ -65,9 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             if len(values) != 3:
                 raise ValueError(f"--thresholds needs three numbers, got {args.thresholds!r}")
             thresholds = Thresholds(*values)
-        emit(PROGRESS, {"stage": WORKER_STAGES[0], "fraction": 0.0})
+        emit(PROGRESS, {"stage": Stage.LOADING_CT.value, "fraction": 0.0})
         ct = read_ct(args.input)
-        emit(PROGRESS, {"stage": WORKER_STAGES[1], "fraction": 0.0})
+        emit(PROGRESS, {"stage": Stage.LOADING_MODELS.value, "fraction": 0.0})
         models = CascadeModels.load(args.models, device=args.device)
 
         def progress(stage: str, fraction: float) -> None:

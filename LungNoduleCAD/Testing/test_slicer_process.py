@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -221,3 +223,75 @@ def test_the_child_console_is_hidden_on_windows(monkeypatch):
     assert child_popen_options() == {"creationflags": 0x08000000}
     monkeypatch.setattr(sys, "platform", "linux")
     assert child_popen_options() == {"start_new_session": True}
+
+
+def test_every_stage_weighs_in_the_progress_bar_in_run_order():
+    from LungNoduleCADLib.process import STAGE_WEIGHTS
+
+    from lungcad.stages import Stage
+
+    assert list(STAGE_WEIGHTS) == list(Stage)
+    assert WORKER_STAGES == ("loading CT", "loading models")
+    assert [overall_fraction(s, 0.0) for s in Stage] == sorted(
+        overall_fraction(s, 0.0) for s in Stage
+    )
+    assert overall_fraction(Stage.MAPPING, 1.0) == pytest.approx(1.0)
+
+
+def test_the_worker_without_pytorch_reports_why(tmp_path):
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None  # import torch raises ImportError
+        from LungNoduleCADLib import worker
+        sys.exit(worker.main(["--input", "in.mha", "--output", "out.npz"]))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr
+    assert done.stdout.startswith('LUNGCAD_ERROR {"message": "cannot import the engine: ')
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="the fake launcher is a shell script")
+def test_the_run_ends_when_the_child_exits_even_if_a_grandchild_holds_its_output(tmp_path):
+    """The end of the output never comes while a grandchild keeps the pipe open; the child's exit
+    status ends the run all the same."""
+    pid_file = tmp_path / "pids.txt"
+    script = textwrap.dedent(
+        f"""
+        import subprocess, sys
+        grandchild = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        open({str(pid_file)!r}, "w").write(str(grandchild.pid))
+        print("LUNGCAD_ERROR {{\\"message\\": \\"models missing\\"}}", flush=True)
+        sys.exit(2)
+        """
+    )
+    launcher = tmp_path / "fake-python"
+    child = tmp_path / "child.py"
+    child.write_text(script, encoding="utf-8")
+    launcher.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{child}"\n', encoding="utf-8")
+    launcher.chmod(0o755)
+    geometry = Geometry.from_arrays((0, 0, 0), (1, 1, 1), np.eye(3), (4, 8, 8))
+    ct = CT(np.full((4, 8, 8), -1000, np.int16), geometry)
+    folders = tmp_path / "runs"
+    process = DetectionProcess(
+        ct, THRESHOLDS, python=str(launcher), make_folder=lambda: folders / "run"
+    ).start()
+    assert process.folder == folders / "run"
+    started = time.monotonic()
+    try:
+        _wait(process, lambda p: p.state is not State.RUNNING, timeout_s=30.0)
+        assert time.monotonic() - started < 15.0
+        assert process.state is State.FAILED and process.exit_code == 2
+        assert process.error == "models missing"
+        assert not (folders / "run").exists()
+    finally:
+        grandchild = int(pid_file.read_text())
+        os.kill(grandchild, signal.SIGKILL)

@@ -17,6 +17,7 @@ MODULE_DIR = Path(__file__).resolve().parents[1]
 ROOT = MODULE_DIR.parent
 UI_FILE = MODULE_DIR / "Resources" / "UI" / "LungNoduleCAD.ui"
 MODULE_FILE = MODULE_DIR / "LungNoduleCAD.py"
+PANEL_FILE = MODULE_DIR / "LungNoduleCADLib" / "widget.py"
 
 #: Widget class the parameter node wrapper binds for each kind of field.
 BINDABLE = {"node": {"qMRMLNodeComboBox"}, float: {"ctkSliderWidget"}, "choice": {"QComboBox"}}
@@ -72,13 +73,55 @@ def test_ui_is_a_valid_designer_file(ui):
     assert mrml_widgets <= receivers, "every MRML widget gets the scene"
 
 
-def test_every_widget_the_module_uses_exists(ui):
-    source = MODULE_FILE.read_text()
+def test_every_widget_the_panel_uses_exists(ui):
+    source = PANEL_FILE.read_text()
     used = set(re.findall(r"self\.ui\.(\w+)", source))
-    assert used, "the module file uses no widget?"
+    assert {"applyButton", "cancelButton", "progressBar", "statusLabel"} <= used
     missing = used - set(_widgets(ui))
-    assert not missing, f"LungNoduleCAD.py uses widgets the .ui lacks: {sorted(missing)}"
-    ast.parse(source)  # the module file is valid Python
+    assert not missing, f"widget.py uses widgets the .ui lacks: {sorted(missing)}"
+    assert not re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text()), "the panel is widget.py"
+
+
+def _top_level(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+def test_the_module_file_is_thin_and_delegates():
+    source = MODULE_FILE.read_text(encoding="utf-8")
+    assert len(source.splitlines()) <= 150
+    tree = _top_level(MODULE_FILE)
+    classes = [n.name for n in tree.body if isinstance(n, ast.ClassDef)]
+    assert classes == [
+        "LungNoduleCADParameterNode",
+        "LungNoduleCAD",
+        "LungNoduleCADWidget",
+        "LungNoduleCADLogic",
+        "LungNoduleCADTest",
+    ]
+    assert not [n for n in tree.body if isinstance(n, ast.FunctionDef)], "no free functions"
+    widget = next(n for n in tree.body if getattr(n, "name", "") == "LungNoduleCADWidget")
+    methods = {n.name for n in widget.body if isinstance(n, ast.FunctionDef)}
+    assert methods == {"__init__", "setup", "cleanup", "enter", "exit"}
+    setup = ast.get_source_segment(
+        source, next(n for n in widget.body if getattr(n, "name", "") == "setup")
+    )
+    marker = setup.index("Slicer version check (issue 15, item 2)")
+    assert marker < setup.index("from LungNoduleCADLib"), "the check comes before the engine"
+    assert "LungNoduleCADPanel(" in setup and "Installer.for_slicer(" in setup
+
+
+def test_the_panel_keeps_no_run_state():
+    """The run's states live in the controller: the panel never touches a process itself."""
+    tree = _top_level(PANEL_FILE)
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module.startswith("LungNoduleCADLib")
+    }
+    assert imported == {"LungNoduleCADLib.controller", "LungNoduleCADLib.parameters"}
+    source = PANEL_FILE.read_text(encoding="utf-8")
+    for forbidden in ("DetectionProcess", "_process", "State.", ".poll()", "ensureDependencies"):
+        assert forbidden not in source.replace("RunState.", ""), forbidden
 
 
 def test_every_slicer_parameter_name_is_a_parameter_field(ui):

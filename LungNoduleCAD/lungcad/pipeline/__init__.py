@@ -19,14 +19,16 @@ from lungcad.pipeline.findings import (
 )
 from lungcad.pipeline.models import BUNDLED_MODELS, CascadeModels, resolve_device
 from lungcad.pipeline.precision import Precision, native_bf16, resolve_precision
-from lungcad.pipeline.progress import DetectionCancelled
+from lungcad.pipeline.progress import CASCADE_STAGES, SETUP_STAGES, DetectionCancelled, Stage
 from lungcad.pipeline.result import DetectionResult, DetectionResultError
 
 __all__ = [
     "BAND_COLORS_RGB",
     "BUNDLED_MODELS",
+    "CASCADE_STAGES",
     "MIN_NODULE_THRESHOLD",
     "MIN_SEGMENTATION_THRESHOLD",
+    "SETUP_STAGES",
     "STAGES",
     "CandidateScore",
     "CascadeModels",
@@ -38,6 +40,7 @@ __all__ = [
     "MalignancyBand",
     "PatientSummary",
     "Precision",
+    "Stage",
     "Thresholds",
     "VoxelMask",
     "detect",

@@ -7,11 +7,11 @@ from __future__ import annotations
 from functools import partial
 
 from lungcad.ct import CT
-from lungcad.pipeline.progress import Monitor
+from lungcad.pipeline.progress import Monitor, Stage
 from lungcad.preprocess import to_canonical
 
 
 def resample_to_canonical(ct: CT, monitor: Monitor | None = None) -> CT:
     """``ct`` on the models' canonical grid, reported as the ``resample`` stage."""
     monitor = monitor or Monitor()
-    return to_canonical(ct, progress=partial(monitor.report, "resample"))
+    return to_canonical(ct, progress=partial(monitor.report, Stage.RESAMPLE))

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from lungcad.crops import centred_crop
-from lungcad.pipeline.progress import Monitor
+from lungcad.pipeline.progress import Monitor, Stage
 from lungcad.pipeline.segment import autocast
 from lungcad.preprocess import normalise_hu
 
@@ -80,7 +80,7 @@ def classify(
             b1 = min(b0 + batch, n)
             x = _crops(volume, centers_irc[b0:b1], size, device)
             p_nodule[b0:b1] = _positive(nodule, x)
-            monitor.report("classification", 0.5 * b1 / n)
+            monitor.report(Stage.CLASSIFICATION, 0.5 * b1 / n)
         # Crops are cut again rather than kept from the first pass: 0.24 ms per crop against
         # ~8 ms per candidate in the networks, and no ~0.3 MB per candidate held meanwhile.
         again = np.flatnonzero(p_nodule >= floor)
@@ -100,7 +100,7 @@ def classify(
                 rows = torch.from_numpy(np.flatnonzero(kept)).to(x.device)
                 x = x[rows].contiguous(memory_format=torch.channels_last_3d)
                 p_malignant[chosen[kept]] = _positive(malignancy, x)
-            monitor.report("classification", 0.5 + 0.5 * (b0 + len(chosen)) / len(again))
+            monitor.report(Stage.CLASSIFICATION, 0.5 + 0.5 * (b0 + len(chosen)) / len(again))
     log.debug(
         "classified %d candidates: %d at or above the nodule floor %g (%s), %d given malignancy",
         n, len(again), floor, "mirrored" if mirror else "one view",

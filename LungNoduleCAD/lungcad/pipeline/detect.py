@@ -30,7 +30,7 @@ from lungcad.pipeline.findings import Thresholds
 from lungcad.pipeline.footprint import VoxelMapper
 from lungcad.pipeline.input_checks import check_input
 from lungcad.pipeline.models import CascadeModels
-from lungcad.pipeline.progress import Monitor, ProgressCallback
+from lungcad.pipeline.progress import CASCADE_STAGES, Monitor, ProgressCallback, Stage
 from lungcad.pipeline.propose import propose_candidates
 from lungcad.pipeline.region import LUNG_MARGIN_MM, Box, UNetPlan, lung_plan, thin_slices
 from lungcad.pipeline.result import DetectionResult
@@ -56,7 +56,8 @@ MIN_NODULE_THRESHOLD = 0.1
 
 DEFAULT_THRESHOLDS = Thresholds()
 
-STAGES = ("lungs", "resample", "segmentation", "grouping", "classification", "mapping")
+#: The stage names detect reports, in order (the values of lungcad.stages.CASCADE_STAGES).
+STAGES = tuple(stage.value for stage in CASCADE_STAGES)
 
 
 @dataclass
@@ -138,15 +139,16 @@ def detect(
     started = clock = time.perf_counter()
     cpu_clock = time.process_time()
 
-    def lap(stage: str) -> None:
+    def lap(stage: Stage) -> None:
         nonlocal clock, cpu_clock
+        name = Stage(stage).value  # plain-string keys in timings and stats
         now, cpu_now = time.perf_counter(), time.process_time()
-        timings[stage] = now - clock
-        stats.cpu_s[stage] = cpu_now - cpu_clock
+        timings[name] = now - clock
+        stats.cpu_s[name] = cpu_now - cpu_clock
         clock, cpu_clock = now, cpu_now
         peak = peak_rss_mb()
         if peak is not None:  # unknown without resource and psutil: the figure is left out
-            stats.peak_rss_mb[stage] = peak
+            stats.peak_rss_mb[name] = peak
         monitor.report(stage, 1.0)
 
     monitor.check()
@@ -164,10 +166,10 @@ def detect(
     if interpolate_thick_slices and lungs.mask.any():
         plan = thin_slices(plan, ct.geometry, canonical)
     box = plan.box
-    lap("lungs")
+    lap(Stage.LUNGS)
 
     volume = resample_to_canonical(ct, monitor)
-    lap("resample")
+    lap(Stage.RESAMPLE)
 
     proposals = propose_candidates(
         volume.hu, canonical, plan, lungs, models.segmentation, models.device, floor,
@@ -182,11 +184,11 @@ def detect(
         floor=nodule_floor, batch=crop_batch, bf16=bf16, mirror=mirror_nodule, monitor=monitor,
     )  # fmt: skip
     del volume
-    lap("classification")
+    lap(Stage.CLASSIFICATION)
 
     store = _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct,
                          (floor, nodule_floor), monitor)  # fmt: skip
-    lap("mapping")
+    lap(Stage.MAPPING)
     timings["total"] = time.perf_counter() - started
 
     result = DetectionResult.from_store(
@@ -236,7 +238,7 @@ def _build_store(groups, centres, p_nodule, p_malignant, in_lung, canonical, ct,
     offsets = np.zeros(len(groups) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(g.region_index) for g in groups])
     index = np.concatenate([g.region_index for g in groups])
-    monitor.report("mapping", 0.5)
+    monitor.report(Stage.MAPPING, 0.5)
     return CandidateStore(
         canonical=canonical,
         original=ct.geometry,

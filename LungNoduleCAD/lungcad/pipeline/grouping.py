@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from lungcad.pipeline.progress import Monitor
+from lungcad.pipeline.progress import Monitor, Stage
 from lungcad.pipeline.region import Box, mask_box
 from lungcad.pipeline.store import at_least
 
@@ -82,7 +82,7 @@ def group_candidates(
     max_voxels = MAX_REGION_ML * 1000.0 / voxel_volume_mm3
     grouper = _Grouper(canonical_shape, max_voxels, monitor, spacing_irc)
     grouper.run(prob[view], above[view], np.asarray(box.start) + lo, floor, _levels(floor))
-    monitor.report("grouping", 1.0)
+    monitor.report(Stage.GROUPING, 1.0)
     return grouper.groups
 
 
@@ -139,7 +139,7 @@ class _Grouper:
                 )
             )
             if len(self.groups) % 32 == 0:
-                self.monitor.report("grouping", k / max(count, 1))
+                self.monitor.report(Stage.GROUPING, k / max(count, 1))
 
     def _is_mass(self, region: np.ndarray) -> bool:
         """Whether ``region`` holds a ball of :data:`MASS_MIN_RADIUS_MM` (its deepest voxel)."""

@@ -1,4 +1,5 @@
-"""Progress reports and cancellation shared by the cascade's stages."""
+"""Progress reports and cancellation shared by the cascade's stages (named by
+:class:`lungcad.stages.Stage`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,16 @@ import threading
 from collections.abc import Callable
 
 from lungcad.errors import LungCADError
+from lungcad.stages import CASCADE_STAGES, SETUP_STAGES, Stage
+
+__all__ = [
+    "CASCADE_STAGES",
+    "SETUP_STAGES",
+    "DetectionCancelled",
+    "Monitor",
+    "ProgressCallback",
+    "Stage",
+]
 
 ProgressCallback = Callable[[str, float], None]
 
@@ -27,8 +38,8 @@ class Monitor:
         if self._cancel is not None and self._cancel.is_set():
             raise DetectionCancelled("detection cancelled")
 
-    def report(self, stage: str, fraction: float) -> None:
+    def report(self, stage: Stage, fraction: float) -> None:
         """Report ``fraction`` (0..1) of ``stage`` done, then check for cancellation."""
         if self._progress is not None:
-            self._progress(stage, min(max(float(fraction), 0.0), 1.0))
+            self._progress(Stage(stage).value, min(max(float(fraction), 0.0), 1.0))
         self.check()

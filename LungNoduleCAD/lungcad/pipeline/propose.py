@@ -27,7 +27,7 @@ from lungcad.ct import Geometry
 from lungcad.geometry import voxel_to_world, world_to_voxel_index
 from lungcad.lungs import LungMask
 from lungcad.pipeline.grouping import Group, group_candidates
-from lungcad.pipeline.progress import Monitor
+from lungcad.pipeline.progress import Monitor, Stage
 from lungcad.pipeline.region import UNetPlan
 from lungcad.pipeline.segment import SLICE_BATCH, segment_box
 
@@ -77,7 +77,7 @@ def propose_candidates(
         channels_last=channels_last, monitor=monitor,
     )  # fmt: skip
     if on_stage:
-        on_stage("segmentation")
+        on_stage(Stage.SEGMENTATION)
     groups = group_candidates(
         prob, plan.box, canonical.shape_irc, floor, canonical.voxel_volume_mm3, monitor,
         canonical.spacing_irc,
@@ -90,5 +90,5 @@ def propose_candidates(
     crop_centres = world_to_voxel_index(centres_lps, canonical).reshape(-1, 3)
     in_lung = lungs.contains(centres_lps) if len(groups) else np.zeros(0, dtype=bool)
     if on_stage:
-        on_stage("grouping")
+        on_stage(Stage.GROUPING)
     return Proposals(groups, centres_lps, crop_centres.astype(np.int64), in_lung)

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from lungcad.crops import slice_stack
-from lungcad.pipeline.progress import Monitor
+from lungcad.pipeline.progress import Monitor, Stage
 from lungcad.pipeline.region import Box, UNetPlan
 from lungcad.preprocess import normalise_hu
 
@@ -70,7 +70,7 @@ def segment_box(
                 rr = slice(r0 - plan.box.start[1], r1 - plan.box.start[1])
                 cc = slice(c0 - plan.box.start[2], c1 - plan.box.start[2])
                 out[ks, rr, cc] = p
-            monitor.report("segmentation", (b + len(ks)) / max(len(run), 1))
+            monitor.report(Stage.SEGMENTATION, (b + len(ks)) / max(len(run), 1))
     if len(run) < len(plan.rows):
         _interpolate_between(out, plan)
     return out
