@@ -99,17 +99,26 @@ class LungRadsMeasurements:
 def largest_axial(
     start_irc: tuple[int, int, int], array: np.ndarray, geometry: Geometry
 ) -> tuple[AxialAxes, float] | None:
-    """The axes on the axial cut of largest mean diameter, and the longest long axis on any cut
-    (RECIST, mm, unrounded); None for an empty segment."""
-    best: tuple[float, float, AxialAxes] | None = None
+    """The axes on the axial cut of largest mean diameter (ties: the lowest S), and the longest
+    long axis on any cut (RECIST, mm, unrounded); None for an empty segment.
+
+    Cuts are measured widest first and the rest skipped once neither answer can change: no axis
+    of a cut is longer than the diagonal of its outline's bounding box.
+    """
+    cuts = axial_cuts(start_irc, array, geometry)
+    bounds = [float(np.hypot(*np.ptp(cut.outline_xy, axis=0))) for cut in cuts]
+    best: tuple[float, float, float] | None = None  # (long + short, long, -S)
+    best_axes: AxialAxes | None = None
     longest = 0.0
-    for cut in axial_cuts(start_irc, array, geometry):
-        measured = caliper(cut.outline_xy)
+    for k in sorted(range(len(cuts)), key=lambda k: (-bounds[k], cuts[k].s_mm)):
+        if best is not None and 2 * bounds[k] < best[0] and bounds[k] < longest:
+            break
+        measured = caliper(cuts[k].outline_xy)
         longest = max(longest, measured.long_mm)
-        key = (measured.long_mm + measured.short_mm, measured.long_mm)
-        if best is None or key > best[:2]:
-            best = (*key, AxialAxes.of(measured, cut.s_mm))
-    return None if best is None else (best[2], longest)
+        key = (measured.long_mm + measured.short_mm, measured.long_mm, -cuts[k].s_mm)
+        if best is None or key > best:
+            best, best_axes = key, AxialAxes.of(measured, cuts[k].s_mm)
+    return None if best_axes is None else (best_axes, longest)
 
 
 def measure_segment(
