@@ -73,7 +73,7 @@ def _in_plane_voxel_width(geometry: Geometry) -> float:
 def _slice_step(geometry: Geometry) -> float:
     """How far apart the measured axial cuts are (mm)."""
     axis = s_axis(geometry)
-    return geometry.spacing_irc[axis] if axis is not None else min(geometry.spacing_xyz) / 2
+    return geometry.spacing_irc[axis] if axis is not None else min(geometry.spacing_xyz)
 
 
 @pytest.mark.parametrize("grid", GRIDS)

@@ -95,27 +95,39 @@ def _slice_cuts(
 def _resample_axial(
     start_irc: tuple[int, int, int], array: np.ndarray, geometry: Geometry
 ) -> tuple[tuple[int, int, int], np.ndarray, Geometry]:
-    """The segment on an LPS-aligned grid (trilinear at level 0.5), for an oblique ``geometry``."""
+    """The segment on an LPS-aligned grid (trilinear at level 0.5), for an oblique ``geometry``.
+
+    The new grid steps half the smallest voxel spacing in the plane and the smallest spacing
+    along S (the cuts are that far apart, as a grid's own slices would be).
+    """
     lo_hi = np.array([[start_irc[a] - 0.5, start_irc[a] + array.shape[a] - 0.5] for a in range(3)])
     corners = np.array(
         [[i, r, c] for i in lo_hi[0] for r in lo_hi[1] for c in lo_hi[2]], dtype=np.float64
     )
     world = voxel_to_world(corners, geometry)
     low, high = world.min(axis=0), world.max(axis=0)
-    step = min(geometry.spacing_xyz) / 2.0
-    count = float(np.prod((high - low) / step + 1))
+    step_xyz = np.array([0.5, 0.5, 1.0]) * min(geometry.spacing_xyz)
+    count = float(np.prod((high - low) / step_xyz + 1))
     if count > _MAX_RESAMPLED_VOXELS:
-        step *= (count / _MAX_RESAMPLED_VOXELS) ** (1.0 / 3.0)
-    shape_xyz = np.floor((high - low) / step).astype(np.int64) + 1
-    target = Geometry.from_arrays(low, (step, step, step), np.eye(3), tuple(shape_xyz[::-1]))
+        step_xyz *= (count / _MAX_RESAMPLED_VOXELS) ** (1.0 / 3.0)
+    shape_irc = tuple(
+        int(n) for n in (np.floor((high - low) / step_xyz).astype(np.int64) + 1)[::-1]
+    )
+    target = Geometry.from_arrays(low, step_xyz, np.eye(3), shape_irc)
+    # target voxel (index, row, col) -> padded source voxel: one affine map, applied by axis
+    offset = np.asarray(start_irc, dtype=np.float64) - 1.0
+    origin = world_to_voxel(low, geometry) - offset
+    unit = world_to_voxel(voxel_to_world(np.eye(3), target), geometry) - offset - origin
     padded = np.pad(array.astype(np.float32), 1)
-    offset = np.asarray(start_irc, dtype=np.float64) - 1.0  # padded voxel (0,0,0) on the grid
-    out = np.zeros(int(np.prod(shape_xyz)), dtype=bool)
-    for first in range(0, out.size, _CHUNK_SAMPLES):
-        flat = np.arange(first, min(first + _CHUNK_SAMPLES, out.size))
-        target_irc = np.stack(np.unravel_index(flat, target.shape_irc), axis=1).astype(float)
-        source = world_to_voxel(voxel_to_world(target_irc, target), geometry) - offset
-        values = ndimage.map_coordinates(padded, source.T, order=1, mode="constant", cval=0.0)
-        out[flat] = values >= 0.5
-    out = out.reshape(target.shape_irc)
+    rows = np.arange(shape_irc[1], dtype=np.float64)
+    cols = np.arange(shape_irc[2], dtype=np.float64)
+    in_plane = origin[:, None, None] + unit[1][:, None, None] * rows[None, :, None]
+    in_plane = in_plane + unit[2][:, None, None] * cols[None, None, :]  # (3, rows, cols)
+    per_step = max(1, _CHUNK_SAMPLES // (shape_irc[1] * shape_irc[2]))
+    out = np.zeros(shape_irc, dtype=bool)
+    for first in range(0, shape_irc[0], per_step):
+        k = np.arange(first, min(first + per_step, shape_irc[0]), dtype=np.float64)
+        source = in_plane[:, None] + unit[0][:, None, None, None] * k[None, :, None, None]
+        values = ndimage.map_coordinates(padded, source, order=1, mode="constant", cval=0.0)
+        out[first : first + len(k)] = values >= 0.5
     return (0, 0, 0), out, target
