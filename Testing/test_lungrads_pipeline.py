@@ -3,14 +3,23 @@ category, and both follow the thresholds when a result is refiltered (no network
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 from pipeline_support import BALLS, fake_models, graded_models, tiny_ct
 
-from lungcad.characteristics import NoduleType, TypeSource
+from lungcad.characteristics import (
+    Characteristics,
+    MarginSource,
+    NoduleMargin,
+    NoduleType,
+    TypeSource,
+)
 from lungcad.ct import Geometry
 from lungcad.lungrads import LungRadsCategory, assess_nodule, categorize
-from lungcad.pipeline import DetectionResult, Thresholds, detect
+from lungcad.pipeline import DetectionResult, DetectionResultError, Thresholds, detect
 from lungcad.pipeline.store import CandidateStore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -129,3 +138,63 @@ def test_the_solid_component_is_the_part_of_the_segment_at_or_above_minus_300_hu
     # no classifier yet: read as solid (12 mm: 4A), as part-solid it would be 3 (solid part < 6)
     assert f.lung_rads.category is LungRadsCategory.C4A
     assert assess_nodule(m, NoduleType.PART_SOLID).category is LungRadsCategory.C3
+
+
+def test_given_type_and_margin_change_the_category_and_follow_the_candidate(tmp_path):
+    result = detect(tiny_ct(), fake_models(), Thresholds(0.5, 0.5, 0.5))
+    largest = max(result.findings, key=lambda f: f.measurements.mean_diameter_mm)
+    assert largest.lung_rads.category is LungRadsCategory.C4A  # 9-mm ball read as solid
+
+    given = result.with_characteristics(
+        {largest.number: Characteristics(NoduleType.GROUND_GLASS, NoduleMargin.ROUND)}
+    )
+
+    f = given.findings[largest.number - 1]
+    assert f.lung_rads.category is LungRadsCategory.C2  # ground-glass < 30 mm
+    assert f.lung_rads.type_source is TypeSource.GIVEN
+    assert f.lung_rads.margin_source is MarginSource.GIVEN
+    assert given.summary.lung_rads.category is LungRadsCategory.C3
+    assert given.summary.lung_rads.assumed_type_count == 2
+    # it stays with the candidate when the thresholds move, and through a save and load
+    for moved in (
+        given.refilter(Thresholds(0.7, 0.5, 0.9)),
+        DetectionResult.load(given.save(tmp_path / "detection.npz")),
+    ):
+        (same,) = [g for g in moved.findings if _ball_of(g) == 4.5]
+        assert same.lung_rads.nodule_type is NoduleType.GROUND_GLASS
+        assert same.lung_rads.margin is NoduleMargin.ROUND
+    # spiculated: 4X; unknown again: assumed solid
+    spiculated = given.with_characteristics(
+        {largest.number: Characteristics(margin=NoduleMargin.SPICULATED)}
+    )
+    assert spiculated.findings[largest.number - 1].lung_rads.category is LungRadsCategory.C4X
+    cleared = given.with_characteristics({largest.number: Characteristics()})
+    assert cleared.characteristics == {}
+    assert cleared.summary == result.summary
+
+
+def test_characteristics_for_a_finding_that_is_not_there_are_refused():
+    result = detect(tiny_ct(), fake_models(), Thresholds(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match=r"no finding 0, 4 in this result \(it has 3 findings\)"):
+        result.with_characteristics({0: Characteristics(), 4: Characteristics()})
+
+
+@pytest.mark.parametrize(
+    ("characteristics", "problem"),
+    [
+        ({"7": {"type": "solid", "margin": None}}, "characteristics name candidate 7 of 3"),
+        ({"0": {"type": "cystic", "margin": None}}, "'cystic' is not a valid NoduleType"),
+        ([], "characteristics must be an object, got list"),
+    ],
+)
+def test_a_file_with_bad_characteristics_is_refused_by_name(tmp_path, characteristics, problem):
+    result = detect(tiny_ct(), fake_models(), Thresholds(0.5, 0.5, 0.5))
+    path = result.save(tmp_path / "detection.npz")
+    with np.load(path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    meta = json.loads(str(arrays.pop("meta_json")))
+    assert meta["characteristics"] == {}
+    meta["characteristics"] = characteristics
+    np.savez(path, meta_json=np.array(json.dumps(meta)), **arrays)
+    with pytest.raises(DetectionResultError, match=re.escape(problem)):
+        DetectionResult.load(path)

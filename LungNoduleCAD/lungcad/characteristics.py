@@ -8,6 +8,7 @@ it was filled in, so a reader never mistakes an assumption for a finding.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 
 
 class NoduleType(enum.Enum):
@@ -35,3 +36,12 @@ class MarginSource(enum.Enum):
 
     GIVEN = "given"
     ASSUMED_NOT_SPICULATED = "assumed not spiculated"
+
+
+@dataclass(frozen=True)
+class Characteristics:
+    """A finding's type and margin where someone (a reader, later a classifier) gave them;
+    None where unknown."""
+
+    nodule_type: NoduleType | None = None
+    margin: NoduleMargin | None = None

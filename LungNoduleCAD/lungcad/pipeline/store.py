@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
 
+from lungcad.characteristics import Characteristics
 from lungcad.ct import Geometry
 from lungcad.geometry import voxel_to_world, world_to_voxel
 from lungcad.lungrads import (
@@ -363,15 +365,48 @@ class CandidateStore:
         return measured
 
     def build(
-        self, thresholds: Thresholds
+        self, thresholds: Thresholds, given: Mapping[int, Characteristics] | None = None
     ) -> tuple[tuple[Finding, ...], tuple[CandidateScore, ...]]:
         """Findings and candidate scores at ``thresholds`` (no network, no CT).
 
         Candidates are those whose region survives ``thresholds.segmentation``, listed by
         p_nodule descending (ties: grouping order); findings are the candidates in the lung with
         p_nodule at or above ``thresholds.nodule``, numbered 1.. by p_malignant descending.
+        ``given`` holds the type and margin known for some candidates (by candidate index); the
+        others' Lung-RADS category reads them as solid and not spiculated.
         Raises ValueError below either floor (what lies below it was not kept or not scored).
         """
+        alive, kept = self._kept(thresholds)
+        given = given or {}
+        number = {r.candidate: i + 1 for i, r in enumerate(kept)}
+        findings = tuple(
+            self._finding(number[r.candidate], r, given.get(r.candidate, Characteristics()))
+            for r in kept
+        )
+        alive.sort(key=lambda r: (-self.p_nodule[r.candidate], r.candidate))
+        candidates = tuple(
+            CandidateScore(
+                center_lps=r.center_lps,
+                center_irc=r.center_irc,
+                diameter_mm=r.diameter_mm,
+                volume_mm3=r.volume_mm3,
+                mean_hu=r.mean_hu,
+                max_probability=r.max_probability,
+                p_nodule=float(self.p_nodule[r.candidate]),
+                p_malignant=_score(self.p_malignant[r.candidate]),
+                finding=number.get(r.candidate),
+                in_lung=bool(self.in_lung[r.candidate]),
+            )
+            for r in alive
+        )
+        return findings, candidates
+
+    def finding_candidates(self, thresholds: Thresholds) -> tuple[int, ...]:
+        """The candidate index of finding 1, 2, ... at ``thresholds``."""
+        return tuple(r.candidate for r in self._kept(thresholds)[1])
+
+    def _kept(self, thresholds: Thresholds) -> tuple[list[Region], list[Region]]:
+        """The regions alive at ``thresholds`` and, in finding order, those kept as findings."""
         if thresholds.segmentation < self.floor:
             raise ValueError(
                 f"segmentation threshold {thresholds.segmentation} is below this result's floor "
@@ -392,29 +427,11 @@ class CandidateStore:
             if self.in_lung[r.candidate] and self.p_nodule[r.candidate] >= thresholds.nodule
         ]
         kept.sort(key=lambda r: (-self.p_malignant[r.candidate], r.candidate))
-        number = {r.candidate: i + 1 for i, r in enumerate(kept)}
-        findings = tuple(self._finding(number[r.candidate], r) for r in kept)
-        alive.sort(key=lambda r: (-self.p_nodule[r.candidate], r.candidate))
-        candidates = tuple(
-            CandidateScore(
-                center_lps=r.center_lps,
-                center_irc=r.center_irc,
-                diameter_mm=r.diameter_mm,
-                volume_mm3=r.volume_mm3,
-                mean_hu=r.mean_hu,
-                max_probability=r.max_probability,
-                p_nodule=float(self.p_nodule[r.candidate]),
-                p_malignant=_score(self.p_malignant[r.candidate]),
-                finding=number.get(r.candidate),
-                in_lung=bool(self.in_lung[r.candidate]),
-            )
-            for r in alive
-        )
-        return findings, candidates
+        return alive, kept
 
-    def _finding(self, number: int, region: Region) -> Finding:
-        """Finding ``number`` from its region: mask, Lung-RADS measurements and category (the
-        type is assumed solid and the margin not spiculated until a classifier gives them)."""
+    def _finding(self, number: int, region: Region, given: Characteristics) -> Finding:
+        """Finding ``number`` from its region: mask, Lung-RADS measurements and category (read
+        with the ``given`` type and margin; unknown ones as solid and not spiculated)."""
         mask = self._mask_of(region)
         measurements = self._measurements_of(region, mask)
         return Finding(
@@ -428,7 +445,7 @@ class CandidateStore:
             p_malignant=float(self.p_malignant[region.candidate]),
             mask=mask,
             measurements=measurements,
-            lung_rads=assess_nodule(measurements),
+            lung_rads=assess_nodule(measurements, given.nodule_type, given.margin),
         )
 
 
