@@ -239,3 +239,22 @@ def test_mean_diameter_is_the_mean_of_the_rounded_axes_rounded_half_up():
     assert axes.long_axis_lps == ((0.0, 0.0, -12.5), (1.0, 0.0, -12.5))
     # 5.94 -> 5.9 and 5.86 -> 5.9: mean 5.9
     assert AxialAxes.of(Caliper(5.94, 5.86, ends, ends), 0.0).mean_diameter_mm == 5.9
+
+
+@pytest.mark.parametrize("grid", [g for g in GRIDS if s_axis(Geometry.from_arrays(
+    (0, 0, 0), GRIDS[g][0], GRIDS[g][1], (1, 1, 1))) is not None])  # fmt: skip
+def test_every_outline_point_lies_within_half_a_voxel_of_the_true_boundary(grid):
+    """On a grid with slices along S each outline point is the midpoint between a voxel inside
+    the sphere and its neighbour outside, so the true boundary crosses within half a step."""
+    spacing, direction = GRIDS[grid]
+    geometry, centre = _grid(spacing, direction, (4.0, 4.0, 4.0))
+    mask = _ellipsoid(geometry, centre, (4.0, 4.0, 4.0), 0.0)
+    half_step = _in_plane_voxel_width(geometry) / 2
+
+    cuts = axial_cuts((0, 0, 0), mask, geometry)
+
+    assert len(cuts) >= 8 / _slice_step(geometry) - 1
+    for cut in cuts:
+        radius = math.sqrt(16.0 - (cut.s_mm - centre[2]) ** 2)
+        off = np.abs(np.linalg.norm(cut.outline_xy - centre[:2], axis=1) - radius)
+        assert off.max() <= half_step + 1e-9
