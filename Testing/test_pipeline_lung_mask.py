@@ -33,8 +33,7 @@ def test_a_candidate_outside_the_lung_is_marked_never_classified_nor_a_finding(t
     assert len(result.findings) == len(BALLS)
     assert all(c.in_lung and c.status == "finding" for c in result.candidates if c is not speck)
     rows = candidates_csv_text(result, "tiny").splitlines()
-    assert rows[0].endswith(",status")
-    assert sum(r.endswith(",outside lung") for r in rows[1:]) == 1
+    assert "status" in rows[0].split(",")
     (row,) = [r for r in csv.DictReader(rows) if r["status"] == OUTSIDE_LUNG_STATUS]
     assert (row["p_nodule"], row["p_malignant"]) == ("0.000000", "")  # no made-up malignancy
     # the mark survives saving and refiltering

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+# the nodule vocabulary lives with the engine; phantoms re-export it for their callers
+from lungcad.characteristics import NoduleMargin, NoduleType
+
 
 class PhantomSize(enum.Enum):
     """``full``: a clinical 512x512 grid; ``small``: the same anatomy on a coarse grid for tests."""
@@ -31,19 +34,6 @@ class RealismVersion(enum.IntEnum):
 
     V1 = 1
     V2 = 2
-
-
-class NoduleType(enum.Enum):
-    SOLID = "solid"
-    PART_SOLID = "part-solid"
-    GROUND_GLASS = "ground-glass"
-    CALCIFIED = "calcified"
-
-
-class NoduleMargin(enum.Enum):
-    ROUND = "round"
-    LOBULATED = "lobulated"
-    SPICULATED = "spiculated"
 
 
 class NoduleLocation(enum.Enum):

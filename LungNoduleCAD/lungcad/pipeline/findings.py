@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from lungcad.lungrads import ExamAssessment, LungRadsMeasurements, NoduleAssessment, assess_exam
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -104,7 +106,13 @@ MASS_DIAMETER_MM = 30.0
 @dataclass(frozen=True, eq=False)
 class Finding:
     """One reported nodule (or mass, above :data:`MASS_DIAMETER_MM`), numbered from 1 in the
-    order the result lists them."""
+    order the result lists them.
+
+    ``diameter_mm`` is the equivalent-sphere diameter of the segment's volume (``volume_mm3``,
+    counted on the models' canonical grid). ``measurements`` are what Lung-RADS and RECIST read
+    from the segment on the CT's own grid, and ``lung_rads`` the category they give; both are
+    None only for findings made outside the pipeline (tests, stand-ins).
+    """
 
     number: int
     center_lps: tuple[float, float, float]
@@ -115,6 +123,8 @@ class Finding:
     p_nodule: float
     p_malignant: float
     mask: VoxelMask
+    measurements: LungRadsMeasurements | None = None
+    lung_rads: NoduleAssessment | None = None
 
     def band(self, malignancy_threshold: float = Thresholds.malignancy) -> MalignancyBand:
         return MalignancyBand.of(self.p_malignant, malignancy_threshold)
@@ -129,11 +139,14 @@ class Finding:
         return f"{self.kind.capitalize()} {self.number} - malignancy {self.p_malignant:.2f}"
 
     def describe(self) -> str:
-        return (
+        text = (
             f"diameter {self.diameter_mm:.1f} mm, volume {self.volume_mm3:.0f} mm3, "
             f"mean {self.mean_hu:.0f} HU, p(nodule) {self.p_nodule:.2f}, "
             f"p(malignant) {self.p_malignant:.2f}"
         )
+        if self.lung_rads is not None:
+            text += f", Lung-RADS {self.lung_rads.category.value} ({self.lung_rads.reason})"
+        return text
 
 
 #: candidates.csv's status of a candidate whose centre lies outside the lung mask.
@@ -174,17 +187,24 @@ class CandidateScore:
 
 @dataclass(frozen=True)
 class PatientSummary:
-    """The per-patient line a reader sees first."""
+    """The per-patient line a reader sees first.
+
+    ``lung_rads`` is the exam's Lung-RADS category (decision support) from the findings above
+    the thresholds: the highest of theirs, 1 when there is none; None when a finding has no
+    category (findings made outside the pipeline).
+    """
 
     finding_count: int
     suspicious_count: int
     highest_malignancy: float | None
     text: str
+    lung_rads: ExamAssessment | None = None
 
     @classmethod
     def of(cls, findings: tuple[Finding, ...], thresholds: Thresholds) -> PatientSummary:
+        exam = exam_lung_rads(findings)
         if not findings:
-            return cls(0, 0, None, "No nodule found above the current thresholds.")
+            return cls(0, 0, None, "No nodule found above the current thresholds.", exam)
         highest = max(f.p_malignant for f in findings)
         suspicious = sum(f.p_malignant >= thresholds.malignancy for f in findings)
         largest = max(findings, key=lambda f: f.diameter_mm)
@@ -193,4 +213,11 @@ class PatientSummary:
             f"{len(findings)} {noun} found (largest {largest.diameter_mm:.0f} mm); "
             f"{suspicious} above the malignancy threshold; highest malignancy {highest:.2f}."
         )
-        return cls(len(findings), suspicious, highest, text)
+        return cls(len(findings), suspicious, highest, text, exam)
+
+
+def exam_lung_rads(findings: tuple[Finding, ...]) -> ExamAssessment | None:
+    """The exam's category from these findings; None when one of them has none."""
+    if any(f.lung_rads is None for f in findings):
+        return None
+    return assess_exam([(f.number, f.lung_rads) for f in findings])

@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from lungcad.atomic import write_bytes_atomic
+from lungcad.characteristics import Characteristics, NoduleMargin, NoduleType
 from lungcad.ct import Geometry
 from lungcad.errors import LungCADError
 from lungcad.pipeline.findings import CandidateScore, Finding, PatientSummary, Thresholds
@@ -53,7 +55,9 @@ class DetectionResult:
     candidates were grouped at: :meth:`refilter` can move the segmentation threshold anywhere at
     or above it; :attr:`min_nodule_threshold` is the same for the nodule threshold.
     ``store`` is the compact cache behind refiltering (see :mod:`lungcad.pipeline.store`);
-    readers of findings never need it.
+    readers of findings never need it. ``characteristics`` holds the nodule type and margin
+    given for some candidates (by store candidate index; :meth:`with_characteristics`): they
+    follow a candidate through refiltering and saving, and its Lung-RADS category reads them.
     """
 
     geometry: Geometry
@@ -68,6 +72,7 @@ class DetectionResult:
     store: CandidateStore = field(repr=False)
     #: Where the scan lies outside what the models know (:mod:`lungcad.pipeline.input_checks`).
     warnings: tuple[str, ...] = ()
+    characteristics: Mapping[int, Characteristics] = field(default_factory=dict)
 
     @property
     def min_nodule_threshold(self) -> float:
@@ -85,8 +90,10 @@ class DetectionResult:
         timings_s: dict[str, float],
         model_versions: dict[str, str],
         warnings: tuple[str, ...] = (),
+        characteristics: Mapping[int, Characteristics] | None = None,
     ) -> DetectionResult:
-        findings, candidates = store.build(thresholds)
+        characteristics = dict(characteristics or {})
+        findings, candidates = store.build(thresholds, characteristics)
         return cls(
             geometry=store.original,
             series_uid=series_uid,
@@ -99,6 +106,7 @@ class DetectionResult:
             min_segmentation_threshold=store.floor,
             store=store,
             warnings=tuple(warnings),
+            characteristics=characteristics,
         )
 
     def refilter(self, thresholds: Thresholds) -> DetectionResult:
@@ -116,12 +124,40 @@ class DetectionResult:
             timings_s=self.timings_s,
             model_versions=self.model_versions,
             warnings=self.warnings,
+            characteristics=self.characteristics,
         )
         log.debug(
             "refiltered %d candidates in %.1f ms", self.store.count,
             1000 * (time.perf_counter() - started),
         )  # fmt: skip
         return result
+
+    def with_characteristics(self, given: Mapping[int, Characteristics]) -> DetectionResult:
+        """The same result with the type and margin of some findings given (by finding number,
+        e.g. a reader's call); their Lung-RADS categories and the exam's are read again.
+
+        A finding given again replaces what it had; ``Characteristics()`` makes it unknown.
+        Raises ValueError for a number that is not a finding of this result.
+        """
+        candidates = self.store.finding_candidates(self.thresholds)
+        unknown = sorted(n for n in given if not 1 <= n <= len(candidates))
+        if unknown:
+            raise ValueError(
+                f"no finding {', '.join(map(str, unknown))} in this result "
+                f"(it has {len(candidates)} findings)"
+            )
+        merged = dict(self.characteristics)
+        merged.update({candidates[n - 1]: c for n, c in given.items()})
+        merged = {k: c for k, c in merged.items() if c != Characteristics()}
+        return DetectionResult.from_store(
+            self.store,
+            self.thresholds,
+            series_uid=self.series_uid,
+            timings_s=self.timings_s,
+            model_versions=self.model_versions,
+            warnings=self.warnings,
+            characteristics=merged,
+        )
 
     # --- files ----------------------------------------------------------------------------------
 
@@ -140,6 +176,13 @@ class DetectionResult:
             "geometry": _geometry_to_json(self.geometry),
             "canonical_geometry": _geometry_to_json(self.store.canonical),
             "warnings": list(self.warnings),
+            "characteristics": {
+                str(k): {
+                    "type": None if c.nodule_type is None else c.nodule_type.value,
+                    "margin": None if c.margin is None else c.margin.value,
+                }
+                for k, c in sorted(self.characteristics.items())
+            },
         }
         buffer = io.BytesIO()
         np.savez_compressed(
@@ -263,9 +306,29 @@ class DetectionResult:
                 timings_s={str(k): float(v) for k, v in meta["timings_s"].items()},
                 model_versions={str(k): str(v) for k, v in meta["model_versions"].items()},
                 warnings=tuple(str(w) for w in meta.get("warnings", [])),  # absent: older file
+                characteristics=_characteristics_from_json(meta.get("characteristics", {}), store),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise DetectionResultError(path, f"inconsistent content: {exc!r}") from None
+
+
+def _characteristics_from_json(
+    data: dict[str, Any], store: CandidateStore
+) -> dict[int, Characteristics]:
+    """Given types and margins by candidate index (absent in files saved before them)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"characteristics must be an object, got {type(data).__name__}")
+    out = {}
+    for key, value in data.items():
+        k = int(key)
+        if not 0 <= k < store.count:
+            raise ValueError(f"characteristics name candidate {k} of {store.count}")
+        kind, margin = value["type"], value["margin"]
+        out[k] = Characteristics(
+            nodule_type=None if kind is None else NoduleType(kind),
+            margin=None if margin is None else NoduleMargin(margin),
+        )
+    return out
 
 
 def _geometry_to_json(geometry: Geometry) -> dict[str, Any]:

@@ -25,14 +25,22 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 from scipy import ndimage
 
+from lungcad.characteristics import Characteristics
 from lungcad.ct import Geometry
 from lungcad.geometry import voxel_to_world, world_to_voxel
+from lungcad.lungrads import (
+    SOLID_COMPONENT_HU,
+    LungRadsMeasurements,
+    assess_nodule,
+    measure_segment,
+)
 from lungcad.pipeline.findings import CandidateScore, Finding, Thresholds, VoxelMask
 from lungcad.pipeline.footprint import VoxelMapper
 
@@ -55,6 +63,8 @@ STORE_ARRAY_DEFAULTS: dict[str, bool] = {"in_lung": True}
 
 #: Bytes of finding masks a store remembers across thresholds (boolean blocks, oldest dropped).
 MASK_CACHE_BYTES = 64 * 1024**2
+#: Findings' Lung-RADS measurements a store remembers across thresholds (oldest dropped).
+MEASUREMENT_CACHE_SIZE = 4096
 
 
 def index_dtype(shape_irc: tuple[int, int, int]) -> np.dtype:
@@ -102,6 +112,7 @@ class Region:
     mean_hu: float
     max_probability: float
     canonical_irc: np.ndarray  # (m, 3) its canonical voxels
+    canonical_hu: np.ndarray  # (m,) the CT's HU at each one's nearest original voxel
 
 
 _CROSS = ndimage.generate_binary_structure(3, 1)
@@ -222,6 +233,7 @@ class CandidateStore:
             mean_hu=float(self.region_hu[a:b][keep].mean(dtype=np.float64)),
             max_probability=float(high[k]),
             canonical_irc=irc,
+            canonical_hu=self.region_hu[a:b][keep],
         )
 
     def _voxel_irc_of(self, flat: np.ndarray) -> np.ndarray:
@@ -278,6 +290,7 @@ class CandidateStore:
                 mean_hu=float(hu[j]),
                 max_probability=float(high[k]),
                 canonical_irc=levels.irc[first[j] : first[j] + taken[j]],
+                canonical_hu=levels.hu[first[j] : first[j] + taken[j]],
             )
         return out
 
@@ -320,49 +333,54 @@ class CandidateStore:
         self.__dict__["_mask_bytes"] = held
         return mask
 
+    @cached_property
+    def _measurements(self) -> OrderedDict[tuple[int, int], LungRadsMeasurements]:
+        return OrderedDict()
+
+    def _measurements_of(self, region: Region, mask: VoxelMask) -> LungRadsMeasurements:
+        """The region's Lung-RADS measurements on the CT's own grid, remembered like its mask.
+
+        The solid component is the region's canonical voxels whose HU (the CT's, at their nearest
+        original voxel) reach :data:`~lungcad.lungrads.SOLID_COMPONENT_HU`, mapped onto the
+        original grid the way the whole region is: a subset of the finding's mask.
+        """
+        key = (region.candidate, len(region.canonical_irc))
+        cache = self._measurements
+        measured = cache.get(key)
+        if measured is not None:
+            cache.move_to_end(key)
+            return measured
+        solid = region.canonical_hu >= SOLID_COMPONENT_HU
+        solid_mask = self.mapper.mask(region.canonical_irc[solid]) if solid.any() else None
+        measured = measure_segment(
+            mask.start_irc,
+            mask.array,
+            self.original,
+            solid_array=None if solid_mask is None else solid_mask.array,
+            solid_start_irc=None if solid_mask is None else solid_mask.start_irc,
+        )
+        cache[key] = measured
+        while len(cache) > MEASUREMENT_CACHE_SIZE:
+            cache.popitem(last=False)
+        return measured
+
     def build(
-        self, thresholds: Thresholds
+        self, thresholds: Thresholds, given: Mapping[int, Characteristics] | None = None
     ) -> tuple[tuple[Finding, ...], tuple[CandidateScore, ...]]:
         """Findings and candidate scores at ``thresholds`` (no network, no CT).
 
         Candidates are those whose region survives ``thresholds.segmentation``, listed by
         p_nodule descending (ties: grouping order); findings are the candidates in the lung with
         p_nodule at or above ``thresholds.nodule``, numbered 1.. by p_malignant descending.
+        ``given`` holds the type and margin known for some candidates (by candidate index); the
+        others' Lung-RADS category reads them as solid and not spiculated.
         Raises ValueError below either floor (what lies below it was not kept or not scored).
         """
-        if thresholds.segmentation < self.floor:
-            raise ValueError(
-                f"segmentation threshold {thresholds.segmentation} is below this result's floor "
-                f"{self.floor} (the map below it was not kept); run detection again with "
-                f"min_segmentation_threshold <= {thresholds.segmentation}"
-            )
-        if thresholds.nodule < self.nodule_floor:
-            raise ValueError(
-                f"nodule threshold {thresholds.nodule} is below this result's nodule floor "
-                f"{self.nodule_floor} (candidates below it have no malignancy score); run "
-                f"detection again with min_nodule_threshold <= {thresholds.nodule}"
-            )
-        regions = self._regions_at(float(thresholds.segmentation))
-        alive = [r for r in regions if r is not None]
-        kept = [
-            r
-            for r in alive
-            if self.in_lung[r.candidate] and self.p_nodule[r.candidate] >= thresholds.nodule
-        ]
-        kept.sort(key=lambda r: (-self.p_malignant[r.candidate], r.candidate))
+        alive, kept = self._kept(thresholds)
+        given = given or {}
         number = {r.candidate: i + 1 for i, r in enumerate(kept)}
         findings = tuple(
-            Finding(
-                number=number[r.candidate],
-                center_lps=r.center_lps,
-                center_irc=r.center_irc,
-                diameter_mm=r.diameter_mm,
-                volume_mm3=r.volume_mm3,
-                mean_hu=r.mean_hu,
-                p_nodule=float(self.p_nodule[r.candidate]),
-                p_malignant=float(self.p_malignant[r.candidate]),
-                mask=self._mask_of(r),
-            )
+            self._finding(number[r.candidate], r, given.get(r.candidate, Characteristics()))
             for r in kept
         )
         alive.sort(key=lambda r: (-self.p_nodule[r.candidate], r.candidate))
@@ -383,21 +401,69 @@ class CandidateStore:
         )
         return findings, candidates
 
+    def finding_candidates(self, thresholds: Thresholds) -> tuple[int, ...]:
+        """The candidate index of finding 1, 2, ... at ``thresholds``."""
+        return tuple(r.candidate for r in self._kept(thresholds)[1])
+
+    def _kept(self, thresholds: Thresholds) -> tuple[list[Region], list[Region]]:
+        """The regions alive at ``thresholds`` and, in finding order, those kept as findings."""
+        if thresholds.segmentation < self.floor:
+            raise ValueError(
+                f"segmentation threshold {thresholds.segmentation} is below this result's floor "
+                f"{self.floor} (the map below it was not kept); run detection again with "
+                f"min_segmentation_threshold <= {thresholds.segmentation}"
+            )
+        if thresholds.nodule < self.nodule_floor:
+            raise ValueError(
+                f"nodule threshold {thresholds.nodule} is below this result's nodule floor "
+                f"{self.nodule_floor} (candidates below it have no malignancy score); run "
+                f"detection again with min_nodule_threshold <= {thresholds.nodule}"
+            )
+        regions = self._regions_at(float(thresholds.segmentation))
+        alive = [r for r in regions if r is not None]
+        kept = [
+            r
+            for r in alive
+            if self.in_lung[r.candidate] and self.p_nodule[r.candidate] >= thresholds.nodule
+        ]
+        kept.sort(key=lambda r: (-self.p_malignant[r.candidate], r.candidate))
+        return alive, kept
+
+    def _finding(self, number: int, region: Region, given: Characteristics) -> Finding:
+        """Finding ``number`` from its region: mask, Lung-RADS measurements and category (read
+        with the ``given`` type and margin; unknown ones as solid and not spiculated)."""
+        mask = self._mask_of(region)
+        measurements = self._measurements_of(region, mask)
+        return Finding(
+            number=number,
+            center_lps=region.center_lps,
+            center_irc=region.center_irc,
+            diameter_mm=region.diameter_mm,
+            volume_mm3=region.volume_mm3,
+            mean_hu=region.mean_hu,
+            p_nodule=float(self.p_nodule[region.candidate]),
+            p_malignant=float(self.p_malignant[region.candidate]),
+            mask=mask,
+            measurements=measurements,
+            lung_rads=assess_nodule(measurements, given.nodule_type, given.margin),
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class _Levels:
     """What makes :meth:`CandidateStore.regions` whole-array work.
 
     Each candidate's voxels keep their CSR rows but are sorted by probability, highest first, so
-    the region at any threshold is a prefix of its row. ``irc`` holds the voxels in that order,
-    ``irc_sums`` / ``hu_sums`` their running sums (one leading zero row; exact, since they add
-    integers). ``erosion[k]`` is the highest threshold at which candidate k's region survives one
-    erosion: a voxel survives at t when it and its six face neighbours in the region have p >= t,
-    so it survives up to the lowest of those seven probabilities (never, when a neighbour lies
-    outside the region), and the region survives while its best voxel does.
+    the region at any threshold is a prefix of its row. ``irc`` and ``hu`` hold the voxels and
+    their HU in that order, ``irc_sums`` / ``hu_sums`` their running sums (one leading zero row;
+    exact, since they add integers). ``erosion[k]`` is the highest threshold at which candidate
+    k's region survives one erosion: a voxel survives at t when it and its six face neighbours in
+    the region have p >= t, so it survives up to the lowest of those seven probabilities (never,
+    when a neighbour lies outside the region), and the region survives while its best voxel does.
     """
 
     irc: np.ndarray  # (M, 3) int64
+    hu: np.ndarray  # (M,) int16
     irc_sums: np.ndarray  # (M + 1, 3) float64
     hu_sums: np.ndarray  # (M + 1,) float64
     erosion: np.ndarray  # (n,) float16; -inf: never survives
@@ -412,7 +478,7 @@ class _Levels:
         np.cumsum(irc, axis=0, out=irc_sums[1:])
         hu_sums = np.zeros(len(order) + 1, dtype=np.float64)
         np.cumsum(store.region_hu[order], out=hu_sums[1:])
-        return cls(irc, irc_sums, hu_sums, _erosion_levels(store))
+        return cls(irc, store.region_hu[order], irc_sums, hu_sums, _erosion_levels(store))
 
 
 def _erosion_levels(store: CandidateStore) -> np.ndarray:

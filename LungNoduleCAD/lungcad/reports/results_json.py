@@ -9,14 +9,26 @@ Layout (schema ``lungcad.results/1``)::
            says so (added within schema 1)
     thresholds: segmentation, nodule, malignancy
     models: {task: version}, timings_s: {step: seconds}
-    summary: finding_count, suspicious_count, highest_malignancy, text
+    summary: finding_count, suspicious_count, highest_malignancy, text, lung_rads (the exam's
+             Lung-RADS v2022 baseline category from the findings above the thresholds:
+             category, descriptor, management, finding_numbers, assumed_type_count, version,
+             decision_support, text; null when a finding has none; added within schema 1)
     candidate_count
     warnings: [one line each] where the scan lies outside what the models know (training
               range, lungs not wholly in the field); added within schema 1 (a new optional key
               that older readers ignore): a file without it predates the checks
     findings: [number, label, kind ("nodule", or "mass" above 30 mm; added within schema 1),
                center_lps, center_irc, diameter_mm, volume_mm3, mean_hu, p_nodule,
-               p_malignant, band, voxel_count]
+               p_malignant, band, voxel_count, lung_rads_measurements, lung_rads]
+              diameter_mm stays the equivalent-sphere diameter of volume_mm3 (canonical grid).
+              lung_rads_measurements (added within schema 1; null for findings made outside the
+              pipeline): long_axis_mm, short_axis_mm, mean_diameter_mm (Lung-RADS, 0.1 mm) on
+              the axial cut at S = axial_s_mm, long_axis_lps / short_axis_lps (end points),
+              solid_component (the same for the part at or above solid_hu_threshold HU, or
+              null), volume_mm3 (on the CT's own grid, 1 mm3), recist_longest_mm.
+              lung_rads (added within schema 1): category ("1", "2", "3", "4A", "4B", "4X"),
+              type, type_source ("given" or "assumed solid"), margin, margin_source,
+              mean_diameter_mm, solid_mean_diameter_mm (part-solid only), reason
     outputs: {kind: file name} of the other files written beside it
     fingerprint: input (files, bytes, mtime_ns, sha256), thresholds, models (task -> SHA-256),
                  options: what resume compares (:mod:`lungcad.fingerprint`); rerun_reason: why
@@ -36,6 +48,7 @@ from lungcad import __version__
 from lungcad.atomic import write_text_atomic
 from lungcad.errors import LungCADError
 from lungcad.reports.common import ResultLike, check_writable, round_floats
+from lungcad.reports.lungrads_fields import exam_json, lung_rads_json, measurements_json
 from lungcad.safe_names import checked_series_uid, printable
 
 __all__ = [
@@ -110,6 +123,8 @@ def results_dict(
                 None if s.highest_malignancy is None else round(float(s.highest_malignancy), 4)
             ),
             "text": s.text,
+            # stand-ins for a result (tests, truth results) may carry a summary without it
+            "lung_rads": exam_json(getattr(s, "lung_rads", None)),
         },
         "candidate_count": len(result.candidates),
         "warnings": result_warnings(result),
@@ -127,6 +142,8 @@ def results_dict(
                 "p_malignant": round(float(f.p_malignant), 4),
                 "band": f.band(t.malignancy).value,
                 "voxel_count": f.mask.voxel_count,
+                "lung_rads_measurements": measurements_json(f.measurements),
+                "lung_rads": lung_rads_json(f.lung_rads),
             }
             for f in result.findings
         ],
