@@ -5,13 +5,24 @@ the run's state machine LungNoduleCADLib/controller.py, installing LungNoduleCAD
 the logic LungNoduleCADLib/module_logic.py, and the engine lungcad/ (no Slicer import).
 """
 
-# Slicer's API and its module file names are camelCase:
-# ruff: noqa: N802
+# Slicer's API and its module file names are camelCase; the Slicer version is checked before the
+# imports that need Python 3.12:
+# ruff: noqa: N802, E402
+
+import sys
+
+import slicer
+from LungNoduleCADLib.slicer_support import unsupported_reason
+
+_UNSUPPORTED = unsupported_reason(
+    (slicer.app.majorVersion, slicer.app.minorVersion), sys.version_info
+)
+if _UNSUPPORTED:
+    raise ImportError(_UNSUPPORTED)  # Slicer logs it and does not load the module
 
 import logging
 from pathlib import Path
 
-import slicer
 from LungNoduleCADLib.module_logic import ModuleLogic
 from LungNoduleCADLib.parameters import LungNoduleCADParameters
 from slicer.parameterNodeWrapper import parameterNodeWrapper
@@ -59,9 +70,6 @@ class LungNoduleCADWidget(ScriptedLoadableModuleWidget):
 
     def setup(self):
         ScriptedLoadableModuleWidget.setup(self)
-        # >>> Slicer version check (issue 15, item 2): call LungNoduleCADLib.slicer_support's
-        # >>> check HERE, before anything below imports the engine; on refusal, show its message
-        # >>> in the panel and return.
         from LungNoduleCADLib.install import Installer
         from LungNoduleCADLib.widget import LungNoduleCADPanel
 

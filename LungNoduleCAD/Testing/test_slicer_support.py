@@ -7,6 +7,8 @@ The refusal runs inside Slicer 5.8's Python 3.9, so the files it needs are parse
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -87,3 +89,38 @@ def test_slicer_support_imports_only_the_standard_library_and_evaluates_no_annot
     assert imported == {"__future__"}
     # Annotations such as ``str | None`` stay strings on Python 3.9 only with this import.
     assert "from __future__ import annotations" in source
+
+
+def test_the_module_file_refuses_to_load_on_slicer_5_8_before_importing_the_engine(
+    tmp_path: Path,
+) -> None:
+    """The module file itself raises the one message on an old Slicer (a stand-in ``slicer``
+    reporting 5.8) and imports nothing of the engine first."""
+    stand_in = tmp_path / "slicer"
+    stand_in.mkdir()
+    (stand_in / "__init__.py").write_text(
+        "from types import SimpleNamespace\napp = SimpleNamespace(majorVersion=5, minorVersion=8)\n"
+    )
+    probe = (
+        "import sys\n"
+        "try:\n"
+        "    import LungNoduleCAD\n"
+        "except ImportError as exc:\n"
+        "    print('REFUSED', exc)\n"
+        "print('LOADED', sorted(m for m in sys.modules if m.startswith(('LungNoduleCADLib', "
+        "'lungcad'))))\n"
+    )
+    env_path = f"{tmp_path}{os.pathsep}{MODULE_DIR}"
+    run = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": env_path},
+    )
+    assert run.returncode == 0, run.stderr
+    assert (
+        "REFUSED LungNoduleCAD needs 3D Slicer 5.10 or later (Python 3.12); this is Slicer 5.8"
+        in run.stdout
+    )
+    assert "LOADED ['LungNoduleCADLib', 'LungNoduleCADLib.slicer_support']" in run.stdout

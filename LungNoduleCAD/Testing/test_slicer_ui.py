@@ -105,8 +105,8 @@ def test_the_module_file_is_thin_and_delegates():
     setup = ast.get_source_segment(
         source, next(n for n in widget.body if getattr(n, "name", "") == "setup")
     )
-    marker = setup.index("Slicer version check (issue 15, item 2)")
-    assert marker < setup.index("from LungNoduleCADLib"), "the check comes before the engine"
+    check = source.index("raise ImportError(_UNSUPPORTED)")
+    assert check < source.index("from LungNoduleCADLib.module_logic"), "version check first"
     assert "LungNoduleCADPanel(" in setup and "Installer.for_slicer(" in setup
 
 
