@@ -7,6 +7,7 @@ and batch mode, a subprocess for the GUI (see :mod:`LungNoduleCADLib.process`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -190,8 +191,11 @@ class LungNoduleCADCore:
         def scene_files(result: ResultLike, ct: CT, case_folder: Path) -> dict[str, Path]:
             return write_scene_files(outputs, case_folder)
 
+        result = self.result
+        if not result.series_uid and ct.series_uid:  # a run that was not told the volume's UID
+            result = dataclasses.replace(result, series_uid=ct.series_uid)
         return write_case_outputs(
-            self.result,
+            result,
             ct,
             folder,
             case_id=case_id,

@@ -199,6 +199,9 @@ def test_export_names_the_folder_as_lungcad_detect_does(mrml, tmp_path):
     assert sorted(p.name for p in saved.folder.iterdir()) == sorted(
         [*OUTPUT_FILES.values(), "slicer"]
     )
+    # a result that does not know the series (a run on a volume without one) gets the volume's
+    core.show_result(volume, dataclasses.replace(core.result, series_uid=None))
+    assert read_results(core.export(tmp_path).results)["input"]["series_uid"] == crop.series_uid
     long = add_volume_node_from_ct(
         mrml.scene, dataclasses.replace(crop, series_uid=LONG_UID), name="Chest"
     )
