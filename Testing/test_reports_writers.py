@@ -13,6 +13,7 @@ from matplotlib import image as mpimg
 from reports_support import empty_result, finding_from_mask, permuted, truth_result
 from scipy import ndimage
 
+from lungcad.atomic import write_text_atomic
 from lungcad.geometry import world_to_voxel
 from lungcad.pipeline.findings import BAND_COLORS_RGB, PatientSummary, Thresholds
 from lungcad.reports import (
@@ -280,3 +281,28 @@ def test_case_outputs_refuse_then_overwrite(tmp_path, flipped_case, result):
     write_case_outputs(fewer, flipped_case.ct, folder, case_id="c", overwrite=True)
     assert len(read_results(out.results)["findings"]) == 1
     assert int(np.load(out.detection)["n_findings"]) == 1
+
+
+def test_an_extra_writer_adds_files_before_results_json(tmp_path, flipped_case, result):
+    """A caller's own files (Slicer's storage nodes in batch mode) are listed in results.json;
+    one that fails leaves no results.json, so resume takes the case for unfinished."""
+    ct = flipped_case.ct
+    seen = []
+
+    def extra(res, ct_given, folder):
+        seen.append((res is result, ct_given is ct, (folder / "results.json").exists()))
+        (folder / "mine").mkdir()
+        return {"mine": write_text_atomic(folder / "mine" / "notes.txt", "hello\n")}
+
+    out = write_case_outputs(result, ct, tmp_path / "case", case_id="c", extra_writer=extra)
+    assert seen == [(True, True, False)]
+    assert out.extra == {"mine": tmp_path / "case" / "mine" / "notes.txt"}
+    assert read_results(out.results)["outputs"]["mine"] == "mine/notes.txt"
+
+    def failing(res, ct_given, folder):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        write_case_outputs(result, ct, tmp_path / "case", overwrite=True, extra_writer=failing)
+    assert not out.results.exists()
+    assert (tmp_path / "case" / "candidates.csv").is_file()

@@ -7,6 +7,7 @@ and batch mode, a subprocess for the GUI (see :mod:`LungNoduleCADLib.process`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -23,10 +24,11 @@ from lungcad.pipeline import (
     Thresholds,
     detect,
 )
-from lungcad.safe_names import check_output_root, confined_path, safe_case_id
-from LungNoduleCADLib.files import SavedFindings, save_findings
+from lungcad.reports import CaseOutputs, ResultLike, write_case_outputs
+from lungcad.safe_names import check_output_root, checked_series_uid, confined_path, safe_case_id
 from LungNoduleCADLib.mrml import SlicerServices
 from LungNoduleCADLib.scene import FindingsScene, OutputNodes
+from LungNoduleCADLib.storage import write_scene_files
 from LungNoduleCADLib.volume import ct_from_volume_node, geometry_of_volume_node, same_grid
 
 log = logging.getLogger(__name__)
@@ -175,21 +177,52 @@ class LungNoduleCADCore:
     def band_nodes(self) -> dict[MalignancyBand, Any]:
         return dict(self.outputs.points) if self.outputs else {}
 
-    def save(self, folder: str | Path, case_id: str | None = None) -> SavedFindings:
-        """Write the current findings (.seg.nrrd, .mrk.json per band, table .csv) to ``folder``."""
+    def save(self, folder: str | Path, case_id: str | None = None) -> CaseOutputs:
+        """Write the case into ``folder`` as ``lungcad detect`` does (results.json,
+        candidates.csv, ...: :func:`lungcad.reports.write_case_outputs`, replacing an earlier
+        save) plus the scene's nodes as Slicer writes them (:mod:`LungNoduleCADLib.storage`)."""
         if self.result is None or self.outputs is None:
             raise RuntimeError("nothing to save: run detection first")
-        return save_findings(self.result, self.outputs, Path(folder), case_id=case_id)
+        return self._save(Path(folder), case_id, self.ct_from_volume(self.volume_node))
 
-    def export(self, root: str | Path) -> SavedFindings:
-        """Save into ``root/<volume name made safe>`` (the GUI's Export).
+    def _save(self, folder: Path, case_id: str | None, ct: CT) -> CaseOutputs:
+        outputs = self.outputs
 
-        A volume's name can come from DICOM tags (patient name, series description, UID), so
-        it goes through :func:`lungcad.safe_names.safe_case_id` and the folder is checked to lie
+        def scene_files(result: ResultLike, ct: CT, case_folder: Path) -> dict[str, Path]:
+            return write_scene_files(outputs, case_folder)
+
+        result = self.result
+        if not result.series_uid and ct.series_uid:  # a run that was not told the volume's UID
+            result = dataclasses.replace(result, series_uid=ct.series_uid)
+        return write_case_outputs(
+            result,
+            ct,
+            folder,
+            case_id=case_id,
+            source=_source_file(self.volume_node),
+            overwrite=True,
+            extra_writer=scene_files,
+        )
+
+    def export(self, root: str | Path) -> CaseOutputs:
+        """Save into ``root/<case id>`` (the GUI's Export), named as ``lungcad detect`` names
+        cases: the series UID where it is a DICOM UID, else the volume's name made safe.
+
+        A volume's name can come from DICOM tags (patient name, series description), so it
+        goes through :func:`lungcad.safe_names.safe_case_id` and the folder is checked to lie
         inside ``root``, which must take files (OutputRootError otherwise).
         """
-        if self.volume_node is None:
+        if self.result is None or self.outputs is None:
             raise RuntimeError("nothing to export: run detection first")
         root = check_output_root(root)
-        case_id = safe_case_id(self.volume_node.GetName() or "")
-        return self.save(confined_path(root, case_id), case_id=case_id)
+        ct = self.ct_from_volume(self.volume_node)
+        uid, _ = checked_series_uid(ct.series_uid)
+        case_id = uid or safe_case_id(self.volume_node.GetName() or "")
+        return self._save(confined_path(root, case_id), case_id, ct)
+
+
+def _source_file(volume_node: Any) -> Path | None:
+    """The file a volume was loaded from (results.json's input path), if any."""
+    storage = volume_node.GetStorageNode() if volume_node is not None else None
+    name = storage.GetFileName() if storage is not None else None
+    return Path(name) if name else None

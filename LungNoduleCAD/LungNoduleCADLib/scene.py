@@ -4,6 +4,9 @@ Every node the module creates carries the attribute ``LungNoduleCAD.Output`` (it
 ``LungNoduleCAD.InputVolume`` reference to the volume it describes. Re-running on the same volume
 reuses exactly those nodes and never touches any other node. Updates after a threshold change are
 incremental: segments whose finding survives keep their labelmap, only new findings get one.
+Names, colours, terminology and descriptions are the engine's (:mod:`lungcad.pipeline.findings`,
+:mod:`lungcad.reports`), so the scene shows what the files say. Files are written by
+:mod:`LungNoduleCADLib.storage`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from lungcad.pipeline import (
     Thresholds,
     malignancy_color,
 )
+from lungcad.reports.markups import point_description
+from lungcad.reports.segmentation import FINDING_TAG, NODULE_TERMINOLOGY
 from LungNoduleCADLib.volume import ijk_to_ras_matrix
 
 log = logging.getLogger(__name__)
@@ -35,14 +40,6 @@ OUTPUT_ATTRIBUTE = "LungNoduleCAD.Output"
 INPUT_REFERENCE_ROLE = "LungNoduleCAD.InputVolume"
 SEGMENTATION_ROLE = "segmentation"
 TABLE_ROLE = "table"
-FINDING_TAG = "LungNoduleCAD.Finding"
-
-#: DICOM/SNOMED codes Slicer's terminology selector shows for a lung nodule.
-NODULE_TERMINOLOGY = (
-    "Segmentation category and type - DICOM master list"
-    "~SCT^49755003^Morphologically Altered Structure~SCT^27925004^Nodule~^^"
-    "~Anatomic codes - DICOM master list~SCT^39607008^Lung~^^"
-)
 
 #: Findings table: (column name, VTK array class, unit).
 TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -75,15 +72,6 @@ def findings_ras(findings: tuple[Finding, ...]) -> np.ndarray:
     if not findings:
         return np.zeros((0, 3))
     return np.atleast_2d(lps_to_ras(np.array([f.center_lps for f in findings])))
-
-
-def finding_description(finding: Finding) -> str:
-    """What a control point's description shows: size and both probabilities."""
-    return (
-        f"Nodule {finding.number}: diameter {finding.diameter_mm:.1f} mm, "
-        f"volume {finding.volume_mm3:.0f} mm3, p(nodule) {finding.p_nodule:.2f}, "
-        f"p(malignant) {finding.p_malignant:.2f}"
-    )
 
 
 def _finding_key(finding: Finding) -> tuple:
@@ -372,7 +360,7 @@ class FindingsScene:
                     if finding_band is not band:
                         continue
                     index = node.AddControlPoint(vtk.vtkVector3d(*position), str(finding.number))
-                    node.SetNthControlPointDescription(index, finding_description(finding))
+                    node.SetNthControlPointDescription(index, point_description(finding))
                     node.SetNthControlPointLocked(index, True)
             finally:
                 node.EndModify(was_modifying)
@@ -419,57 +407,3 @@ class FindingsScene:
             node.Modified()
         finally:
             node.EndModify(was_modifying)
-
-
-def segmentation_for_file(
-    findings: tuple[Finding, ...], geometry: Geometry, name: str = "nodules"
-) -> Any:
-    """A scene-less segmentation node holding every finding in as few labelmap layers as possible.
-
-    Slicer writes each labelmap layer over the union of all extents, so one shared layer cropped
-    to the findings' bounding box keeps .seg.nrrd files small and fast to write (the display node
-    keeps one layer per segment so threshold updates stay cheap). Findings whose voxels overlap
-    (two regions can reach the same coarse CT voxel) go to further layers, so none loses a voxel.
-    """
-    node = slicer.vtkMRMLSegmentationNode()
-    node.SetName(name)
-    segmentation = node.GetSegmentation()
-    converter = slicer.vtkSegmentationConverter
-    shape = geometry.shape_irc
-    ijk_to_ras = ijk_to_ras_vtk(geometry)
-    segmentation.SetConversionParameter(
-        converter.GetReferenceImageGeometryParameterName(),
-        converter.SerializeImageGeometry(
-            ijk_to_ras, [0, shape[2] - 1, 0, shape[1] - 1, 0, shape[0] - 1]
-        ),
-    )
-    if not findings:
-        return node
-    starts = np.array([f.mask.start_irc for f in findings])
-    stops = np.array([np.add(f.mask.start_irc, f.mask.array.shape) for f in findings])
-    low, high = starts.min(axis=0), stops.max(axis=0)
-    dtype = np.uint8 if len(findings) < 256 else np.uint16
-    layers: list[np.ndarray] = []
-    placed: list[tuple[int, int, Finding]] = []  # (layer, label value, finding)
-    for value, finding in enumerate(findings, start=1):
-        region = tuple(
-            slice(s - o, s - o + n)
-            for s, o, n in zip(finding.mask.start_irc, low, finding.mask.array.shape, strict=True)
-        )
-        free = (
-            i for i, labels in enumerate(layers) if not labels[region][finding.mask.array].any()
-        )
-        layer = next(free, None)
-        if layer is None:
-            layers.append(np.zeros(tuple(high - low), dtype=dtype))
-            layer = len(layers) - 1
-        layers[layer][region][finding.mask.array] = value
-        placed.append((layer, value, finding))
-    images = [_oriented_image(low, labels, ijk_to_ras) for labels in layers]
-    for layer, value, finding in placed:
-        segment = slicer.vtkSegment()
-        segment.AddRepresentation(_labelmap_name(), images[layer])
-        segment.SetLabelValue(value)
-        _style_segment(segment, finding)
-        segmentation.AddSegment(segment, f"nodule_{finding.number}")
-    return node

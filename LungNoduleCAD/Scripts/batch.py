@@ -1,9 +1,10 @@
-"""Run LungNoduleCAD over CTs without the GUI and save each case's findings.
+"""Run LungNoduleCAD over CTs without the GUI, as ``lungcad detect`` does, inside Slicer.
 
     Slicer --no-main-window --python-script LungNoduleCAD/Scripts/batch.py \
-        --input data/subset0 --output results [--device cuda] [--nodule-threshold 0.6]
+        --input data/subset0 --output results [--shard 0/4] [--device cuda] [--overwrite]
 
-Also runs with plain Python where the ``slicer-core`` package is installed
+Cases done before with the same input and settings are skipped; ``--shard I/N`` runs every N-th
+case. Also runs with plain Python where the ``slicer-core`` package is installed
 (``python LungNoduleCAD/Scripts/batch.py --input ... --output ...``). See
 LungNoduleCADLib/batch.py for what is written.
 """

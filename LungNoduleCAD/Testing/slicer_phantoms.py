@@ -7,6 +7,7 @@ the interim weights may find anything; tests check structure against whatever th
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 import threading
@@ -54,6 +55,17 @@ def nodule_crop(rank: int = 0) -> CT:
     return CT(hu=hu, geometry=geometry, series_uid=f"{case.spec.series_uid}.{rank + 1}")
 
 
+def nodules_in(ct: CT) -> list[tuple[tuple[float, float, float], float]]:
+    """(centre LPS mm, diameter mm) of the phantom's nodules whose centre lies in ``ct``'s grid
+    (a crop of the phantom): the truth a LUNA16 annotations.csv would list for it."""
+    inside = []
+    for nodule in _phantom().spec.nodules:
+        index = world_to_voxel_index(nodule.center_xyz, ct.geometry)
+        if all(0 <= i < n for i, n in zip(index, ct.shape, strict=True)):
+            inside.append((tuple(float(v) for v in nodule.center_xyz), float(nodule.diameter_mm)))
+    return inside
+
+
 def rotation_z(degrees: float) -> np.ndarray:
     a = np.deg2rad(degrees)
     return np.array([[np.cos(a), -np.sin(a), 0.0], [np.sin(a), np.cos(a), 0.0], [0.0, 0.0, 1.0]])
@@ -86,7 +98,8 @@ class CachedRunner:
     """A Runner that runs the real in-process detection once per distinct CT in this session.
 
     ``calls`` counts requests, ``detections`` counts real network runs, so tests can show that
-    threshold changes never run a network.
+    threshold changes never run a network. A result carries the series UID of the CT asked
+    about, as a real run would.
     """
 
     def __init__(self) -> None:
@@ -107,6 +120,8 @@ class CachedRunner:
             self.detections += 1
             _RESULTS[key] = self._runner(ct, request, progress, cancel)
         result = _RESULTS[key]
+        if result.series_uid != ct.series_uid:  # the same voxels under another series' name
+            result = dataclasses.replace(result, series_uid=ct.series_uid)
         return (
             result
             if result.thresholds == request.thresholds

@@ -2,11 +2,12 @@
 
 ``LungNoduleCADLib.batch.main`` (what ``Scripts/batch.py`` runs) gets every corrupt file and bad
 DICOM folder of ``Testing/bad_inputs_support.py`` and one good CT (the 70 mm phantom crop the
-other batch tests use, detected for real once per session), against a real MRML scene. It exits
-1; the good case's segmentation, findings table and markups are written and agree with its row;
-summary.csv and summary.json hold one ``failed`` row per bad input whose message names the file
-and the problem, each under its own case id; no traceback is printed; nothing is written outside
---output; the scene holds no case's nodes afterwards.
+other batch tests use, detected for real once per session), against a real MRML scene. Batch
+mode is ``lungcad detect`` (Testing/test_batch_bad_inputs.py), so the same holds: it exits 1;
+the good case's files and Slicer's own files are written and agree with its row; summary.csv
+holds one ``failed`` row per bad input whose error names the file and the problem, with the same
+line in the case's error.txt, each under its own case id; no traceback is printed; nothing is
+written outside --output; the scene holds no case's nodes afterwards.
 
 Left out of the mixed batch: the symbolic link that loops. For the file system it does not exist,
 and a path that does not exist stops the batch at once with exit 2, before any work, by design
@@ -16,7 +17,6 @@ and a path that does not exist stops the batch at once with exit 2, before any w
 from __future__ import annotations
 
 import csv
-import json
 import re
 import sys
 from pathlib import Path
@@ -24,9 +24,10 @@ from pathlib import Path
 import pytest
 import slicer_phantoms
 from LungNoduleCADLib.batch import main
-from LungNoduleCADLib.files import SEGMENTATION_FILE, TABLE_FILE
+from LungNoduleCADLib.storage import SEGMENTATION_FILE, SLICER_FOLDER, TABLE_FILE
 
 from lungcad.ctio import write_ct
+from lungcad.reports import OUTPUT_FILES, read_results
 
 TESTING = Path(__file__).resolve().parents[2] / "Testing"  # the engine's tests: the corpus
 if str(TESTING) not in sys.path:
@@ -65,7 +66,7 @@ def test_batch_over_every_bad_input_and_one_good_ct(mrml, mixed, capfd) -> None:
 
     argv = ["--input", *(str(c.path) for c in bad), str(good), "--output", str(out)]
     status = main(
-        [*argv, "--device", "cpu"],
+        [*argv, "--device", "cpu", "--quiet"],
         services=mrml,
         runner=slicer_phantoms.CachedRunner(),
     )
@@ -73,36 +74,41 @@ def test_batch_over_every_bad_input_and_one_good_ct(mrml, mixed, capfd) -> None:
     printed = capfd.readouterr()
     assert status == 1, printed.out
     assert "Traceback" not in printed.out + printed.err
-    assert f"1 of {len(bad) + 1} cases done" in printed.out
+    assert f"{len(bad) + 1} cases found" in printed.out
+    assert f"1 ok, 0 skipped (done before), {len(bad)} failed" in printed.out
     assert mrml.scene.GetNumberOfNodes() == nodes_before
     assert {e for e in file_tree(root) if not Path(e[0]).is_relative_to(out)} == before
 
     rows = _rows(out / "summary.csv")
-    assert [r["input"] for r in rows] == [str(c.path) for c in bad] + [str(good)]
+    assert len(rows) == len(bad) + 1
     assert len({r["case_id"] for r in rows}) == len(rows)  # huge.nrrd and huge.nii.gz too
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    assert [c["case_id"] for c in summary["cases"]] == [r["case_id"] for r in rows]
-    assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["summary.csv", "summary.json", rows[-1]["case_id"]]
-    )  # no folder for a failed case
+    by_input = {r["input"]: r for r in rows}
 
-    ok = rows[-1]
-    assert (ok["case_id"], ok["status"]) == (good.name.removesuffix(".mha"), "done")
+    ok = by_input.pop(str(good.resolve()))
+    assert (ok["case_id"], ok["status"], ok["error"]) == (good.name.removesuffix(".mha"), "ok", "")
+    case = out / ok["case_id"]
+    assert sorted(p.name for p in case.iterdir()) == sorted([*OUTPUT_FILES.values(), "slicer"])
     count = int(ok["findings"])
+    assert read_results(case / "results.json")["summary"]["finding_count"] == count
     seg = mrml.segmentations.LoadSegmentationFromFile(
-        str(out / ok["case_id"] / SEGMENTATION_FILE), False
+        str(case / SLICER_FOLDER / SEGMENTATION_FILE), False
     )
     assert seg.GetSegmentation().GetNumberOfSegments() == count
-    table = _rows(out / ok["case_id"] / TABLE_FILE)
+    table = _rows(case / SLICER_FOLDER / TABLE_FILE)
     assert [int(r["Finding"]) for r in table] == list(range(1, count + 1))
 
-    for case, row in zip(bad, rows[:-1], strict=True):
-        assert (row["status"], row["output"], row["findings"]) == ("failed", "", ""), case.name
-        message = row["message"]
-        assert case.path.name in message, (case.name, message)
-        if case.match is not None:
-            assert re.search(case.match, message), (case.name, message)
-        assert f"{row['case_id']}: FAILED: {message}" in printed.out
+    for bad_case in bad:
+        source = bad_case.path.resolve()  # the cohort works on resolved paths
+        row = by_input.pop(str(source))
+        assert row["status"] == "failed", (bad_case.name, row)
+        message = row["error"]
+        assert source.name in message, (bad_case.name, message)
+        if bad_case.match is not None:
+            assert re.search(bad_case.match, message), (bad_case.name, message)
+        error_txt = (out / row["case_id"] / "error.txt").read_text(encoding="utf-8")
+        assert error_txt.splitlines()[0] == message, bad_case.name
+        assert f"FAILED {row['case_id']} ({source}): {message}" in printed.out
+    assert by_input == {}
 
 
 def test_a_path_that_does_not_exist_stops_the_batch_at_once(mrml, mixed, capfd) -> None:
@@ -119,6 +125,6 @@ def test_a_path_that_does_not_exist_stops_the_batch_at_once(mrml, mixed, capfd) 
     argv = ["--input", str(loop.path), str(good), "--output", str(out)]
     assert main(argv, services=mrml, runner=no_runner) == 2
     printed = capfd.readouterr()
-    assert f"error: {loop.path}: no such file or folder" in printed.out
+    assert f"LungNoduleCAD batch: error: {loop.path}: no such file or folder" in printed.err
     assert "Traceback" not in printed.out + printed.err
     assert file_tree(root) == before

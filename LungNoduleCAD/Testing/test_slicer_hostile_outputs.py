@@ -3,7 +3,8 @@
 Series UIDs and volume names come from DICOM headers: ``../../../../tmp/x``, ``/abs/path`` or 403
 characters must write nothing outside the output folder. An output folder that is a file stops
 the batch before any model; a MemoryError in one case and a summary that cannot be written do not
-crash it.
+crash it. Batch mode is ``lungcad detect`` (its own hostile-input tests are in
+Testing/test_cohort_hostile_inputs.py); these check the Slicer files it adds.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ from pathlib import Path
 import pytest
 import slicer_phantoms
 from LungNoduleCADLib.batch import main
-from LungNoduleCADLib.files import SEGMENTATION_FILE
 from LungNoduleCADLib.logic import LungNoduleCADCore, RunRequest
+from LungNoduleCADLib.storage import SEGMENTATION_FILE, SLICER_FOLDER
 from LungNoduleCADLib.volume import add_volume_node_from_ct
 
-import lungcad.ctio
 from lungcad.ct import CT, Geometry
 from lungcad.ctio import write_ct
+from lungcad.reports import OUTPUT_FILES, read_results
 from lungcad.safe_names import OutputRootError
 
 LONG_UID = "1." + "2" * 401
@@ -34,18 +35,6 @@ def crop_file(tmp_path_factory) -> Path:
     """The logic tests' CT (its detection is cached for the session) as a file."""
     ct = slicer_phantoms.nodule_crop(0)
     return write_ct(ct, tmp_path_factory.mktemp("hostile-input") / "crop.mha")
-
-
-@pytest.fixture
-def hostile_reader(monkeypatch):
-    """read_ct, with the series UID a header of each input's name would give."""
-    real = lungcad.ctio.read_ct
-
-    def read(path, series_uid=None):
-        ct = real(path, series_uid)
-        return dataclasses.replace(ct, series_uid=HOSTILE.get(Path(path).stem, ct.series_uid))
-
-    monkeypatch.setattr(lungcad.ctio, "read_ct", read)
 
 
 def _tree(root: Path) -> dict[str, int]:
@@ -72,13 +61,11 @@ class FailingRunner:
         return self.inner(ct, request, progress, cancel)
 
 
-def test_batch_keeps_hostile_uids_inside_the_output(
-    mrml, crop_file, hostile_reader, tmp_path, capsys
-):
+def test_batch_keeps_hostile_uids_inside_the_output(mrml, tmp_path, capsys):
     inputs = tmp_path / "in"
-    inputs.mkdir()
-    for name in (*HOSTILE, "good"):
-        (inputs / f"{name}.mha").write_bytes(crop_file.read_bytes())
+    crop = slicer_phantoms.nodule_crop(0)
+    for name, uid in (*HOSTILE.items(), ("good", crop.series_uid)):
+        write_ct(dataclasses.replace(crop, series_uid=uid), inputs / f"{name}.mha")
     out = tmp_path / "work" / "results"
     before = _tree(tmp_path)
     outside_before = Path("/tmp/x").exists(), Path("/abs/path").exists()
@@ -90,21 +77,22 @@ def test_batch_keeps_hostile_uids_inside_the_output(
     assert {k: v for k, v in after.items() if not k.startswith("work/results/")} == before
     assert (Path("/tmp/x").exists(), Path("/abs/path").exists()) == outside_before
     rows = {r["input"]: r for r in _rows(out / "summary.csv")}
-    good_uid = slicer_phantoms.nodule_crop(0).series_uid
     # a UID that is not a DICOM UID names no folder: the file name does
-    expected_ids = {"good": good_uid, "up": "up", "absolute": "absolute", "long": "long"}
+    expected_ids = {"good": crop.series_uid, "up": "up", "absolute": "absolute", "long": "long"}
     for name, case_id in expected_ids.items():
         row = rows[str(inputs / f"{name}.mha")]
-        assert row["case_id"] == case_id and row["status"] == "done"
-        assert (out / case_id / SEGMENTATION_FILE).is_file()
-        if name in HOSTILE:
-            shown = HOSTILE[name] if name != "long" else f"{LONG_UID[:80]}... (403 characters)"
-            assert row["message"].endswith(
-                f" Warning: series UID '{shown}' is not a DICOM UID (digits and dots, at most 64 "
-                "characters): not used as one; the case id names the series instead"
-            )
+        assert (row["case_id"], row["status"]) == (case_id, "ok")
+        assert (out / case_id / SLICER_FOLDER / SEGMENTATION_FILE).is_file()
+        doc = read_results(out / case_id / "results.json")
+        # read_ct drops what does not look like a UID; the long one is refused when written
+        assert doc["input"]["series_uid"] == (crop.series_uid if name == "good" else None)
+        uid_warning = (
+            f"series UID '{LONG_UID[:80]}... (403 characters)' is not a DICOM UID (digits and "
+            "dots, at most 64 characters): not used as one; the case id names the series instead"
+        )
+        assert (uid_warning in row["warnings"]) == (name == "long")
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        [*expected_ids.values(), "summary.csv", "summary.json"]
+        [*expected_ids.values(), "summary.csv", ".summary.lock"]
     )
 
 
@@ -114,8 +102,9 @@ def test_batch_refuses_an_output_that_is_a_file_before_any_model(mrml, crop_file
     runner = slicer_phantoms.CachedRunner()
     args = ["--input", str(crop_file), "--output", str(out)]
     assert main(args, services=mrml, runner=runner) == 2
-    assert capsys.readouterr().out == (
-        f"error: {out}: exists and is not a folder (the output must be a folder)\n"
+    assert capsys.readouterr().err == (
+        f"LungNoduleCAD batch: error: {out}: exists and is not a folder (the output must be a "
+        "folder)\n"
     )
     assert runner.calls == 0 and out.read_text() == "a user's file\n"
 
@@ -130,8 +119,9 @@ def test_batch_refuses_a_read_only_output_before_any_model(mrml, crop_file, tmp_
         assert main(["--input", str(crop_file), "--output", str(out)], mrml, runner) == 2
     finally:
         out.chmod(0o755)
-    assert capsys.readouterr().out == (
-        f"error: {out}: the output folder does not take new files (Permission denied)\n"
+    assert capsys.readouterr().err == (
+        f"LungNoduleCAD batch: error: {out}: the output folder does not take new files "
+        "(Permission denied)\n"
     )
     assert runner.calls == 0
 
@@ -151,13 +141,12 @@ def test_batch_survives_a_memory_error_and_an_unwritable_summary(mrml, crop_file
     )
     lines = capsys.readouterr().out.splitlines()
     assert status == 1 and runner.calls == 2
-    assert lines[0] == "[1/2] 1.2.3.4.5: FAILED: MemoryError: MemoryError"
-    assert lines[1].startswith(f"[2/2] {other.series_uid}: ")
-    # os.replace names the temp file (pid, random) and the target; the temp file is gone
-    assert lines[-1].startswith(
-        "1 of 2 cases done; summary NOT written: IsADirectoryError: [Errno 21] Is a directory: '"
+    assert any(": 1 ok, 0 skipped (done before), 1 failed" in line for line in lines)
+    assert lines[-2] == f"  FAILED 1.2.3.4.5 ({huge}): MemoryError: MemoryError"
+    assert lines[-1] == (
+        f"outputs: {out}/<case_id>/; summary NOT written: IsADirectoryError: [Errno 21] Is a "
+        f"directory: '{out / 'summary.csv'}'"
     )
-    assert lines[-1].endswith(f".tmp' -> '{out / 'summary.csv'}'")
     assert [p.name for p in out.iterdir() if p.name.endswith(".tmp")] == []
     assert (out / other.series_uid / SEGMENTATION_FILE).is_file()
 
@@ -171,18 +160,50 @@ def test_batch_survives_a_memory_error_and_an_unwritable_summary(mrml, crop_file
         ("n" * 403, "n" * 91 + "-"),
     ],
 )
-def test_export_names_the_folder_after_the_volume_made_safe(mrml, tmp_path, name, folder):
+def test_export_without_a_series_uid_names_the_folder_after_the_volume_made_safe(
+    mrml, tmp_path, name, folder
+):
     core = LungNoduleCADCore(mrml, runner=slicer_phantoms.CachedRunner())
-    volume = add_volume_node_from_ct(mrml.scene, slicer_phantoms.nodule_crop(0), name=name)
+    ct = dataclasses.replace(slicer_phantoms.nodule_crop(0), series_uid=None)
+    volume = add_volume_node_from_ct(mrml.scene, ct, name=name)
     core.run(volume, RunRequest())
     root = tmp_path / "export"
     saved = core.export(root)
-    assert saved.segmentation.parent.parent == root.resolve()
-    assert saved.segmentation.parent.name.startswith(folder)
-    assert len(saved.segmentation.parent.name) <= 100
-    case = saved.segmentation.parent
-    assert {p.name for p in case.iterdir()} >= {p.name for p in saved.all()}
-    assert [p for p in tmp_path.rglob("*") if p.is_file() and p.parent != case] == []
+    case = saved.folder
+    assert case.parent == root.resolve()
+    assert case.name.startswith(folder)
+    assert len(case.name) <= 100
+    assert sorted(p.name for p in case.iterdir()) == sorted([*OUTPUT_FILES.values(), "slicer"])
+    assert read_results(saved.results)["case_id"] == case.name
+    assert [p for p in tmp_path.rglob("*") if p.is_file() and case not in p.parents] == []
     (tmp_path / "file").write_text("x")
     with pytest.raises(OutputRootError, match="exists and is not a folder"):
         core.export(tmp_path / "file")
+
+
+def test_export_names_the_folder_as_lungcad_detect_does(mrml, tmp_path):
+    """The series UID where it is a DICOM UID (whatever the volume is called), else the name;
+    exporting again replaces the case's files."""
+    core = LungNoduleCADCore(mrml, runner=slicer_phantoms.CachedRunner())
+    crop = slicer_phantoms.nodule_crop(0)
+    volume = add_volume_node_from_ct(mrml.scene, crop, name="3: CHEST W/O")
+    core.run(volume, RunRequest())
+    saved = core.export(tmp_path)
+    assert saved.folder == tmp_path.resolve() / crop.series_uid
+    doc = read_results(saved.results)
+    assert (doc["case_id"], doc["input"]["series_uid"]) == (crop.series_uid, crop.series_uid)
+    with (saved.candidates).open(newline="") as fh:
+        assert {row["seriesuid"] for row in csv.DictReader(fh)} <= {crop.series_uid}
+    again = core.export(tmp_path)
+    assert again.folder == saved.folder
+    assert sorted(p.name for p in saved.folder.iterdir()) == sorted(
+        [*OUTPUT_FILES.values(), "slicer"]
+    )
+    # a result that does not know the series (a run on a volume without one) gets the volume's
+    core.show_result(volume, dataclasses.replace(core.result, series_uid=None))
+    assert read_results(core.export(tmp_path).results)["input"]["series_uid"] == crop.series_uid
+    long = add_volume_node_from_ct(
+        mrml.scene, dataclasses.replace(crop, series_uid=LONG_UID), name="Chest"
+    )
+    core.run(long, RunRequest())
+    assert core.export(tmp_path).folder.name == "Chest"

@@ -26,7 +26,6 @@ import slicer
 import slicer_phantoms
 import vtk
 from LungNoduleCADLib import parameters
-from LungNoduleCADLib.files import TABLE_FILE, points_file
 from LungNoduleCADLib.logic import LungNoduleCADCore, RunRequest
 from LungNoduleCADLib.mrml import SlicerServices, in_slicer_application, slicer_globals
 from LungNoduleCADLib.scene import (
@@ -35,6 +34,13 @@ from LungNoduleCADLib.scene import (
     OUTPUT_ATTRIBUTE,
     TABLE_COLUMNS,
     segment_tag,
+)
+from LungNoduleCADLib.storage import (
+    SEGMENTATION_KIND,
+    TABLE_FILE,
+    TABLE_KIND,
+    points_file,
+    points_kind,
 )
 from LungNoduleCADLib.volume import (
     add_volume_node_from_ct,
@@ -52,6 +58,7 @@ from lungcad.pipeline import (
     Thresholds,
     malignancy_color,
 )
+from lungcad.reports import read_results
 
 POSITION_TOLERANCE_MM = 1e-3
 
@@ -282,11 +289,18 @@ class LungNoduleCADLogicTest(unittest.TestCase):
     def test_saved_findings_load_back(self):
         _, outputs, result = self.run_on_crop()
         nodes_before = self.scene.GetNumberOfNodes()
-        saved = self.core.save(self.tmp / "case")
+        saved = self.core.save(self.tmp / "case", case_id="case")
         self.assertEqual(self.scene.GetNumberOfNodes(), nodes_before, "saving adds no node")
-        self.assertEqual(saved.table.name, TABLE_FILE)
+        doc = read_results(saved.results)  # the files `lungcad detect` writes, then Slicer's
+        self.assertEqual(doc["case_id"], "case")
+        self.assertEqual(doc["summary"]["finding_count"], len(result.findings))
+        self.assertEqual(
+            {k: v for k, v in doc["outputs"].items() if k.startswith("slicer_")},
+            {k: p.relative_to(saved.folder).as_posix() for k, p in saved.extra.items()},
+        )
+        self.assertEqual(saved.extra[TABLE_KIND].name, TABLE_FILE)
         loaded = self.services.segmentations.LoadSegmentationFromFile(
-            str(saved.segmentation), False
+            str(saved.extra[SEGMENTATION_KIND]), False
         )
         segmentation = loaded.GetSegmentation()
         self.assertEqual(segmentation.GetNumberOfSegments(), len(result.findings))
@@ -300,7 +314,8 @@ class LungNoduleCADLogicTest(unittest.TestCase):
                 loaded, segmentation.GetNthSegmentID(index), self.core.volume_node
             )
             np.testing.assert_array_equal(voxels > 0, finding.mask.paste(result.geometry.shape_irc))
-        for band, path in saved.points.items():
+        for band in MalignancyBand:
+            path = saved.extra[points_kind(band)]
             self.assertEqual(path.name, points_file(band))
             node = self.scene.GetNodeByID(self.services.markups.LoadMarkups(str(path)))
             original = outputs.points[band]
@@ -317,7 +332,7 @@ class LungNoduleCADLogicTest(unittest.TestCase):
             np.testing.assert_allclose(
                 node.GetDisplayNode().GetSelectedColor(), BAND_COLORS_RGB[band], atol=1e-3
             )
-        table = self.services.tables.AddTable(str(saved.table))
+        table = self.services.tables.AddTable(str(saved.extra[TABLE_KIND]))
         self.assertEqual(table.GetNumberOfRows(), len(result.findings))
         for row, finding in enumerate(result.findings):
             self.assertEqual(int(table.GetCellText(row, 0)), finding.number)

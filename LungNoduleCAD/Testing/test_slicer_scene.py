@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import slicer
-from LungNoduleCADLib.scene import FindingsScene, segmentation_for_file
+from LungNoduleCADLib.scene import FindingsScene
+from LungNoduleCADLib.storage import SEGMENTATION_FILE, SEGMENTATION_KIND, write_scene_files
 from LungNoduleCADLib.volume import add_volume_node_from_ct
 
 from lungcad.ct import CT, Geometry
@@ -32,22 +33,24 @@ def _finding(number: int, start: tuple[int, int, int], size: int, p: float) -> F
     )
 
 
-def test_overlapping_findings_keep_all_their_voxels_in_the_file(mrml, tmp_path):
+def test_overlapping_findings_keep_all_their_voxels_in_the_scene_file(mrml, tmp_path):
     findings = (
         _finding(1, (2, 5, 5), 4, 0.9),
         _finding(2, (4, 7, 7), 4, 0.6),
         _finding(3, (2, 20, 20), 3, 0.3),
     )
-    node = segmentation_for_file(findings, GEOMETRY)
-    storage = slicer.vtkMRMLSegmentationStorageNode()
-    storage.SetFileName(str(tmp_path / "n.seg.nrrd"))
-    storage.CropToMinimumExtentOn()
-    assert storage.WriteData(node)
     volume = add_volume_node_from_ct(mrml.scene, CT(np.zeros((12, 30, 30), np.int16), GEOMETRY))
-    loaded = mrml.segmentations.LoadSegmentationFromFile(str(tmp_path / "n.seg.nrrd"), False)
+    nodes = FindingsScene(mrml.scene, volume).show(findings, GEOMETRY, Thresholds())
+    assert nodes.segmentation.GetSegmentation().GetNumberOfLayers() == 3, "one per segment"
+    before = mrml.scene.GetNumberOfNodes()
+    written = write_scene_files(nodes, tmp_path)
+    assert mrml.scene.GetNumberOfNodes() == before, "writing adds no node"
+    assert written[SEGMENTATION_KIND] == tmp_path / "slicer" / SEGMENTATION_FILE
+    assert nodes.segmentation.GetSegmentation().GetNumberOfLayers() == 3, "the scene's is kept"
+    loaded = mrml.segmentations.LoadSegmentationFromFile(str(written[SEGMENTATION_KIND]), False)
     segmentation = loaded.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == 3
-    assert segmentation.GetNumberOfLayers() == 2, "the overlapping finding needs its own layer"
+    assert segmentation.GetNumberOfLayers() == 2, "only the overlapping finding needs its own"
     for index, finding in enumerate(findings):
         voxels = slicer.util.arrayFromSegmentBinaryLabelmap(
             loaded, segmentation.GetNthSegmentID(index), volume

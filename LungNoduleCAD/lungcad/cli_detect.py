@@ -10,11 +10,17 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lungcad.cli_types import segmentation_probability
 from lungcad.pipeline.findings import Thresholds
 from lungcad.pipeline.precision import Precision
+
+if TYPE_CHECKING:
+    from lungcad.ct import CT
+    from lungcad.reports import ExtraWriter, ResultLike
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = tuple(p.value for p in Precision)
@@ -38,6 +44,21 @@ def add_mirror_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
+    return run_detect(args)
+
+
+def run_detect(
+    args: argparse.Namespace,
+    detect_with: Callable[[CT], ResultLike] | None = None,
+    extra_writer: ExtraWriter | None = None,
+) -> int:
+    """``lungcad detect`` with parsed options (:func:`add_run_options` plus ``inputs`` and
+    ``out``); Slicer batch mode runs the same with its own detection and files.
+
+    ``detect_with`` replaces the cascade's detection (the weights' model cards still make the
+    resume fingerprint), ``extra_writer`` adds files to each case (see
+    :func:`lungcad.reports.write_case_outputs`). Returns the exit status.
+    """
     from lungcad.cohort import (
         CascadeDetector,
         assign_case_ids,
@@ -72,7 +93,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     )
     for case_id, reason in reruns.items():
         print(f"  rerun {case_id}: {reason}")
-    if todo:
+    if todo and detect_with is None:
         models = detector.load()  # a bad weights folder is a usage error, before any case
         print(
             f"models on {models.device} ({models.precision.value}): "
@@ -82,10 +103,11 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     statuses = run_cohort(
         mine,
         args.out,
-        detector,
+        detector if detect_with is None else detect_with,
         overwrite=args.overwrite,
         progress=not args.quiet,
         settings=settings,
+        extra_writer=extra_writer,
     )
     by_status = {s: [c for c in statuses if c.status == s] for s in ("ok", "skipped", "failed")}
     print(
@@ -146,7 +168,6 @@ def _probability(text: str) -> float:
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     """Register ``detect`` and ``demo``."""
-    defaults = Thresholds()
     p = subparsers.add_parser(
         "detect",
         help="find nodules in CT files or folders; per-case outputs and a cohort summary",
@@ -181,6 +202,25 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="output folder (one subfolder per case); created if needed, and checked to take "
         "files before any model loads (exit 2 if it is a file or read-only)",
     )
+    add_run_options(p)
+    p.set_defaults(func=_cmd_detect)
+
+    p = subparsers.add_parser(
+        "demo", help="the default job: detect on an embedded synthetic chest CT, check the truth"
+    )
+    p.add_argument("--out", type=Path, default=Path("demo-output"))
+    p.add_argument("--seed", type=int, default=2023)
+    p.add_argument("--size", choices=["small", "full"], default="full")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    add_precision_option(p)
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=_cmd_demo)
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """The options of a cohort run besides its inputs and output folder: thresholds, weights,
+    device, precision, mirror, shard, overwrite, quiet (``lungcad detect`` and Slicer batch)."""
+    defaults = Thresholds()
     for name, value, what in (
         ("segmentation", defaults.segmentation, "cut of the UNet's probability map"),
         ("nodule", defaults.nodule, "p(nodule) a candidate needs to be a finding"),
@@ -211,15 +251,3 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         help="redo cases that are already done, even where their results still match",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_detect)
-
-    p = subparsers.add_parser(
-        "demo", help="the default job: detect on an embedded synthetic chest CT, check the truth"
-    )
-    p.add_argument("--out", type=Path, default=Path("demo-output"))
-    p.add_argument("--seed", type=int, default=2023)
-    p.add_argument("--size", choices=["small", "full"], default="full")
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    add_precision_option(p)
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(func=_cmd_demo)

@@ -47,7 +47,13 @@ from lungcad.fingerprint import RunSettings, rerun_reason, run_fingerprint
 from lungcad.models.weights import WeightsNotFoundError, read_card
 from lungcad.pipeline import CascadeModels, Precision, Thresholds, detect
 from lungcad.pipeline.models import BUNDLED_MODELS, CASCADE_TASKS
-from lungcad.reports import ResultLike, ResultsFileError, read_results, write_case_outputs
+from lungcad.reports import (
+    ExtraWriter,
+    ResultLike,
+    ResultsFileError,
+    read_results,
+    write_case_outputs,
+)
 from lungcad.safe_names import (
     check_output_root,
     confined_path,
@@ -411,6 +417,7 @@ def _run_case(
     reader: Callable[[Path], CT],
     settings: RunSettings | None = None,
     reason: str = "",
+    extra_writer: ExtraWriter | None = None,
 ) -> CaseStatus:
     started = time.perf_counter()
     folder: Path | None = None
@@ -431,6 +438,7 @@ def _run_case(
             overwrite=True,
             fingerprint=fingerprint,
             rerun_reason=reason or None,
+            extra_writer=extra_writer,
         )
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -535,12 +543,15 @@ def run_cohort(
     progress: bool = True,
     reader: Callable[[Path], CT] = read_ct,
     settings: RunSettings | None = None,
+    extra_writer: ExtraWriter | None = None,
 ) -> CohortStatuses:
     """Run ``detector`` on each case not yet done, write its outputs, and merge summary.csv.
 
     ``detector`` maps a CT to a DetectionResult (injectable, so tests need no network);
     ``reader`` reads a case's CT; ``settings`` (default: ``detector.settings()`` where it has
-    one) is what resume compares besides the input. OUT is checked first (OutputRootError).
+    one) is what resume compares besides the input; ``extra_writer`` adds the caller's own files
+    to each case before its results.json (Slicer's storage nodes: LungNoduleCADLib.batch). OUT
+    is checked first (OutputRootError).
     Returns one status per case, in order.
     """
     out_dir = check_output_root(out_dir)
@@ -557,7 +568,9 @@ def run_cohort(
                 continue
             if reason:
                 log.warning("%s: done before, rerun: %s", case.case_id, reason)
-            statuses.append(_run_case(case, out_dir, detector, reader, settings, reason))
+            statuses.append(
+                _run_case(case, out_dir, detector, reader, settings, reason, extra_writer)
+            )
             _try_write_summary(out_dir, statuses[-1:])  # after every case: survives a kill
     finally:
         bar.close()

@@ -4,7 +4,7 @@ asked. :func:`write_case_outputs` writes them all into one case folder.
 """
 
 from lungcad.reports.candidates_csv import CANDIDATE_COLUMNS, write_candidates_csv
-from lungcad.reports.case import OUTPUT_FILES, CaseOutputs, write_case_outputs
+from lungcad.reports.case import OUTPUT_FILES, CaseOutputs, ExtraWriter, write_case_outputs
 from lungcad.reports.common import OutputExistsError, ResultLike
 from lungcad.reports.markups import write_markups_json
 from lungcad.reports.overlay import write_overlay_png
@@ -21,6 +21,7 @@ __all__ = [
     "OUTPUT_FILES",
     "RESULTS_SCHEMA",
     "CaseOutputs",
+    "ExtraWriter",
     "OutputExistsError",
     "ResultLike",
     "ResultsFileError",

@@ -6,12 +6,17 @@ detection.npz and, last, results.json: a folder whose results.json loads (see
 cohort runner's resume checks. Overwriting first removes the old results.json, so an interrupted
 rewrite is never mistaken for a finished one. A series UID that is not a DICOM UID is kept out of
 the files (see :func:`lungcad.safe_names.checked_series_uid`): the case id stands in for it.
+
+A caller with more files of its own (Slicer writes its scene nodes with its storage nodes) passes
+an :data:`ExtraWriter`: it runs after the engine's files and before results.json, so its files
+are part of a finished case too, and results.json lists them under ``outputs``.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +31,7 @@ from lungcad.reports.results_json import result_warnings, write_results_json
 from lungcad.reports.segmentation import write_segmentation
 from lungcad.safe_names import checked_series_uid
 
-__all__ = ["OUTPUT_FILES", "CaseOutputs", "write_case_outputs"]
+__all__ = ["OUTPUT_FILES", "CaseOutputs", "ExtraWriter", "write_case_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,9 @@ OUTPUT_FILES = {
     "detection": "detection.npz",
     "results": "results.json",
 }
+
+#: Writes more files for a case into its folder: (result, ct, folder) -> {kind: path written}.
+ExtraWriter = Callable[[ResultLike, CT, Path], Mapping[str, Path]]
 
 
 @dataclass(frozen=True)
@@ -53,6 +61,7 @@ class CaseOutputs:
     overlay: Path
     detection: Path
     warnings: tuple[str, ...] = ()  # as written into results.json
+    extra: Mapping[str, Path] = field(default_factory=dict)  # what an ExtraWriter wrote
 
 
 def write_case_outputs(
@@ -66,13 +75,15 @@ def write_case_outputs(
     canonical: sitk.Image | None = None,
     fingerprint: dict[str, Any] | None = None,
     rerun_reason: str | None = None,
+    extra_writer: ExtraWriter | None = None,
 ) -> CaseOutputs:
     """Write every per-case file for ``result`` (computed on ``ct``) into ``folder``.
 
     Refuses (OutputExistsError, before writing anything) when any of the files exists and
     ``overwrite`` is False. ``case_id`` names the case in the files (the csv's seriesuid column
     when the CT has no valid series UID); ``source`` is the input path recorded in results.json,
-    ``fingerprint`` and ``rerun_reason`` what resume needs (:mod:`lungcad.fingerprint`).
+    ``fingerprint`` and ``rerun_reason`` what resume needs (:mod:`lungcad.fingerprint`);
+    ``extra_writer`` writes the caller's own files before results.json (see the module doc).
     """
     folder = Path(folder)
     paths = {kind: folder / name for kind, name in OUTPUT_FILES.items()}
@@ -92,6 +103,8 @@ def write_case_outputs(
     write_overlay_png(result, ct, paths["overlay"], title=name, overwrite=True, canonical=canonical)
     result.save(paths["detection"])  # DetectionResult.save writes atomically
     outputs = {k: v.name for k, v in paths.items() if k != "results"}
+    extra = dict(extra_writer(result, ct, folder)) if extra_writer is not None else {}
+    outputs.update({kind: path.relative_to(folder).as_posix() for kind, path in extra.items()})
     write_results_json(
         result,
         paths["results"],
@@ -112,4 +125,5 @@ def write_case_outputs(
         overlay=paths["overlay"],
         detection=paths["detection"],
         warnings=tuple(result_warnings(result)),
+        extra=extra,
     )

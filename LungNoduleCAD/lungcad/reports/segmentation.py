@@ -31,6 +31,7 @@ from lungcad.pipeline.findings import Finding, malignancy_color
 from lungcad.reports.common import ResultLike, check_writable
 
 __all__ = [
+    "FINDING_TAG",
     "NODULE_TERMINOLOGY",
     "reference_image_geometry",
     "segment_layers",
@@ -49,6 +50,8 @@ NODULE_TERMINOLOGY = (
     "~SCT^39607008^Lung"
     "~^^"
 )
+#: The segment tag that holds the finding's number (the file's and the Slicer scene's segments).
+FINDING_TAG = "LungNoduleCAD.Finding"
 _GEOMETRY_DESCRIPTION = (
     "Image geometry description string determining the geometry of the labelmap that is created "
     "in course of conversion. Can be copied from a volume, using the button."
@@ -112,7 +115,7 @@ def segmentation_metadata(result: ResultLike, layers: list[int]) -> dict[str, st
         r, g, b = malignancy_color(f.p_malignant)
         tags = (
             f"LungNoduleCAD.DiameterMm:{f.diameter_mm:.2f}|"
-            f"LungNoduleCAD.Finding:{f.number}|"
+            f"{FINDING_TAG}:{f.number}|"
             f"LungNoduleCAD.PMalignant:{f.p_malignant:.4f}|"
             f"LungNoduleCAD.PNodule:{f.p_nodule:.4f}|"
             f"TerminologyEntry:{NODULE_TERMINOLOGY}|"
