@@ -6,7 +6,7 @@ phantoms' (``annotations.csv``, ``annotations_with_malignancy.csv``, ``phantom_n
 no ``candidates.csv``), so ``lungcad detect`` and ``lungcad evaluate`` score the set as they
 score a phantom set; ``implant.json`` records the hosts, their content digests and the seed.
 
-A set made from a scan that training must not see (the README names the held-out scan) is for
+A set made from a scan that training must not see (docs/real-ct.md names the held-out scan) is for
 evaluation only.
 """
 

@@ -1,6 +1,6 @@
 """Synthetic nodules: type, size, margin and location, placement in the lungs, and malignancy.
 
-Malignancy rule (documented in the README). A latent suspicion score
+Malignancy rule (documented in docs/phantoms.md). A latent suspicion score
     s = 2.1 ln(d / 14 mm) + margin term + type term + N(0, 1.0)
 with margin terms round 0, lobulated +0.8, spiculated +1.6 and type terms solid 0,
 part-solid +0.6, ground-glass -0.3, calcified -3.0. Each of 1-4 simulated readers rates

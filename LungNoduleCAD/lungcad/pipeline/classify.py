@@ -11,7 +11,7 @@ can be refiltered to; :data:`lungcad.pipeline.detect.MIN_NODULE_THRESHOLD`) have
 averaged over the crop and its three in-plane mirrors (rows, cols, both): the classifier was
 trained on randomly mirrored crops, and on 10 unseen full-size phantoms the average ranked
 candidates better than one view (nodules >= 5 mm at 4 false positives per scan 30 vs 28 of 35;
-see the README's *Evaluation*). Only candidates whose final p_nodule reaches the floor get the
+see docs/evaluation.md). Only candidates whose final p_nodule reaches the floor get the
 malignancy classifier (one view); the others have none (NaN): no threshold the result accepts
 can make them findings. Scoring everything cost up to five passes per candidate (~2200 on a real
 5 mm scan with ~700 candidates in the lung); a candidate below the floor now costs one.

@@ -7,7 +7,7 @@ float32 (one thread), and a classifier crop 8 vs 14 ms. Without such units bf16 
 slower than float32 (an AVX2-only AMD EPYC: ~9x), and AVX-512's bf16 instructions alone do not pay
 either (the same Xeon with oneDNN capped below AMX: 112 ms bf16 vs 96 ms float32 per 512x512
 slice), so ``auto`` only picks it where the matrix units are present. bf16 moves probabilities
-slightly (it keeps 8 bits of mantissa); the README gives the detection figures in both.
+slightly (it keeps 8 bits of mantissa); docs/evaluation.md gives the detection figures in both.
 """
 
 from __future__ import annotations
