@@ -19,7 +19,6 @@ from lungcad.ct import CT
 from lungcad.pipeline import (
     CascadeModels,
     DetectionResult,
-    MalignancyBand,
     Thresholds,
     detect,
 )
@@ -171,9 +170,6 @@ class LungNoduleCADCore:
             if finding.number == number:
                 return tuple(float(v) for v in finding_ras(finding))
         raise KeyError(f"no finding number {number}")
-
-    def band_nodes(self) -> dict[MalignancyBand, Any]:
-        return dict(self.outputs.points) if self.outputs else {}
 
     def save(self, folder: str | Path, case_id: str | None = None) -> SavedFindings:
         """Write the current findings (.seg.nrrd, .mrk.json per band, table .csv) to ``folder``."""
