@@ -15,8 +15,26 @@ from lungcad.pipeline.precision import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
 
-BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
-"""Where the extension ships its weights: ``{segmentation,nodule,malignancy}.safetensors``."""
+#: The bundled weights' folder inside an installed wheel (setup.py copies them there).
+WHEEL_MODELS = "bundled_models"
+
+
+def bundled_models_dir(package: Path | None = None) -> Path:
+    """The folder of the bundled ``{segmentation,nodule,malignancy}.safetensors`` and cards.
+
+    An installed wheel carries them in the package (``lungcad/bundled_models``); the Slicer
+    extension's install tree and a source checkout keep them beside the engine, in
+    ``Resources/Models`` next to ``lungcad/``. The first of the two that exists wins; when
+    neither does, the Slicer layout's path is returned so that loading names it. ``package``:
+    the ``lungcad`` folder (default: this one).
+    """
+    package = Path(__file__).resolve().parents[1] if package is None else package
+    wheel = package / WHEEL_MODELS
+    return wheel if wheel.is_dir() else package.parent / "Resources" / "Models"
+
+
+BUNDLED_MODELS = bundled_models_dir()
+"""Where this installation's bundled weights are (:func:`bundled_models_dir`)."""
 
 CASCADE_TASKS = (Task.SEGMENTATION, Task.NODULE, Task.MALIGNANCY)
 
