@@ -99,9 +99,9 @@ class CascadeModels:
         for task in CASCADE_TASKS:
             model, card = load_weights(root / f"{task.value}.safetensors", task, target)
             model.requires_grad_(False)
-            # weights in the layout the inputs arrive in (segment.py, classify.py): the 3D
-            # classifiers run 1.6x faster on the CPU with channels-last weights (10.3 vs 16.4 ms
-            # per crop, 2 threads), the UNet about the same
+            # weights in the layout the inputs arrive in (segment.py, classify.py): channels-last
+            # runs the 3D classifiers and the UNet faster on a CPU (the dated benchmark figures,
+            # with their machines, are in the project's docs)
             layout = torch.channels_last if task is Task.SEGMENTATION else torch.channels_last_3d
             nets[task.value] = model.to(memory_format=layout)
             cards[task.value] = card
