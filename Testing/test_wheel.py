@@ -44,6 +44,14 @@ def _run(args: list[str | Path], cwd: Path, timeout: float) -> subprocess.Comple
     return result
 
 
+@pytest.fixture
+def venv_dir(tmp_path: Path):
+    """A folder for a fresh venv, removed afterwards (torch alone is about 1 GB)."""
+    path = tmp_path / "venv"
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def test_a_wheel_finds_the_weights_inside_the_package(tmp_path: Path) -> None:
     package = tmp_path / "site-packages" / "lungcad"
     (package / WHEEL_MODELS).mkdir(parents=True)
@@ -66,7 +74,9 @@ def test_this_checkout_uses_the_weights_the_extension_ships() -> None:
 
 
 @pytest.mark.slow
-def test_the_installed_wheel_runs_the_demo_outside_the_checkout(tmp_path: Path) -> None:
+def test_the_installed_wheel_runs_the_demo_outside_the_checkout(
+    tmp_path: Path, venv_dir: Path
+) -> None:
     started = time.perf_counter()
     source = tmp_path / "source"
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCE))
@@ -78,7 +88,7 @@ def test_the_installed_wheel_runs_the_demo_outside_the_checkout(tmp_path: Path) 
     assert bundled >= CARDS
     built = time.perf_counter()
 
-    env = tmp_path / "venv"
+    env = venv_dir
     _run([sys.executable, "-m", "venv", env], tmp_path, 300)
     bin_dir = env / ("Scripts" if os.name == "nt" else "bin")
     python = bin_dir / "python"
