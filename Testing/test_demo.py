@@ -1,8 +1,9 @@
 """``lungcad demo``: phantom, detection through the cohort runner, and the check against truth.
 
-The bundled weights are interim and slow on a CPU-only runner, so the demo's own logic is
-checked with a detector that reports the phantom's true nodule masks plus one false positive:
-the counts it prints must then follow from the phantom's truth exactly.
+The real cascade is slow on a CPU-only runner and what it finds is the weights' business (the
+wheel test runs it: test_wheel.py), so the demo's own logic is checked with a detector that
+reports the phantom's true nodule masks plus one false positive: the counts it prints must then
+follow from the phantom's truth exactly.
 """
 
 from __future__ import annotations

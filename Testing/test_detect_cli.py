@@ -2,7 +2,7 @@
 
 Most tests swap the cascade for a fast detector (``lungcad.cohort.CascadeDetector``); the last
 one runs the bundled weights end to end on a small crop of a phantom and checks that the files
-agree with the DetectionResult saved beside them (not what the interim weights find).
+agree with the DetectionResult saved beside them (not what the weights find).
 """
 
 from __future__ import annotations

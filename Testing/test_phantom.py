@@ -12,6 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from lungcad.ctio import read_ct
+from lungcad.evaluation.roc import roc_auc
 from lungcad.geometry import world_to_voxel_index
 from lungcad.luna16 import candidate_list, find_series
 from lungcad.phantom import (
@@ -32,7 +33,7 @@ from lungcad.phantom.dataset import (
     MALIGNANCY_COLUMNS,
 )
 from lungcad.phantom.nodules import malignancy
-from lungcad.phantom.stats import dataset_stats, roc_auc
+from lungcad.phantom.stats import dataset_stats
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

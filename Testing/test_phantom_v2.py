@@ -34,6 +34,18 @@ V1_HASHES = {
         "064f35d174288d7d2aa8c29c0b7485c98856d86a8d3c551f9c0ef8ab6057bc79",
     ),
 }
+# sha256 of the HU and label arrays of small version-2 cases (seed 7000), taken before the chest's
+# shape was split from its tubes (lungcad.phantom.shape)
+V2_HASHES = {
+    0: (
+        "fd57aef9adde9f5207b0b0fa1f6180b7ee628fe819db81e281c0e6d8f33f6a3b",
+        "b355429e20ba4d645582ed8a669465f7a5c578114d7bb925009ff3e464e58bb6",
+    ),
+    1: (
+        "ea7d8f190137b5212fe8f934f1ea94651b47565292bf91f20381d26723de233e",
+        "c43ec15731aa0bf82e0de765d1c597bf1c08458b209b976fe6f171ecb3df7822",
+    ),
+}
 SEED = 7000
 CONTRAST_CASE, PLAIN_CASE = 1, 0  # seed 7000, version 2: case 1 is enhanced, case 0 is not
 
@@ -54,6 +66,14 @@ def test_version_1_renders_the_same_bytes_as_before(seed: int, index: int) -> No
     assert (_sha(case.rendered.hu), _sha(case.rendered.nodule_labels)) == V1_HASHES[seed, index]
     assert case.rendered.grid.profile_mm is None
     assert case.spec.series_uid == series_uid_for(seed, index)
+
+
+def test_version_2_renders_the_same_bytes_as_before(v2_cases) -> None:
+    got = {
+        i: (_sha(case.rendered.hu), _sha(case.rendered.nodule_labels))
+        for i, case in v2_cases.items()
+    }
+    assert got == V2_HASHES
 
 
 def test_version_2_is_another_series_of_the_same_chest() -> None:

@@ -243,7 +243,7 @@ def test_bundled_weights_load_in_the_precision_asked(bundled):
 
 
 def test_bundled_weights_end_to_end(bundled, tmp_path):
-    """Runs the real networks; asserts plumbing only (the interim weights' quality is not ours)."""
+    """Runs the real networks; asserts plumbing only (quality: the model cards)."""
     assert set(bundled.cards) == {"segmentation", "nodule", "malignancy"}
     assert all(not m.training for m in (bundled.segmentation, bundled.nodule, bundled.malignancy))
     assert all(

@@ -12,12 +12,14 @@ from __future__ import annotations
 import enum
 import importlib.metadata
 import logging
-import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.specifiers import SpecifierSet
 
 log = logging.getLogger(__name__)
 
@@ -27,45 +29,31 @@ TORCH_REQUIREMENT = ">=2.2"
 #: by that name on some platform).
 SLICER_OWNED = ("numpy", "SimpleITK", "vtk", "packaging", "pip", "setuptools", "requests")
 
-_REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(.*?)\s*(?:#.*)?$")
-
-
-@dataclass(frozen=True)
-class Requirement:
-    """One ``name<specifier>`` line of requirements.txt."""
-
-    name: str
-    specifier: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.name}{self.specifier}"
-
 
 def read_requirements(path: str | Path) -> list[Requirement]:
-    """Parse a requirements.txt (comments, blank lines and pip options are skipped)."""
+    """Parse a requirements.txt (comments, blank lines and pip options are skipped).
+
+    Each line is a PEP 508 requirement, parsed by ``packaging`` (which Slicer ships).
+    """
     found = []
     for raw in Path(path).read_text(encoding="utf-8").splitlines():
         line = raw.split("#", 1)[0].strip()
         if not line or line.startswith("-"):
             continue
-        match = _REQUIREMENT.match(line)
-        if not match:
-            raise ValueError(f"{path}: cannot parse requirement {raw!r}")
-        found.append(Requirement(match.group(1), match.group(2).replace(" ", "")))
+        try:
+            found.append(Requirement(line))
+        except InvalidRequirement as exc:
+            raise ValueError(f"{path}: cannot parse requirement {raw!r}: {exc}") from None
     return found
 
 
 def _satisfied(requirement: Requirement) -> bool:
+    if requirement.marker is not None and not requirement.marker.evaluate():
+        return True  # not for this Python or platform
     installed = installed_version(requirement.name)
     if installed is None:
         return False
-    if not requirement.specifier:
-        return True
-    try:
-        from packaging.specifiers import SpecifierSet
-    except ImportError:  # no packaging: presence is all we can check
-        return True
-    return SpecifierSet(requirement.specifier).contains(installed, prereleases=True)
+    return requirement.specifier.contains(installed, prereleases=True)
 
 
 def missing_requirements(requirements: list[Requirement]) -> list[Requirement]:
@@ -90,15 +78,6 @@ def torch_acceptable(version: str | None, requirement: str = TORCH_REQUIREMENT) 
 
 
 def _satisfied_version(version: str, specifier: str) -> bool:
-    try:
-        from packaging.specifiers import SpecifierSet
-    except ImportError:  # no packaging: compare the leading numbers of ">=X.Y" by hand
-        match = re.fullmatch(r">=\s*([\d.]+)", specifier.strip())
-        if not match:
-            return True
-        have = tuple(int(p) for p in re.findall(r"\d+", version)[:3])
-        need = tuple(int(p) for p in match.group(1).split(".") if p)
-        return have[: len(need)] >= need
     return SpecifierSet(specifier).contains(version, prereleases=True)
 
 

@@ -20,7 +20,6 @@ from lungcad.ct import CT
 from lungcad.pipeline import (
     CascadeModels,
     DetectionResult,
-    MalignancyBand,
     Thresholds,
     detect,
 )
@@ -173,9 +172,6 @@ class LungNoduleCADCore:
             if finding.number == number:
                 return tuple(float(v) for v in finding_ras(finding))
         raise KeyError(f"no finding number {number}")
-
-    def band_nodes(self) -> dict[MalignancyBand, Any]:
-        return dict(self.outputs.points) if self.outputs else {}
 
     def save(self, folder: str | Path, case_id: str | None = None) -> CaseOutputs:
         """Write the case into ``folder`` as ``lungcad detect`` does (results.json,

@@ -53,6 +53,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(message)s")
     try:
+        from lungcad.openmp import prefer_passive_waits
+
+        prefer_passive_waits()  # before the engine's imports load torch
         from lungcad.ctio import read_ct
         from lungcad.errors import LungCADError
         from lungcad.pipeline import CascadeModels, DetectionCancelled, Thresholds, detect

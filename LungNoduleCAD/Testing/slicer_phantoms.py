@@ -2,7 +2,7 @@
 
 The CTs are 70 mm crops of a small synthetic chest phantom around its larger solid nodules, so the
 real cascade with the bundled weights runs in seconds. Nothing here asserts detection quality:
-the interim weights may find anything; tests check structure against whatever they find.
+tests check structure against whatever the weights find.
 """
 
 from __future__ import annotations

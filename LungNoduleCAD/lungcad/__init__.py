@@ -5,12 +5,6 @@ millimetres and voxels (:mod:`lungcad.geometry`), makes synthetic chest phantoms
 layout (:mod:`lungcad.phantom`) and reads LUNA16-style datasets (:mod:`lungcad.luna16`).
 """
 
-import os
-
-# Before anything imports torch: OpenMP threads that spin while waiting stall every parallel region
-# once the cores are shared (measured: 1,317 ms vs 353 ms per UNet slice on a busy 2-core machine).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 from lungcad.ct import CT, Geometry
 
 __all__ = ["CT", "Geometry"]

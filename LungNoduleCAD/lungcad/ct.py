@@ -70,10 +70,6 @@ class Geometry:
     def voxel_volume_mm3(self) -> float:
         return float(np.prod(self.spacing_xyz))
 
-    @property
-    def size_mm_irc(self) -> tuple[float, float, float]:
-        return tuple(n * s for n, s in zip(self.shape_irc, self.spacing_irc, strict=True))
-
 
 @dataclass
 class CT:

@@ -4,9 +4,25 @@ It imports the engine (:mod:`lungcad`) for readers, geometry and the scale polic
 imports this package.
 """
 
-from lungcad_training.augment import AugmentConfig, AugmentParams, augment_2d, augment_3d
-from lungcad_training.cache import CachedSeries, NoduleSummary, SeriesCache, prefill_cache
-from lungcad_training.datasets import (
+from lungcad.openmp import prefer_passive_waits
+
+# every import of this package is a training process (the Slicer module never imports it), and the
+# imports below load torch, which reads the wait policy once
+prefer_passive_waits()
+
+from lungcad_training.augment import (  # noqa: E402
+    AugmentConfig,
+    AugmentParams,
+    augment_2d,
+    augment_3d,
+)
+from lungcad_training.cache import (  # noqa: E402
+    CachedSeries,
+    NoduleSummary,
+    SeriesCache,
+    prefill_cache,
+)
+from lungcad_training.datasets import (  # noqa: E402
     MalignancyDataset,
     NoduleClassificationDataset,
     SegmentationDataset,

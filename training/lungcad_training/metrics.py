@@ -21,7 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from lungcad.phantom.stats import roc_auc
+from lungcad.evaluation.roc import roc_auc
 
 Metrics = dict[str, float | None]
 

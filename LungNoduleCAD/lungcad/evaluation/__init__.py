@@ -37,7 +37,7 @@ from lungcad.evaluation.inputs import (
 )
 from lungcad.evaluation.matching import ScanMatch, Status, hit_matrix, match_scan
 from lungcad.evaluation.report import metrics, summary_lines, write_outputs
-from lungcad.evaluation.roc import average_ranks, roc_auc, roc_curve
+from lungcad.evaluation.roc import roc_auc, roc_curve
 
 __all__ = [
     "COLUMNS",
@@ -57,7 +57,6 @@ __all__ = [
     "ScanMatch",
     "Status",
     "Truth",
-    "average_ranks",
     "evaluate",
     "evaluate_froc",
     "froc_curve",

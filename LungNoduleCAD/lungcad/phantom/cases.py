@@ -89,9 +89,9 @@ def make_spec(
         realism_rng = case_rng(seed, index, _REALISM)
         if realism_rng.random() < CONTRAST_SHARE:
             blood_hu = round(float(realism_rng.uniform(*BLOOD_HU)), 1)
-        anatomy = add_peripheral_vessels(anatomy, realism_rng)
         anatomy = dataclasses.replace(
             anatomy,
+            vessels=add_peripheral_vessels(anatomy, anatomy.vessels, realism_rng),
             fissures=sample_fissures(anatomy, realism_rng),
             atelectasis=sample_atelectasis(anatomy, realism_rng),
         )

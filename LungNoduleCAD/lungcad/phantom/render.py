@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from lungcad.phantom.anatomy import ChestAnatomy, lung_membership
+from lungcad.phantom.anatomy import ChestAnatomy
 from lungcad.phantom.grid import fine_grid, sub_slices
+from lungcad.phantom.shape import lung_membership
 from lungcad.phantom.spec import NoduleSpec, NoduleType, ScanGrid, Tissue, TubeSet
 
 HU_AIR = -1000.0

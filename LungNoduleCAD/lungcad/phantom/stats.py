@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import mannwhitneyu
+
+from lungcad.evaluation.roc import roc_auc
 
 
 @dataclass(frozen=True)
@@ -38,15 +39,6 @@ class PhantomStats:
             f"locations: {fmt(self.by_location)}",
             f"malignant: {self.malignancy_rate:.1%}; diameter-only ROC AUC {auc}",
         ]
-
-
-def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
-    """ROC AUC as the Mann-Whitney U statistic over (positives x negatives); ties count half."""
-    pos, neg = scores[positive], scores[~positive]
-    if len(pos) == 0 or len(neg) == 0:
-        return None
-    u = mannwhitneyu(pos, neg, alternative="two-sided").statistic
-    return float(u / (len(pos) * len(neg)))
 
 
 def dataset_stats(data_dir: str | Path) -> PhantomStats:

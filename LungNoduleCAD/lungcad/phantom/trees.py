@@ -7,18 +7,13 @@ periphery has the small vessels (and vessel ends) that make most false positives
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from lungcad.phantom.shape import ChestShape, LungDepthMap
 from lungcad.phantom.spec import TubeSet
-
-if TYPE_CHECKING:
-    from lungcad.phantom.anatomy import ChestAnatomy
-
 
 # (up, lateral, posterior) of the lobar roots: upper, anterior, lateral, posterior, basal
 LOBAR_DIRECTIONS = (
@@ -63,7 +58,7 @@ def _rotate_away(d, angle: float, azimuth: float) -> Vec:
 
 
 def _grow_tree(
-    anatomy: ChestAnatomy,
+    shape: ChestShape,
     rng: np.random.Generator,
     roots: list[tuple[np.ndarray, np.ndarray, float]],
     r_min: float,
@@ -71,7 +66,7 @@ def _grow_tree(
     twigs: bool,
 ) -> list[tuple]:
     """Grow segments depth-first from roots (point, direction, radius); returns tube rows."""
-    depth_at = anatomy.depth.depth_at
+    depth_at = shape.depth.depth_at
     rows: list[tuple] = []
     stack = [(tuple(map(float, p)), _unit(d), r, 0, tuple(map(float, p))) for p, d, r in roots]
     two_pi = 2 * math.pi
@@ -98,14 +93,14 @@ def _grow_tree(
         rows.append((p, q, r, r_end))
         if r < r_min:
             if twigs:
-                _add_twig(anatomy, rng, rows, q, d, r_end)
+                _add_twig(shape, rng, rows, q, d, r_end)
             continue
         if twigs and r < 2.2 and rng.random() < 0.7:
             # side branches off small vessels fill the lung between the main branches
             side = _rotate_away(d, rng.uniform(0.9, 1.4), rng.uniform(0, two_pi))
             mid = _add(p, q)
             _add_twig(
-                anatomy,
+                shape,
                 rng,
                 rows,
                 (mid[0] / 2, mid[1] / 2, mid[2] / 2),
@@ -133,7 +128,7 @@ def _mark_leaves(rows: list[tuple]) -> list[tuple]:
 
 
 def _add_twig(
-    anatomy: ChestAnatomy,
+    shape: ChestShape,
     rng: np.random.Generator,
     rows: list[tuple],
     p: Vec,
@@ -142,7 +137,7 @@ def _add_twig(
     runs: int | None = None,
 ) -> None:
     """Thin unbranched runs toward the pleura, tapering to ~0.3 mm: the peripheral vessels."""
-    depth_at = anatomy.depth.depth_at
+    depth_at = shape.depth.depth_at
     two_pi = 2 * math.pi
     for branch in range(runs if runs is not None else int(rng.integers(2, 4))):
         q0, rr = p, r * (0.8 if branch else 1.0)
@@ -157,18 +152,18 @@ def _add_twig(
             dd = _rotate_away(dd, rng.uniform(0.05, 0.35), rng.uniform(0, two_pi))
 
 
-def _hilum(anatomy: ChestAnatomy, side: int, dy: float, z: float) -> np.ndarray:
-    lung = anatomy.lungs[0 if side < 0 else 1]
+def _hilum(shape: ChestShape, side: int, dy: float, z: float) -> np.ndarray:
+    lung = shape.lungs[0 if side < 0 else 1]
     return np.array([side * (lung.medial_x + 6.0), lung.cy + dy, z])
 
 
-def grow_vessel_trees(anatomy: ChestAnatomy, rng: np.random.Generator) -> TubeSet:
+def grow_vessel_trees(shape: ChestShape, rng: np.random.Generator) -> TubeSet:
     """Arterial and venous trees for each lung: five lobar roots each, from the hilum outward."""
     tubes = TubeSet.empty()
     tree_id = 0
     for side in (-1, 1):
         for dy, z, r_root in ((-8.0, -12.0, 4.8), (14.0, -38.0, 4.5)):
-            hilum = _hilum(anatomy, side, dy + rng.uniform(-4, 4), z + rng.uniform(-6, 6))
+            hilum = _hilum(shape, side, dy + rng.uniform(-4, 4), z + rng.uniform(-6, 6))
             roots = []
             for up, lateral, back in LOBAR_DIRECTIONS:
                 d = np.array(
@@ -176,37 +171,37 @@ def grow_vessel_trees(anatomy: ChestAnatomy, rng: np.random.Generator) -> TubeSe
                 )
                 roots.append((hilum.copy(), d, r_root * rng.uniform(0.9, 1.1)))
             rows = _grow_tree(
-                anatomy, rng, roots, r_min=1.05, length_per_radius=(5.0, 8.0), twigs=True
+                shape, rng, roots, r_min=1.05, length_per_radius=(5.0, 8.0), twigs=True
             )
             tubes = tubes.concat(TubeSet.from_rows(rows, tree=tree_id))
             tree_id += 1
     return tubes
 
 
-def grow_airways(anatomy: ChestAnatomy, rng: np.random.Generator) -> TubeSet:
+def grow_airways(shape: ChestShape, rng: np.random.Generator) -> TubeSet:
     """Trachea, main bronchi and a few generations of bronchi; radii are lumen radii."""
-    y_trachea = anatomy.spine_y - anatomy.spine_radius - rng.uniform(18, 26)
+    y_trachea = shape.spine_y - shape.spine_radius - rng.uniform(18, 26)
     r_trachea = rng.uniform(7.5, 9.5)
-    top = np.array([0.0, y_trachea - 12.0, max(lung.z_apex for lung in anatomy.lungs) + 60.0])
+    top = np.array([0.0, y_trachea - 12.0, max(lung.z_apex for lung in shape.lungs) + 60.0])
     carina = np.array([0.0, y_trachea, 0.0])
     rows: list[tuple] = [(top, carina, r_trachea, r_trachea * 0.95, False)]
     roots = []
     for side, drop, r_main in ((-1, 22.0, r_trachea * 0.75), (1, 30.0, r_trachea * 0.66)):
-        hilum = _hilum(anatomy, side, 2.0, -drop)
+        hilum = _hilum(shape, side, 2.0, -drop)
         rows.append((carina, hilum, r_main, r_main * 0.95, False))
         for up, lateral in ((0.8, 0.6), (-0.2, 1.0), (-0.9, 0.45)):
             d = np.array([side * lateral, rng.uniform(-0.2, 0.4), up])
             roots.append((hilum.copy(), d, r_main * rng.uniform(0.55, 0.7)))
-    rows += _grow_tree(anatomy, rng, roots, r_min=1.4, length_per_radius=(4.0, 6.5), twigs=False)
+    rows += _grow_tree(shape, rng, roots, r_min=1.4, length_per_radius=(4.0, 6.5), twigs=False)
     return TubeSet.from_rows(rows, tree=100)
 
 
-def make_ribs(anatomy: ChestAnatomy, rng: np.random.Generator) -> TubeSet:
+def make_ribs(shape: ChestShape, rng: np.random.Generator) -> TubeSet:
     """Eleven rib pairs along the chest wall, dropping toward the front; polylines of capsules."""
     rows: list[tuple] = []
-    a = anatomy.cavity_ax + anatomy.wall_mm * 0.5
-    b = anatomy.cavity_ay + anatomy.wall_mm * 0.5
-    z_first = max(lung.z_apex for lung in anatomy.lungs) + rng.uniform(0, 12)
+    a = shape.cavity_ax + shape.wall_mm * 0.5
+    b = shape.cavity_ay + shape.wall_mm * 0.5
+    z_first = max(lung.z_apex for lung in shape.lungs) + rng.uniform(0, 12)
     spacing = rng.uniform(22, 27)
     for side in (-1, 1):
         for k in range(11):
@@ -228,12 +223,12 @@ def make_ribs(anatomy: ChestAnatomy, rng: np.random.Generator) -> TubeSet:
     return TubeSet.from_rows(rows, tree=200)
 
 
-def make_aorta(anatomy: ChestAnatomy, rng: np.random.Generator) -> TubeSet:
+def make_aorta(shape: ChestShape, rng: np.random.Generator) -> TubeSet:
     """Ascending aorta, arch and descending aorta beside the spine."""
     r = rng.uniform(12, 15)
-    _, hy, hz = anatomy.heart_center
-    desc_x = anatomy.spine_radius * 0.9 + 8
-    desc_y = anatomy.spine_y - anatomy.spine_radius - 4
+    _, hy, hz = shape.heart_center
+    desc_x = shape.spine_radius * 0.9 + 8
+    desc_y = shape.spine_y - shape.spine_radius - 4
     pts = [
         np.array([-4.0, hy + 10, hz + 30]),
         np.array([-8.0, hy + 8, 18.0]),
@@ -260,19 +255,21 @@ SIDE_TWIG_CHANCE = 0.6
 SUBPLEURAL_TWIGS = 2
 
 
-def add_peripheral_vessels(anatomy: ChestAnatomy, rng: np.random.Generator) -> ChestAnatomy:
-    """Version 2: more and thicker vessels toward the pleura.
+def add_peripheral_vessels(
+    shape: ChestShape, vessels: TubeSet, rng: np.random.Generator
+) -> TubeSet:
+    """Version 2: ``vessels`` with more and thicker vessels toward the pleura.
 
     Real scans show 2-4 times the version-1 phantoms' vessel cross-sections per cm² within 20 mm
     of the pleura, so small branches sprout extra unbranched vessels that run down the depth
     gradient to about 1.5 mm from the pleura, and no vessel is thinner than
     MIN_VESSEL_RADIUS_MM (version 1 tapers twigs to 0.3 mm, below what a CT resolves).
     """
-    depth = anatomy.depth
+    depth = shape.depth
     grads = np.gradient(depth.depth_xyz, depth.step)
-    v = anatomy.vessels
+    v = vessels
     r_mean = (v.r0 + v.r1) / 2
-    depth_mid = anatomy.lung_depth((v.p0 + v.p1) / 2)
+    depth_mid = shape.lung_depth((v.p0 + v.p1) / 2)
     sources = np.flatnonzero((r_mean > 0.6) & (r_mean < 2.5) & (depth_mid > SPROUT_MIN_DEPTH_MM))
     picks = rng.choice(sources, int(len(sources) * SPROUTS_PER_SEGMENT)) if len(sources) else []
     p0, p1, r0, r1, tree = [], [], [], [], []
@@ -327,13 +324,13 @@ def add_peripheral_vessels(anatomy: ChestAnatomy, rng: np.random.Generator) -> C
         tree=np.array(tree, dtype=np.int32),
         is_leaf=np.array([row[4] for row in rows], dtype=bool),
     )
-    vessels = v.concat(sprouts)
-    vessels.r0 = np.maximum(vessels.r0, MIN_VESSEL_RADIUS_MM)
-    vessels.r1 = np.maximum(vessels.r1, MIN_VESSEL_RADIUS_MM)
-    return dataclasses.replace(anatomy, vessels=vessels)
+    out = v.concat(sprouts)
+    out.r0 = np.maximum(out.r0, MIN_VESSEL_RADIUS_MM)
+    out.r1 = np.maximum(out.r1, MIN_VESSEL_RADIUS_MM)
+    return out
 
 
-def _depth_gradient(depth, grads: list[np.ndarray], q: Vec) -> Vec:
+def _depth_gradient(depth: LungDepthMap, grads: list[np.ndarray], q: Vec) -> Vec:
     """Unit gradient of the lung depth map at a point (toward the lung's inside)."""
     i = round((q[0] - depth._ox) / depth.step)
     j = round((q[1] - depth._oy) / depth.step)

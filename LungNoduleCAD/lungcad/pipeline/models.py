@@ -15,8 +15,26 @@ from lungcad.pipeline.precision import Precision, resolve_precision
 
 log = logging.getLogger(__name__)
 
-BUNDLED_MODELS = Path(__file__).resolve().parents[2] / "Resources" / "Models"
-"""Where the extension ships its weights: ``{segmentation,nodule,malignancy}.safetensors``."""
+#: The bundled weights' folder inside an installed wheel (setup.py copies them there).
+WHEEL_MODELS = "bundled_models"
+
+
+def bundled_models_dir(package: Path | None = None) -> Path:
+    """The folder of the bundled ``{segmentation,nodule,malignancy}.safetensors`` and cards.
+
+    An installed wheel carries them in the package (``lungcad/bundled_models``); the Slicer
+    extension's install tree and a source checkout keep them beside the engine, in
+    ``Resources/Models`` next to ``lungcad/``. The first of the two that exists wins; when
+    neither does, the Slicer layout's path is returned so that loading names it. ``package``:
+    the ``lungcad`` folder (default: this one).
+    """
+    package = Path(__file__).resolve().parents[1] if package is None else package
+    wheel = package / WHEEL_MODELS
+    return wheel if wheel.is_dir() else package.parent / "Resources" / "Models"
+
+
+BUNDLED_MODELS = bundled_models_dir()
+"""Where this installation's bundled weights are (:func:`bundled_models_dir`)."""
 
 CASCADE_TASKS = (Task.SEGMENTATION, Task.NODULE, Task.MALIGNANCY)
 
@@ -81,9 +99,9 @@ class CascadeModels:
         for task in CASCADE_TASKS:
             model, card = load_weights(root / f"{task.value}.safetensors", task, target)
             model.requires_grad_(False)
-            # weights in the layout the inputs arrive in (segment.py, classify.py): the 3D
-            # classifiers run 1.6x faster on the CPU with channels-last weights (10.3 vs 16.4 ms
-            # per crop, 2 threads), the UNet about the same
+            # weights in the layout the inputs arrive in (segment.py, classify.py): channels-last
+            # runs the 3D classifiers and the UNet faster on a CPU (the dated benchmark figures,
+            # with their machines, are in the project's docs)
             layout = torch.channels_last if task is Task.SEGMENTATION else torch.channels_last_3d
             nets[task.value] = model.to(memory_format=layout)
             cards[task.value] = card

@@ -66,24 +66,6 @@ def mask_box(mask: np.ndarray) -> Box | None:
     return Box(tuple(starts), tuple(stops))
 
 
-def box_to_grid(
-    box: Box, source: Geometry, target: Geometry, margin_mm: float, align_rc: int = 1
-) -> Box:
-    """``box`` on ``source`` voxels as a box on ``target`` voxels covering it plus a margin."""
-    lo = np.asarray(box.start, dtype=np.float64) - 0.5
-    hi = np.asarray(box.stop, dtype=np.float64) - 0.5
-    corners = np.array([[i, r, c] for i in (lo[0], hi[0]) for r in (lo[1], hi[1])
-                        for c in (lo[2], hi[2])])  # fmt: skip
-    irc = world_to_voxel(voxel_to_world(corners, source), target)
-    margin = margin_mm / np.asarray(target.spacing_irc)
-    start = np.floor(irc.min(axis=0) - margin).astype(int)
-    stop = np.ceil(irc.max(axis=0) + margin).astype(int) + 1
-    start[1:] -= start[1:] % align_rc  # floor to the pooling multiple (also for negatives)
-    start = np.maximum(start, 0)
-    stop = np.minimum(stop, target.shape_irc)
-    return Box(tuple(int(v) for v in start), tuple(int(v) for v in stop))
-
-
 @dataclass(frozen=True, eq=False)
 class UNetPlan:
     """Which pixels the UNet runs on: a box, and within it each slice's rows and cols.
