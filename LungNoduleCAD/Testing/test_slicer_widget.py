@@ -55,12 +55,28 @@ class FakeTimer:
         self.slot()
 
 
+class FakeShortcut:
+    made: list[FakeShortcut] = []
+
+    def __init__(self, keys: str, parent) -> None:
+        self.keys, self.parent, self.slot = keys, parent, None
+        FakeShortcut.made.append(self)
+
+    def connect(self, signal: str, slot) -> None:
+        assert signal == "activated()"
+        self.slot = slot
+
+    def disconnect(self, signal: str) -> None:
+        assert signal == "activated()"
+        self.slot = None
+
+
 class FakeWidget:
     """A .ui widget: properties are attributes, signals are recorded, other calls are logged."""
 
     def __init__(self, name: str) -> None:
         self.name, self.enabled, self.text, self.value, self.visible = name, True, "", 0, True
-        self.currentPath, self.directory = "", ""
+        self.currentPath, self.directory, self.checked = "", "", True
         self.slots: dict[str, object] = {}
         self.calls: list[tuple] = []
 
@@ -127,7 +143,9 @@ def panel(mrml, case, tmp_path, monkeypatch):
     widgets = types.SimpleNamespace(**{name: FakeWidget(name) for name in names})
     ui_widget = FakeWidget("LungNoduleCAD")
     views: list = []
-    monkeypatch.setitem(sys.modules, "qt", types.SimpleNamespace(QTimer=FakeTimer))
+    FakeShortcut.made = []
+    fake_qt = types.SimpleNamespace(QTimer=FakeTimer, QShortcut=FakeShortcut, QKeySequence=str)
+    monkeypatch.setitem(sys.modules, "qt", fake_qt)
     monkeypatch.setattr(slicer.util, "loadUI", lambda path: ui_widget, raising=False)
     monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda w: widgets, raising=False)
     monkeypatch.setattr(
