@@ -136,11 +136,13 @@ def place_beside_volume(scene: Any, volume_node: Any, node: Any) -> None:
     if sh is None:
         return
     volume_item = sh.GetItemByDataNode(volume_node)
-    node_item = sh.GetItemByDataNode(node)
-    if not volume_item or not node_item:
+    parent = sh.GetItemParent(volume_item) if volume_item else 0
+    if not parent or parent == sh.GetSceneItemID():
         return
-    parent = sh.GetItemParent(volume_item)
-    if parent and parent != sh.GetSceneItemID() and sh.GetItemParent(node_item) != parent:
+    node_item = sh.GetItemByDataNode(node)
+    if not node_item:  # Slicer's Qt plugin logic makes items for new nodes; slicer-core does not
+        sh.CreateItem(parent, node)
+    elif sh.GetItemParent(node_item) != parent:
         sh.SetItemParent(node_item, parent)
 
 
