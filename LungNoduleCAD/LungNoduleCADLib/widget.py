@@ -193,6 +193,9 @@ class LungNoduleCADPanel(VTKObservationMixin):
             and thresholds_of(parameters) != self.logic.core.result.thresholds
         ):
             self.logic.updateThresholds(parameters)
+            # findings are renumbered: a remembered number may now name another finding
+            self._currentFinding = None
+            self.ui.findingsTableView.clearSelection()
             self._drawFindings()
             core = self.logic.core
             self.ui.statusLabel.text = f"Updated in {core.last_update_ms:.0f} ms."
@@ -252,6 +255,7 @@ class LungNoduleCADPanel(VTKObservationMixin):
         self.logic.setReview(
             self._currentFinding, ReviewState.UNREVIEWED if current is state else state
         )
+        self.ui.findingsTableView.selectRow(self.logic.target(self._currentFinding).row)
 
     def onExportButton(self) -> None:
         folder = self.ui.exportDirectoryButton.directory

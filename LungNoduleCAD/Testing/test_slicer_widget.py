@@ -330,6 +330,7 @@ def test_next_previous_accept_and_reject_from_buttons_shortcuts_and_rows(panel, 
     assert jumps[-1] == logic.target(2).world
     ui.acceptFindingButton.click()
     assert logic.exportReview() == {1: "unreviewed", 2: "accepted", 3: "unreviewed"}
+    assert view.calls[-1] == ("selectRow", 1), "the reviewed row stays selected"
     table = logic.core.outputs.table.GetTable()
     assert table.GetValueByName(1, "Review").ToString() == "accepted"
     for junk in (FakeIndex(0, "Finding"), FakeIndex(0, ""), FakeIndex(0, None, valid=False)):
@@ -339,6 +340,10 @@ def test_next_previous_accept_and_reject_from_buttons_shortcuts_and_rows(panel, 
     logic.parameter_node.noduleThreshold = 0.2
     logic.parameter_node.modified()
     panel._thresholdTimer.fire()
+    assert logic.exportReview() == {1: "accepted", 2: "unreviewed"}
+    assert view.calls[-1] == ("clearSelection",)
+    ui.rejectFindingButton.click()  # the old number 2 is another finding now: nothing is set
+    assert ui.statusLabel.text == "Select a finding first (click its row, or Next)."
     assert logic.exportReview() == {1: "accepted", 2: "unreviewed"}
     ui.show3DCheckBox.slots["toggled(bool)"](False)
     assert not logic.core.outputs.segmentation.GetDisplayNode().GetVisibility3D()
