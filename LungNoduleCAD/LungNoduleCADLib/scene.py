@@ -110,6 +110,11 @@ def _finding_key(finding: Finding) -> tuple:
     )
 
 
+def _centre_key(ras: Iterable[float]) -> tuple[float, ...]:
+    """A finding's centre to 0.01 mm, to find it again in a table written earlier."""
+    return tuple(round(float(v), 2) for v in ras)
+
+
 def _matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
     matrix = vtk.vtkMatrix4x4()
     for r in range(4):
@@ -324,8 +329,10 @@ class FindingsScene:
     ) -> OutputNodes:
         """Make the output nodes show exactly ``findings`` (in their order)."""
         nodes = self.nodes()
-        self._shown = (findings, geometry, thresholds)
         ras = findings_ras(findings)
+        if self._shown is None:  # a new writer over an existing table: take its decisions back
+            self._read_review(nodes.table, findings, ras)
+        self._shown = (findings, geometry, thresholds)
         states = [self.book.state(_finding_key(f)) for f in findings]
         self._update_segments(nodes.segmentation, findings, geometry, states)
         self._update_points(nodes.points, findings, ras, thresholds, states)
@@ -333,6 +340,25 @@ class FindingsScene:
         return nodes
 
     # -- review --------------------------------------------------------------------------------
+    def _read_review(self, table_node: Any, findings: tuple[Finding, ...], ras: np.ndarray) -> None:
+        """Review states a table already holds (a module reload, a saved scene, a re-run on the
+        same volume), matched to ``findings`` by centre: the same region, the same decision."""
+        table = table_node.GetTable()
+        if table.GetColumnByName("Review") is None or table.GetColumnByName("R") is None:
+            return
+        saved = {}
+        for row in range(table.GetNumberOfRows()):
+            try:
+                state = ReviewState(table.GetValueByName(row, "Review").ToString())
+            except ValueError:
+                continue
+            centre = tuple(table.GetValueByName(row, c).ToDouble() for c in ("R", "A", "S"))
+            saved[_centre_key(centre)] = state
+        for finding, centre in zip(findings, ras, strict=True):
+            state = saved.get(_centre_key(centre))
+            if state is not None:
+                self.book.set(_finding_key(finding), state)
+
     def review_states(self) -> dict[int, ReviewState]:
         """Finding number -> review state, for the findings shown now."""
         findings = self._shown[0] if self._shown else ()

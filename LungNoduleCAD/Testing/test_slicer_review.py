@@ -218,6 +218,16 @@ def test_review_states_survive_a_threshold_change_and_reach_the_export_data(show
     ]
 
 
+def test_review_states_are_read_back_from_the_table_by_a_new_logic(shown, mrml):
+    shown.logic.setReview(1, ReviewState.REJECTED)
+    shown.logic.setReview(3, ReviewState.ACCEPTED)
+    table = shown.logic.core.outputs.table
+    again = ModuleLogic(runner=slicer_phantoms.CachedRunner(), services=lambda: mrml)
+    again.process(shown.parameters)  # a module reload, then Apply on the same volume
+    assert again.core.outputs.table is table
+    assert again.exportReview() == {1: "rejected", 2: "unreviewed", 3: "accepted"}
+
+
 def test_review_states_show_on_segments_and_points(shown):
     logic = shown.logic
     logic.setReview(1, ReviewState.REJECTED)
