@@ -197,6 +197,16 @@ class ModuleLogic:
             raise RuntimeError("no findings to review: run detection first")
         self.core.scene_writer.set_review(number, state)
 
+    def toggleReview(self, number: int | None, state: ReviewState) -> FindingTarget | None:  # noqa: N802
+        """The review buttons: give finding ``number`` ``state``, or take it back when it has it
+        already; returns the finding (None, and nothing changes, when there is no such one)."""
+        target = self.target(number)
+        if target is None:
+            return None
+        current = self.reviewStates()[number]
+        self.setReview(number, ReviewState.UNREVIEWED if current is state else state)
+        return target
+
     def reviewStates(self) -> dict[int, ReviewState]:  # noqa: N802
         if not self.hasResult() or self.core.scene_writer is None:
             return {}

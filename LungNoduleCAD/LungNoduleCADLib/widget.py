@@ -247,15 +247,11 @@ class LungNoduleCADPanel(VTKObservationMixin):
         jumpSlicesTo(target.world)
 
     def _review(self, state: ReviewState) -> None:
-        """Set the current finding's state; the same button again takes it back."""
-        if self.logic.target(self._currentFinding) is None:
+        target = self.logic.toggleReview(self._currentFinding, state)
+        if target is None:
             self.ui.statusLabel.text = "Select a finding first (click its row, or Next)."
-            return
-        current = self.logic.reviewStates()[self._currentFinding]
-        self.logic.setReview(
-            self._currentFinding, ReviewState.UNREVIEWED if current is state else state
-        )
-        self.ui.findingsTableView.selectRow(self.logic.target(self._currentFinding).row)
+        else:
+            self.ui.findingsTableView.selectRow(target.row)
 
     def onExportButton(self) -> None:
         folder = self.ui.exportDirectoryButton.directory

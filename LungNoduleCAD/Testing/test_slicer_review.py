@@ -255,6 +255,19 @@ def test_review_states_show_on_segments_and_points(shown):
         logic.setReview(7, ReviewState.ACCEPTED)
 
 
+def test_the_review_buttons_toggle_and_ignore_unknown_findings(shown):
+    logic = shown.logic
+    assert logic.toggleReview(2, ReviewState.ACCEPTED).row == 1
+    assert logic.exportReview()[2] == "accepted"
+    logic.toggleReview(2, ReviewState.REJECTED)
+    assert logic.exportReview()[2] == "rejected", "the other button changes the decision"
+    logic.toggleReview(2, ReviewState.REJECTED)
+    assert logic.exportReview()[2] == "unreviewed", "the same button takes it back"
+    assert logic.toggleReview(None, ReviewState.ACCEPTED) is None
+    assert logic.toggleReview(9, ReviewState.ACCEPTED) is None
+    assert set(logic.exportReview().values()) == {"unreviewed"}
+
+
 def test_the_3d_toggle_switches_the_segments_surfaces(shown):
     display = shown.logic.core.outputs.segmentation.GetDisplayNode()
     shown.logic.showSegmentsIn3D(False)
