@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import enum
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -75,6 +76,17 @@ class Process(Protocol):
 
     def result(self) -> Any: ...
 
+    # optional (DetectionProcess has them): what the child ran on, and its output
+    # device: str | None; precision: str | None; output_lines: list[str]
+
+
+def run_details(device: str | None, precision: str | None, elapsed_s: float | None) -> str:
+    """The status's second line: "cpu, float32, 12.3 s" with what is known so far."""
+    parts = [p for p in (device, precision) if p]
+    if elapsed_s is not None:
+        parts.append(f"{elapsed_s:.1f} s")
+    return ", ".join(parts)
+
 
 @dataclass(frozen=True)
 class Run:
@@ -118,11 +130,16 @@ class RunController:
         self,
         installer: Installer | None = None,
         on_change: Callable[[], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._installer = installer
         self._on_change = on_change
+        self._clock = clock
         self._run: Run | None = None
         self._process: Process | None = None
+        self._last: Process | None = None  # the latest run's process, kept for its log
+        self._started: float | None = None
+        self._ended: float | None = None
         self._scene: Any = None
         self._scene_tag: int | None = None
         self.state = RunState.IDLE
@@ -147,6 +164,26 @@ class RunController:
     def can_cancel(self) -> bool:
         return self.state is RunState.RUNNING
 
+    @property
+    def elapsed_s(self) -> float | None:
+        """Seconds the latest detection ran (so far, while it runs); None before any."""
+        if self._started is None:
+            return None
+        return (self._ended if self._ended is not None else self._clock()) - self._started
+
+    @property
+    def details(self) -> str:
+        """Device, precision and elapsed time of the latest detection ("" before any)."""
+        last = self._last
+        return run_details(
+            getattr(last, "device", None), getattr(last, "precision", None), self.elapsed_s
+        )
+
+    @property
+    def log_lines(self) -> list[str]:
+        """The latest detection's output (the child's log), also after it ended."""
+        return list(getattr(self._last, "output_lines", ()))
+
     # -- what the widget forwards --------------------------------------------------------------
     def apply(self, run: Run) -> bool:
         """Install what is missing, then start ``run``; False (and a status) if it did not start.
@@ -165,12 +202,14 @@ class RunController:
         if outcome is not InstallOutcome.READY:
             self._set(RunState.IDLE, OUTCOME_STATUS[outcome])
             return False
+        self._started, self._ended, self._last = self._clock(), None, None
         self._set(RunState.RUNNING, "Starting detection...")
         try:
             process = run.start()
         except Exception as exc:
+            self._ended = self._clock()
             return self._fail(f"Could not start detection: {exc}")
-        self._run, self._process = run, process
+        self._run, self._process, self._last = run, process, process
         _IN_FLIGHT.append(process)
         self._notify()
         return True
@@ -188,6 +227,7 @@ class RunController:
             self.status = f"Detecting nodules: {process.stage}..."
             self._notify()
             return self.state
+        self._ended = self._clock()  # the child is done; showing its findings is not timed
         if state is State.CANCELLED:  # only another controller cancels our process
             self._release()
             self._set(RunState.CANCELLED, REPLACED_STATUS)
@@ -233,6 +273,8 @@ class RunController:
         process, self._process, self._run = self._process, None, None
         if process is None:
             return
+        if self._ended is None:
+            self._ended = self._clock()
         if process in _IN_FLIGHT:
             _IN_FLIGHT.remove(process)
         try:

@@ -155,6 +155,11 @@ class LungNoduleCADCore:
         self.last_update_ms = 1000 * (time.perf_counter() - started)
         return outputs
 
+    @property
+    def scene_writer(self) -> FindingsScene | None:
+        """The writer of the shown findings' nodes (it also holds their review states)."""
+        return self._scene_writer
+
     def summary_text(self) -> str:
         """What the module's summary shows: the findings, then one line per warning (a scan
         outside the models' training range, lungs not wholly in the field)."""

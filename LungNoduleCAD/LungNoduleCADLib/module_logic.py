@@ -9,12 +9,34 @@ whole run (controller, child process, scene) without Qt. The work itself is in
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from LungNoduleCADLib.controller import Run
 from LungNoduleCADLib.parameters import thresholds_of
 from LungNoduleCADLib.process import DetectionProcess, FolderFactory, default_folder
+from LungNoduleCADLib.review import ReviewState, Step, export_review, parse_finding_number, step_row
+
+
+@dataclass(frozen=True)
+class FindingTarget:
+    """Where a finding is: its table row, its number and its centre in world RAS (mm)."""
+
+    row: int
+    number: int
+    world: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class ShownFindings:
+    """What the panel's findings view and summary show (None / "" clear them)."""
+
+    table: Any
+    summary: str
+
+
+NOTHING_SHOWN = ShownFindings(None, "")
 
 
 class ModuleLogic:
@@ -124,3 +146,77 @@ class ModuleLogic:
         parameters.outputIndeterminatePoints = outputs.points[MalignancyBand.INDETERMINATE]
         parameters.outputSuspiciousPoints = outputs.points[MalignancyBand.SUSPICIOUS]
         parameters.outputTable = outputs.table
+
+    # -- what the panel shows ------------------------------------------------------------------
+    def shownFindings(self, parameters) -> ShownFindings:  # noqa: N802
+        """The findings table and summary for the selected input: nothing once the scene was
+        closed (the result is forgotten), or when another volume is selected."""
+        if parameters is None or not self.hasResult():
+            return NOTHING_SHOWN
+        core = self.core
+        table = core.outputs.table if core.outputs else None
+        if (
+            parameters.inputVolume is not core.volume_node
+            or table is None
+            or table.GetScene() is None
+        ):
+            return NOTHING_SHOWN
+        return ShownFindings(table, core.summary_text())
+
+    # -- review --------------------------------------------------------------------------------
+    def findingNumbers(self) -> list[int]:  # noqa: N802
+        """Finding numbers in table row order (the findings' order)."""
+        if not self.hasResult():
+            return []
+        return [f.number for f in self.core.result.findings]
+
+    def target(self, number: int | None) -> FindingTarget | None:
+        """Row and world position of finding ``number``; None if there is no such finding."""
+        numbers = self.findingNumbers()
+        if number not in numbers:
+            return None
+        from LungNoduleCADLib.mrml import to_world
+
+        world = to_world(self.core.volume_node, self.core.finding_ras(number))
+        return FindingTarget(numbers.index(number), number, world)
+
+    def targetAtCell(self, text: object) -> FindingTarget | None:  # noqa: N802
+        """The finding a click on a row shows (``text``: the row's Finding cell); never raises."""
+        return self.target(parse_finding_number(text))
+
+    def step(self, current: int | None, step: Step) -> FindingTarget | None:
+        """The next/previous finding after finding number ``current`` (None: from the ends)."""
+        numbers = self.findingNumbers()
+        row = numbers.index(current) if current in numbers else None
+        new_row = step_row(row, len(numbers), step)
+        return None if new_row is None else self.target(numbers[new_row])
+
+    def setReview(self, number: int, state: ReviewState) -> None:  # noqa: N802
+        """Accept, reject or un-review finding ``number`` (table, segment and point follow)."""
+        if not self.hasResult():
+            raise RuntimeError("no findings to review: run detection first")
+        self.core.scene_writer.set_review(number, state)
+
+    def toggleReview(self, number: int | None, state: ReviewState) -> FindingTarget | None:  # noqa: N802
+        """The review buttons: give finding ``number`` ``state``, or take it back when it has it
+        already; returns the finding (None, and nothing changes, when there is no such one)."""
+        target = self.target(number)
+        if target is None:
+            return None
+        current = self.reviewStates()[number]
+        self.setReview(number, ReviewState.UNREVIEWED if current is state else state)
+        return target
+
+    def reviewStates(self) -> dict[int, ReviewState]:  # noqa: N802
+        if not self.hasResult() or self.core.scene_writer is None:
+            return {}
+        return self.core.scene_writer.review_states()
+
+    def exportReview(self) -> dict[int, str]:  # noqa: N802
+        """The review as Export writes it: finding number -> "unreviewed"/"accepted"/"rejected"
+        (the findings csv's and results.json's ``review`` column/field)."""
+        return export_review(self.reviewStates())
+
+    def showSegmentsIn3D(self, visible: bool) -> None:  # noqa: N802
+        if self.hasResult() and self.core.scene_writer is not None:
+            self.core.scene_writer.set_segments_visible_in_3d(visible)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import slicer
+import vtk
 
 
 def in_slicer_application() -> bool:
@@ -103,3 +104,54 @@ def slicer_globals(services: SlicerServices) -> Iterator[SlicerServices]:
                 delattr(slicer, name)
             else:
                 setattr(slicer, name, value)
+
+
+def _subject_hierarchy(scene: Any) -> Any | None:
+    """The scene's subject hierarchy node (None without the SubjectHierarchy logic)."""
+    return slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+
+
+def dicom_series_uid(volume_node: Any) -> str | None:
+    """The Series Instance UID Slicer's DICOM loader gave the volume's subject hierarchy item.
+
+    DICOMScalarVolumePlugin stores it as the item's UID named
+    ``vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName()`` ("DICOM"); the volume node itself
+    only carries the SOP instance UIDs (attribute "DICOM.instanceUIDs"). None for non-DICOM data.
+    """
+    scene = volume_node.GetScene()
+    sh = _subject_hierarchy(scene) if scene is not None else None
+    if sh is None:
+        return None
+    item = sh.GetItemByDataNode(volume_node)
+    if not item:
+        return None
+    uid = sh.GetItemUID(item, slicer.vtkMRMLSubjectHierarchyConstants.GetDICOMUIDName())
+    return uid or None
+
+
+def place_beside_volume(scene: Any, volume_node: Any, node: Any) -> None:
+    """Put ``node``'s subject hierarchy item under the volume's parent (its DICOM study), so a
+    patient's findings sit with the patient in the Data module; nothing for a top-level volume."""
+    sh = _subject_hierarchy(scene)
+    if sh is None:
+        return
+    volume_item = sh.GetItemByDataNode(volume_node)
+    parent = sh.GetItemParent(volume_item) if volume_item else 0
+    if not parent or parent == sh.GetSceneItemID():
+        return
+    node_item = sh.GetItemByDataNode(node)
+    if not node_item:  # Slicer's Qt plugin logic makes items for new nodes; slicer-core does not
+        sh.CreateItem(parent, node)
+    elif sh.GetItemParent(node_item) != parent:
+        sh.SetItemParent(node_item, parent)
+
+
+def to_world(node: Any, position: tuple[float, float, float]) -> tuple[float, float, float]:
+    """``position`` in ``node``'s own RAS frame, through its parent transforms into world RAS
+    (what the views and ``JumpSlicesToLocation`` use); unchanged for an untransformed node."""
+    parent = node.GetParentTransformNode()
+    if parent is None:
+        return tuple(float(v) for v in position)
+    transform = vtk.vtkGeneralTransform()
+    parent.GetTransformToWorld(transform)
+    return tuple(float(v) for v in transform.TransformPoint([float(v) for v in position]))

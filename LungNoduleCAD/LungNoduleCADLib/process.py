@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from lungcad.ct import CT
 from lungcad.ctio import write_ct
 from lungcad.stages import Stage
-from LungNoduleCADLib.worker import DONE, ERROR, PROGRESS
+from LungNoduleCADLib.worker import DONE, ERROR, INFO, PROGRESS
 
 if TYPE_CHECKING:  # lungcad.pipeline imports PyTorch, which the panel may still have to install
     from lungcad.pipeline import DetectionResult
@@ -59,6 +59,8 @@ STAGE_WEIGHTS: dict[Stage, float] = {
 #: How long to wait, after the child exits, for the reader to pass on what it printed last (a
 #: grandchild that keeps the pipe open must not keep the run going).
 READER_GRACE_S = 2.0
+#: How many of the child's plain output lines a run keeps for the panel's log.
+LOG_LINES = 2000
 
 #: Makes a new, empty folder for one run's files (``slicer.util.tempDirectory`` in Slicer).
 FolderFactory = Callable[[], "str | Path"]
@@ -219,6 +221,9 @@ class DetectionProcess:
         self._proc: subprocess.Popen[str] | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._tail: deque[str] = deque(maxlen=30)
+        self._log: deque[str] = deque(maxlen=LOG_LINES)
+        self.device: str | None = None  # what the child ran on, once it says (LUNGCAD_INFO)
+        self.precision: str | None = None
         self._folder: Path | None = None
         self._result_path: Path | None = None
         self._error: str | None = None
@@ -350,11 +355,16 @@ class DetectionProcess:
             if kind == ERROR:
                 self._error = str(json.loads(payload)["message"])
                 return
+            if kind == INFO:
+                data = json.loads(payload)
+                self.device, self.precision = str(data["device"]), str(data["precision"])
+                return
             if kind == DONE:
                 return
         except (ValueError, KeyError, TypeError):
             log.debug("malformed worker line: %r", line)
         self._tail.append(line)
+        self._log.append(line)
         log.debug("worker: %s", line)
 
     def cancel(self) -> None:
@@ -372,6 +382,11 @@ class DetectionProcess:
     @property
     def error(self) -> str | None:
         return self._error
+
+    @property
+    def output_lines(self) -> list[str]:
+        """The child's plain output so far (its log; the last LOG_LINES lines)."""
+        return list(self._log)
 
     @property
     def output_tail(self) -> list[str]:

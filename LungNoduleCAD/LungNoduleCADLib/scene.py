@@ -32,6 +32,15 @@ from lungcad.pipeline import (
 )
 from lungcad.reports.markups import point_description
 from lungcad.reports.segmentation import FINDING_TAG, NODULE_TERMINOLOGY
+from LungNoduleCADLib.mrml import place_beside_volume
+from LungNoduleCADLib.review import (
+    APPEARANCE,
+    FINDING_COLUMN,
+    REJECTED_POINT_COLOR,
+    ReviewBook,
+    ReviewState,
+    point_label,
+)
 from LungNoduleCADLib.volume import ijk_to_ras_matrix
 
 log = logging.getLogger(__name__)
@@ -40,8 +49,10 @@ OUTPUT_ATTRIBUTE = "LungNoduleCAD.Output"
 INPUT_REFERENCE_ROLE = "LungNoduleCAD.InputVolume"
 SEGMENTATION_ROLE = "segmentation"
 TABLE_ROLE = "table"
+#: Segment tag holding the finding's review state (so it travels in .seg.nrrd files).
+REVIEW_TAG = "LungNoduleCAD.Review"
 
-#: Findings table: (column name, VTK array class, unit).
+#: Findings table: (column name, VTK array class, unit); the view's header shows "name [unit]".
 TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Finding", "vtkIntArray", ""),
     ("Name", "vtkStringArray", ""),
@@ -55,7 +66,9 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("A", "vtkDoubleArray", "mm"),
     ("S", "vtkDoubleArray", "mm"),
     ("Segment", "vtkStringArray", ""),
+    ("Review", "vtkStringArray", ""),
 )
+assert TABLE_COLUMNS[FINDING_COLUMN][0] == "Finding"  # the panel reads numbers there
 
 
 def points_role(band: MalignancyBand) -> str:
@@ -83,6 +96,11 @@ def _finding_key(finding: Finding) -> tuple:
         mask.voxel_count,
         tuple(round(float(v), 3) for v in finding.center_irc),
     )
+
+
+def _centre_key(ras: Iterable[float]) -> tuple[float, ...]:
+    """A finding's centre to 0.01 mm, to find it again in a table written earlier."""
+    return tuple(round(float(v), 2) for v in ras)
 
 
 def _matrix(array: np.ndarray) -> vtk.vtkMatrix4x4:
@@ -212,6 +230,7 @@ def _new_output_node(scene: Any, class_name: str, name: str, role: str, volume_n
     node.SetNodeReferenceID(INPUT_REFERENCE_ROLE, volume_node.GetID())
     if hasattr(node, "SetAndObserveTransformNodeID"):  # a table is not transformable
         node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
+    place_beside_volume(scene, volume_node, node)  # under the CT's study in the data tree
     return node
 
 
@@ -221,8 +240,11 @@ class FindingsScene:
 
     scene: Any
     volume_node: Any
+    #: The reader's review states; keyed by region, so they survive threshold changes.
+    book: ReviewBook = field(default_factory=ReviewBook)
     _segments: dict[tuple, str] = field(default_factory=dict)
     _next_segment: int = 1
+    _shown: tuple | None = None  # (findings, geometry, thresholds) last shown
 
     # -- nodes -------------------------------------------------------------------------------
     def nodes(self) -> OutputNodes:
@@ -273,7 +295,7 @@ class FindingsScene:
         display = node.GetDisplayNode()
         if display is not None:
             color = BAND_COLORS_RGB[band]
-            display.SetColor(*color)
+            display.SetColor(*REJECTED_POINT_COLOR)  # unselected points: the rejected ones
             display.SetSelectedColor(*color)
             display.SetActiveColor(*color)
 
@@ -286,7 +308,7 @@ class FindingsScene:
             table_node.AddColumn(array)
             if unit:
                 table_node.SetColumnUnitLabel(name, unit)
-        table_node.SetUseColumnTitleAsColumnHeader(False)
+        table_node.SetUseColumnTitleAsColumnHeader(True)  # else names are a bold first row
         table_node.SetLocked(True)
 
     # -- content -----------------------------------------------------------------------------
@@ -296,13 +318,66 @@ class FindingsScene:
         """Make the output nodes show exactly ``findings`` (in their order)."""
         nodes = self.nodes()
         ras = findings_ras(findings)
-        self._update_segments(nodes.segmentation, findings, geometry)
-        self._update_points(nodes.points, findings, ras, thresholds)
-        self._update_table(nodes.table, findings, ras, thresholds)
+        if self._shown is None:  # a new writer over an existing table: take its decisions back
+            self._read_review(nodes.table, findings, ras)
+        self._shown = (findings, geometry, thresholds)
+        states = [self.book.state(_finding_key(f)) for f in findings]
+        self._update_segments(nodes.segmentation, findings, geometry, states)
+        self._update_points(nodes.points, findings, ras, thresholds, states)
+        self._update_table(nodes.table, findings, ras, thresholds, states)
         return nodes
 
+    # -- review --------------------------------------------------------------------------------
+    def _read_review(self, table_node: Any, findings: tuple[Finding, ...], ras: np.ndarray) -> None:
+        """Review states a table already holds (a module reload, a saved scene, a re-run on the
+        same volume), matched to ``findings`` by centre: the same region, the same decision."""
+        table = table_node.GetTable()
+        if table.GetColumnByName("Review") is None or table.GetColumnByName("R") is None:
+            return
+        saved = {}
+        for row in range(table.GetNumberOfRows()):
+            try:
+                state = ReviewState(table.GetValueByName(row, "Review").ToString())
+            except ValueError:
+                continue
+            centre = tuple(table.GetValueByName(row, c).ToDouble() for c in ("R", "A", "S"))
+            saved[_centre_key(centre)] = state
+        for finding, centre in zip(findings, ras, strict=True):
+            state = saved.get(_centre_key(centre))
+            if state is not None:
+                self.book.set(_finding_key(finding), state)
+
+    def review_states(self) -> dict[int, ReviewState]:
+        """Finding number -> review state, for the findings shown now."""
+        findings = self._shown[0] if self._shown else ()
+        return self.book.by_number((f.number, _finding_key(f)) for f in findings)
+
+    def set_review(self, number: int, state: ReviewState) -> OutputNodes:
+        """Record the reader's decision on finding ``number`` and redraw it everywhere."""
+        if self._shown is None:
+            raise RuntimeError("no findings shown yet")
+        finding = next((f for f in self._shown[0] if f.number == number), None)
+        if finding is None:
+            raise KeyError(f"no finding number {number}")
+        self.book.set(_finding_key(finding), ReviewState(state))
+        return self.show(*self._shown)
+
+    def set_segments_visible_in_3d(self, visible: bool) -> None:
+        """The 3D-view toggle: surfaces of the nodule segments on or off (slices unchanged)."""
+        node = find_output_node(self.scene, SEGMENTATION_ROLE, self.volume_node)
+        display = node.GetDisplayNode() if node is not None else None
+        if display is None:
+            return
+        if visible:
+            node.CreateClosedSurfaceRepresentation()
+        display.SetVisibility3D(bool(visible))
+
     def _update_segments(
-        self, node: Any, findings: tuple[Finding, ...], geometry: Geometry
+        self,
+        node: Any,
+        findings: tuple[Finding, ...],
+        geometry: Geometry,
+        states: list[ReviewState],
     ) -> None:
         ijk_to_ras = ijk_to_ras_vtk(geometry)
         segmentation = node.GetSegmentation()
@@ -328,6 +403,20 @@ class FindingsScene:
         finally:
             node.EndModify(was_modifying)
         self._segments = known
+        self._show_review_on_segments(node, findings, states)
+
+    def _show_review_on_segments(
+        self, node: Any, findings: tuple[Finding, ...], states: list[ReviewState]
+    ) -> None:
+        segmentation, display = node.GetSegmentation(), node.GetDisplayNode()
+        for finding, state in zip(findings, states, strict=True):
+            sid = self._segments[_finding_key(finding)]
+            segment = segmentation.GetSegment(sid)
+            if segment_tag(segment, REVIEW_TAG) != state.value:
+                segment.SetTag(REVIEW_TAG, state.value)
+            opacity = APPEARANCE[state].segment_opacity
+            if display is not None and abs(display.GetSegmentOpacity3D(sid) - opacity) > 1e-6:
+                display.SetSegmentOpacity(sid, opacity)
 
     def _add_segment(self, segmentation: Any, finding: Finding, ijk_to_ras: Any) -> str:
         sid = f"nodule_{self._next_segment}"
@@ -350,18 +439,22 @@ class FindingsScene:
         findings: tuple[Finding, ...],
         ras: np.ndarray,
         thresholds: Thresholds,
+        states: list[ReviewState],
     ) -> None:
         bands = [f.band(thresholds.malignancy) for f in findings]
+        rows = list(zip(findings, ras, bands, states, strict=True))
         for band, node in lists.items():
             was_modifying = node.StartModify()
             try:
                 node.RemoveAllControlPoints()
-                for finding, position, finding_band in zip(findings, ras, bands, strict=True):
+                for finding, position, finding_band, state in rows:
                     if finding_band is not band:
                         continue
-                    index = node.AddControlPoint(vtk.vtkVector3d(*position), str(finding.number))
+                    label = point_label(finding.number, state)
+                    index = node.AddControlPoint(vtk.vtkVector3d(*position), label)
                     node.SetNthControlPointDescription(index, point_description(finding))
                     node.SetNthControlPointLocked(index, True)
+                    node.SetNthControlPointSelected(index, APPEARANCE[state].point_selected)
             finally:
                 node.EndModify(was_modifying)
 
@@ -371,6 +464,7 @@ class FindingsScene:
         findings: tuple[Finding, ...],
         ras: np.ndarray,
         thresholds: Thresholds,
+        states: list[ReviewState],
     ) -> None:
         table = node.GetTable()
         if table.GetNumberOfColumns() != len(TABLE_COLUMNS):
@@ -378,7 +472,7 @@ class FindingsScene:
             table = node.GetTable()
         segment_ids = self._segments
         rows = []
-        for finding, (r, a, s) in zip(findings, ras, strict=True):
+        for finding, (r, a, s), state in zip(findings, ras, states, strict=True):
             rows.append(
                 (
                     finding.number,
@@ -393,6 +487,7 @@ class FindingsScene:
                     float(a),
                     float(s),
                     segment_ids.get(_finding_key(finding), ""),
+                    state.value,
                 )
             )
         was_modifying = node.StartModify()

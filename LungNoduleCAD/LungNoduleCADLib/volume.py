@@ -122,7 +122,10 @@ def ct_from_volume_node(volume_node: Any) -> CT:
     matrix = vtk.vtkMatrix4x4()
     volume_node.GetIJKToRASMatrix(matrix)
     geometry = geometry_from_ijk_to_ras(_matrix_to_numpy(matrix), shape_irc)
-    series_uid = volume_node.GetAttribute(SERIES_UID_ATTRIBUTE) or None
+    # our own attribute (set when we made the node), else the DICOM loader's subject hierarchy UID
+    from LungNoduleCADLib.mrml import dicom_series_uid  # imports slicer: only when called
+
+    series_uid = volume_node.GetAttribute(SERIES_UID_ATTRIBUTE) or dicom_series_uid(volume_node)
     return CT(hu=voxels, geometry=geometry, series_uid=series_uid)
 
 

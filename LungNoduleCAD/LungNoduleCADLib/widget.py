@@ -23,12 +23,21 @@ from slicer.util import VTKObservationMixin
 
 from LungNoduleCADLib.controller import Installer, RunController, RunState
 from LungNoduleCADLib.parameters import thresholds_of
+from LungNoduleCADLib.review import FINDING_COLUMN, SHORTCUTS, ReviewState, Step
 
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL_MS = 200
 #: Slider drags are coalesced into one threshold update per this many milliseconds.
 THRESHOLD_DELAY_MS = 20
+#: The summary before any result (and after the scene or the input changes).
+NO_RESULT_TEXT = "No detection run yet."
+REVIEW_BUTTONS = tuple(SHORTCUTS)
+
+
+def jumpSlicesTo(world) -> None:
+    """Centre the slice views on a world RAS position (Slicer's markups logic does it)."""
+    slicer.modules.markups.logic().JumpSlicesToLocation(*world, True)
 
 
 class LungNoduleCADPanel(VTKObservationMixin):
@@ -51,6 +60,9 @@ class LungNoduleCADPanel(VTKObservationMixin):
         self.uiWidget.setMRMLScene(slicer.mrmlScene)
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._shownTable = None  # the table node the findings view shows
+        self._currentFinding: int | None = None  # number of the finding last centred on
+        self._shownLog: list[str] = []
         self.controller = RunController(installer, on_change=self._draw)
         self.controller.watch_scene(slicer.mrmlScene)  # a scene close cancels the run
         self._pollTimer = qt.QTimer()
@@ -67,6 +79,16 @@ class LungNoduleCADPanel(VTKObservationMixin):
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
         self.ui.findingsTableView.connect("clicked(QModelIndex)", self.onFindingClicked)
         self.ui.modelFolderPathLineEdit.connect("currentPathChanged(QString)", self.onModelFolder)
+        self.ui.nextFindingButton.connect("clicked(bool)", self.onNextFinding)
+        self.ui.previousFindingButton.connect("clicked(bool)", self.onPreviousFinding)
+        self.ui.acceptFindingButton.connect("clicked(bool)", self.onAcceptFinding)
+        self.ui.rejectFindingButton.connect("clicked(bool)", self.onRejectFinding)
+        self.ui.show3DCheckBox.connect("toggled(bool)", self.onShow3D)
+        self._shortcuts = []
+        for name, keys in SHORTCUTS.items():
+            shortcut = qt.QShortcut(qt.QKeySequence(keys), self.uiWidget)
+            shortcut.connect("activated()", getattr(self.ui, name).click)
+            self._shortcuts.append(shortcut)
         self.initializeParameterNode()
 
     # -- module widget lifecycle ---------------------------------------------------------------
@@ -76,6 +98,9 @@ class LungNoduleCADPanel(VTKObservationMixin):
         self._pollTimer.stop()
         self._thresholdTimer.stop()
         self.removeObservers()
+        for shortcut in self._shortcuts:
+            shortcut.disconnect("activated()")
+        self._shortcuts = []
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -132,11 +157,32 @@ class LungNoduleCADPanel(VTKObservationMixin):
         if fraction is not None:
             self.ui.progressBar.value = int(100 * fraction)
         self.ui.statusLabel.text = controller.status
+        self.ui.runDetailsLabel.text = controller.details
+        self._drawLog()
         if controller.state is RunState.RUNNING:
             if not self._pollTimer.isActive():
                 self._pollTimer.start()
         else:
             self._pollTimer.stop()
+        self._drawFindings()
+
+    def _drawLog(self) -> None:
+        lines = self.controller.log_lines
+        if lines != self._shownLog:
+            self.ui.logTextEdit.setPlainText("\n".join(lines))
+            self._shownLog = lines
+
+    def _drawFindings(self) -> None:
+        """Table view, summary and review buttons for the selected input (empty for another
+        volume, or once the scene was closed)."""
+        shown = self.logic.shownFindings(self._parameterNode)
+        if shown.table is not self._shownTable:
+            self.ui.findingsTableView.setMRMLTableNode(shown.table)
+            self._shownTable, self._currentFinding = shown.table, None
+        self.ui.summaryLabel.text = shown.summary or NO_RESULT_TEXT
+        reviewable = shown.table is not None and not self.controller.busy
+        for name in REVIEW_BUTTONS:
+            getattr(self.ui, name).enabled = reviewable
 
     def _applyThresholds(self) -> None:
         parameters = self._parameterNode
@@ -147,17 +193,17 @@ class LungNoduleCADPanel(VTKObservationMixin):
             and thresholds_of(parameters) != self.logic.core.result.thresholds
         ):
             self.logic.updateThresholds(parameters)
-            self._showSummary()
+            # findings are renumbered: a remembered number may now name another finding
+            self._currentFinding = None
+            self.ui.findingsTableView.clearSelection()
+            self._drawFindings()
             core = self.logic.core
             self.ui.statusLabel.text = f"Updated in {core.last_update_ms:.0f} ms."
 
-    def _showSummary(self) -> None:
-        self.ui.summaryLabel.text = self.logic.core.summary_text()
-
     def _showResultInViews(self, volume) -> None:
         slicer.util.setSliceViewerLayers(background=volume, fit=True)
-        self.ui.findingsTableView.setMRMLTableNode(self.logic.core.outputs.table)
-        self._showSummary()
+        self.logic.showSegmentsIn3D(bool(self.ui.show3DCheckBox.checked))
+        self._drawFindings()
 
     # -- clicks --------------------------------------------------------------------------------
     def onApplyButton(self) -> None:
@@ -174,11 +220,38 @@ class LungNoduleCADPanel(VTKObservationMixin):
             self._parameterNode.modelFolder = path
 
     def onFindingClicked(self, index) -> None:
-        if not index.isValid() or not self.logic.hasResult():
+        if index.isValid():  # the row's Finding cell, whatever the view's sorting
+            self._goTo(self.logic.targetAtCell(index.sibling(index.row(), FINDING_COLUMN).data()))
+
+    def onNextFinding(self) -> None:
+        self._goTo(self.logic.step(self._currentFinding, Step.NEXT), select=True)
+
+    def onPreviousFinding(self) -> None:
+        self._goTo(self.logic.step(self._currentFinding, Step.PREVIOUS), select=True)
+
+    def onAcceptFinding(self) -> None:
+        self._review(ReviewState.ACCEPTED)
+
+    def onRejectFinding(self) -> None:
+        self._review(ReviewState.REJECTED)
+
+    def onShow3D(self, visible: bool) -> None:
+        self.logic.showSegmentsIn3D(visible)
+
+    def _goTo(self, target, select: bool = False) -> None:
+        if target is None:
             return
-        number = int(index.sibling(index.row(), 0).data())  # column 0: the finding number
-        r, a, s = self.logic.core.finding_ras(number)
-        slicer.modules.markups.logic().JumpSlicesToLocation(r, a, s, True)
+        self._currentFinding = target.number
+        if select:
+            self.ui.findingsTableView.selectRow(target.row)
+        jumpSlicesTo(target.world)
+
+    def _review(self, state: ReviewState) -> None:
+        target = self.logic.toggleReview(self._currentFinding, state)
+        if target is None:
+            self.ui.statusLabel.text = "Select a finding first (click its row, or Next)."
+        else:
+            self.ui.findingsTableView.selectRow(target.row)
 
     def onExportButton(self) -> None:
         folder = self.ui.exportDirectoryButton.directory

@@ -5,6 +5,7 @@ Slicer) so inference never blocks the GUI thread. It imports only the engine, ne
 speaks a line protocol on stdout that :mod:`LungNoduleCADLib.process` parses:
 
     LUNGCAD_PROGRESS {"stage": "segmentation", "fraction": 0.4}
+    LUNGCAD_INFO {"device": "cuda:0", "precision": "bf16"}
     LUNGCAD_DONE {"result": "/tmp/.../result.npz", "findings": 3}
     LUNGCAD_ERROR {"message": "..."}
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from lungcad.stages import SETUP_STAGES, Stage
 
 PROGRESS = "LUNGCAD_PROGRESS"
+INFO = "LUNGCAD_INFO"
 DONE = "LUNGCAD_DONE"
 ERROR = "LUNGCAD_ERROR"
 #: Before the cascade's own stages (lungcad.pipeline.STAGES) the worker reports these names.
@@ -74,6 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ct = read_ct(args.input)
         emit(PROGRESS, {"stage": Stage.LOADING_MODELS.value, "fraction": 0.0})
         models = CascadeModels.load(args.models, device=args.device)
+        emit(INFO, {"device": str(models.device), "precision": models.precision.value})
 
         def progress(stage: str, fraction: float) -> None:
             emit(PROGRESS, {"stage": stage, "fraction": round(float(fraction), 4)})

@@ -4,7 +4,8 @@ Usage: ``fake_worker.py SCENARIO RESULT_NPZ PID_FILE -m LungNoduleCADLib.worker 
 --output OUT ...`` (the tests' launcher script puts the first three in front of the arguments
 DetectionProcess passes). It writes its pid to PID_FILE, then acts out SCENARIO:
 
-- ``normal``: progress for every stage, RESULT_NPZ copied to OUT, the end marker, exit 0;
+- ``normal``: progress for every stage, the device and precision and one log line after the
+  models load, RESULT_NPZ copied to OUT, the end marker, exit 0;
 - ``fail``: an error message, exit 2 (what the worker does when the weights are missing);
 - ``crash``: some progress, a fatal error on stderr, exit 139 with no end marker;
 - ``garbage``: bytes that are not UTF-8 and a malformed progress line, then the result and
@@ -57,6 +58,9 @@ def main() -> int:
     if scenario == "normal":
         for stage in STAGES:
             progress(stage, 0.5)
+            if stage == "loading models":
+                say("LUNGCAD_INFO " + json.dumps({"device": "cpu", "precision": "float32"}))
+                say("INFO cascade models loaded (fake)")
         shutil.copyfile(source, output)
         say("LUNGCAD_DONE " + json.dumps({"result": output}))
         return 0

@@ -60,6 +60,23 @@ def test_a_normal_run_shows_the_findings_and_removes_its_folder(harness, case):
     assert ctl._IN_FLIGHT == []
 
 
+def test_device_precision_elapsed_time_and_the_childs_log_outlive_the_run(harness):
+    ticks = iter(range(100))  # each clock read is one second later
+    harness.controller.shutdown()
+    harness.controller = ctl.RunController(harness.installer, clock=lambda: float(next(ticks)))
+    assert (harness.controller.details, harness.controller.log_lines) == ("", [])
+    harness.apply("normal")
+    harness.finish()
+    controller = harness.controller
+    assert controller.state is ctl.RunState.DONE, controller.status
+    assert controller.details == "cpu, float32, 1.0 s"
+    assert controller.log_lines == ["INFO cascade models loaded (fake)"]
+    harness.apply("crash")  # a new run starts a new log; nothing said about the device
+    harness.finish()
+    assert controller.details == "1.0 s"
+    assert controller.log_lines == ["Fatal Python error: Segmentation fault"]
+
+
 def test_a_failing_child_returns_to_rest_with_its_reason_and_apply_works_again(harness):
     nodes = _output_nodes(harness.mrml.scene)
     harness.apply("fail")

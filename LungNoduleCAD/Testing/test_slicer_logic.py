@@ -28,6 +28,7 @@ import vtk
 from LungNoduleCADLib import parameters
 from LungNoduleCADLib.logic import LungNoduleCADCore, RunRequest
 from LungNoduleCADLib.mrml import SlicerServices, in_slicer_application, slicer_globals
+from LungNoduleCADLib.review import REJECTED_POINT_COLOR
 from LungNoduleCADLib.scene import (
     FINDING_TAG,
     NODULE_TERMINOLOGY,
@@ -109,7 +110,8 @@ class LungNoduleCADLogicTest(unittest.TestCase):
         for band, node in outputs.points.items():
             display = node.GetDisplayNode()
             np.testing.assert_allclose(display.GetSelectedColor(), BAND_COLORS_RGB[band])
-            np.testing.assert_allclose(display.GetColor(), BAND_COLORS_RGB[band])
+            # unselected points are the rejected findings' (LungNoduleCADLib.review)
+            np.testing.assert_allclose(display.GetColor(), REJECTED_POINT_COLOR)
             expected = [f for f in findings if f.band(result.thresholds.malignancy) is band]
             self.assertEqual(node.GetNumberOfControlPoints(), len(expected))
             for i, finding in enumerate(expected):

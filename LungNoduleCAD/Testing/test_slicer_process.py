@@ -57,6 +57,15 @@ def test_child_process_gives_the_in_process_result_and_cleans_up(mrml):
     assert process.state is State.FINISHED, process.error
     assert process.fraction == 1.0
     assert process.stages_seen == [*WORKER_STAGES, *STAGES]
+    import torch
+
+    from lungcad.pipeline import BUNDLED_MODELS, resolve_precision
+
+    expected_precision = resolve_precision("auto", torch.device("cpu")).value
+    assert (process.device, process.precision) == ("cpu", expected_precision)
+    assert [line for line in process.output_lines if "cascade models loaded" in line] == [
+        f"INFO cascade models loaded from {BUNDLED_MODELS} on cpu ({expected_precision})"
+    ]
     result = process.result()
     assert not folder.exists(), "the temporary folder is removed once the result is read"
     assert len(result.findings) == len(expected.findings)

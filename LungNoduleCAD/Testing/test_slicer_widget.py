@@ -11,6 +11,7 @@ import sys
 import time
 import types
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import slicer
@@ -55,12 +56,28 @@ class FakeTimer:
         self.slot()
 
 
+class FakeShortcut:
+    made: ClassVar[list[FakeShortcut]] = []
+
+    def __init__(self, keys: str, parent) -> None:
+        self.keys, self.parent, self.slot = keys, parent, None
+        FakeShortcut.made.append(self)
+
+    def connect(self, signal: str, slot) -> None:
+        assert signal == "activated()"
+        self.slot = slot
+
+    def disconnect(self, signal: str) -> None:
+        assert signal == "activated()"
+        self.slot = None
+
+
 class FakeWidget:
     """A .ui widget: properties are attributes, signals are recorded, other calls are logged."""
 
     def __init__(self, name: str) -> None:
         self.name, self.enabled, self.text, self.value, self.visible = name, True, "", 0, True
-        self.currentPath, self.directory = "", ""
+        self.currentPath, self.directory, self.checked = "", "", True
         self.slots: dict[str, object] = {}
         self.calls: list[tuple] = []
 
@@ -127,7 +144,9 @@ def panel(mrml, case, tmp_path, monkeypatch):
     widgets = types.SimpleNamespace(**{name: FakeWidget(name) for name in names})
     ui_widget = FakeWidget("LungNoduleCAD")
     views: list = []
-    monkeypatch.setitem(sys.modules, "qt", types.SimpleNamespace(QTimer=FakeTimer))
+    FakeShortcut.made = []
+    fake_qt = types.SimpleNamespace(QTimer=FakeTimer, QShortcut=FakeShortcut, QKeySequence=str)
+    monkeypatch.setitem(sys.modules, "qt", fake_qt)
     monkeypatch.setattr(slicer.util, "loadUI", lambda path: ui_widget, raising=False)
     monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda w: widgets, raising=False)
     monkeypatch.setattr(
@@ -251,3 +270,110 @@ def test_exit_disconnects_and_cleanup_ends_the_run_and_the_timers(panel, mrml):
     mrml.scene.Clear(0)  # no observer is left to react
     assert panel.ui.statusLabel.text == status
     assert node._node.HasObserver(vtk.vtkCommand.ModifiedEvent) == 0
+
+
+class FakeIndex:
+    """A table view's model index: a row whose Finding cell holds ``text``."""
+
+    def __init__(self, row: int, text, valid: bool = True) -> None:
+        self._row, self._text, self._valid = row, text, valid
+
+    def isValid(self) -> bool:  # noqa: N802
+        return self._valid
+
+    def row(self) -> int:
+        return self._row
+
+    def sibling(self, row: int, column: int) -> FakeIndex:
+        assert (row, column) == (self._row, 0), "the Finding column of the same row"
+        return self
+
+    def data(self):
+        return self._text
+
+
+def _run_with_three_findings(panel) -> None:
+    panel.logic.python = str(panel.harness.launcher("normal"))
+    panel.logic.parameter_node.noduleThreshold = 0.1
+    panel.ui.applyButton.click()
+    _tick_until(panel, lambda: not panel.controller.busy)
+    assert panel.logic.findingNumbers() == [1, 2, 3]
+
+
+REVIEW_BUTTONS = ("nextFindingButton", "previousFindingButton", "acceptFindingButton")
+
+
+def test_next_previous_accept_and_reject_from_buttons_shortcuts_and_rows(panel, monkeypatch):
+    import LungNoduleCADLib.widget as widget_module
+    from LungNoduleCADLib.review import ReviewState
+
+    jumps: list = []
+    monkeypatch.setattr(widget_module, "jumpSlicesTo", jumps.append)
+    ui, logic = panel.ui, panel.logic
+    assert [getattr(ui, name).enabled for name in REVIEW_BUTTONS] == [False] * 3
+    _run_with_three_findings(panel)
+    assert [getattr(ui, name).enabled for name in REVIEW_BUTTONS] == [True] * 3
+    view = ui.findingsTableView
+    ui.acceptFindingButton.click()
+    assert ui.statusLabel.text == "Select a finding first (click its row, or Next)."
+    keys = {shortcut.keys: shortcut for shortcut in FakeShortcut.made}
+    assert sorted(keys) == ["Alt+A", "Alt+N", "Alt+P", "Alt+R"]
+    keys["Alt+N"].slot()
+    assert view.calls[-1] == ("selectRow", 0) and jumps == [logic.target(1).world]
+    ui.previousFindingButton.click()  # wraps around to the last row
+    assert view.calls[-1] == ("selectRow", 2) and jumps[-1] == logic.target(3).world
+    keys["Alt+R"].slot()
+    assert logic.exportReview() == {1: "unreviewed", 2: "unreviewed", 3: "rejected"}
+    ui.rejectFindingButton.click()  # the same button again takes it back
+    assert logic.reviewStates()[3] is ReviewState.UNREVIEWED
+    panel.onFindingClicked(FakeIndex(1, "2"))
+    assert jumps[-1] == logic.target(2).world
+    ui.acceptFindingButton.click()
+    assert logic.exportReview() == {1: "unreviewed", 2: "accepted", 3: "unreviewed"}
+    assert view.calls[-1] == ("selectRow", 1), "the reviewed row stays selected"
+    table = logic.core.outputs.table.GetTable()
+    assert table.GetValueByName(1, "Review").ToString() == "accepted"
+    for junk in (FakeIndex(0, "Finding"), FakeIndex(0, ""), FakeIndex(0, None, valid=False)):
+        panel.onFindingClicked(junk)  # never raises, never jumps
+    assert len(jumps) == 3
+    # a threshold change keeps the decision (finding 2 at 0.1 is finding 1 at 0.2)
+    logic.parameter_node.noduleThreshold = 0.2
+    logic.parameter_node.modified()
+    panel._thresholdTimer.fire()
+    assert logic.exportReview() == {1: "accepted", 2: "unreviewed"}
+    assert view.calls[-1] == ("clearSelection",)
+    ui.rejectFindingButton.click()  # the old number 2 is another finding now: nothing is set
+    assert ui.statusLabel.text == "Select a finding first (click its row, or Next)."
+    assert logic.exportReview() == {1: "accepted", 2: "unreviewed"}
+    ui.show3DCheckBox.slots["toggled(bool)"](False)
+    assert not logic.core.outputs.segmentation.GetDisplayNode().GetVisibility3D()
+
+
+def test_device_precision_time_and_log_are_shown(panel):
+    _run_with_three_findings(panel)
+    text = panel.ui.runDetailsLabel.text
+    assert text.startswith("cpu, float32, ") and text.endswith(" s"), text
+    assert ("setPlainText", "INFO cascade models loaded (fake)") in panel.ui.logTextEdit.calls
+
+
+def test_the_table_and_summary_clear_on_input_change_and_scene_close(panel, mrml, case):
+    from LungNoduleCADLib.volume import add_volume_node_from_ct
+    from LungNoduleCADLib.widget import NO_RESULT_TEXT
+
+    ui, node = panel.ui, panel.logic.parameter_node
+    assert ui.findingsTableView.calls == [] and ui.summaryLabel.text == NO_RESULT_TEXT
+    _run_with_three_findings(panel)
+    table = panel.logic.core.outputs.table
+    assert ui.findingsTableView.calls == [("setMRMLTableNode", table)]
+    assert ui.summaryLabel.text == panel.logic.core.summary_text() != NO_RESULT_TEXT
+    node.inputVolume = add_volume_node_from_ct(mrml.scene, case.ct, name="other")
+    node.modified()
+    assert ui.findingsTableView.calls[-1] == ("setMRMLTableNode", None)
+    assert ui.summaryLabel.text == NO_RESULT_TEXT and not ui.nextFindingButton.enabled
+    node.inputVolume = panel.harness.volume
+    node.modified()
+    assert ui.findingsTableView.calls[-1] == ("setMRMLTableNode", table)
+    mrml.scene.Clear(0)
+    assert ui.findingsTableView.calls[-1] == ("setMRMLTableNode", None)
+    assert ui.summaryLabel.text == NO_RESULT_TEXT
+    assert len(ui.findingsTableView.calls) == 4
