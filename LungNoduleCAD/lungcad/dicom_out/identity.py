@@ -125,7 +125,8 @@ class DicomIdentity:
     columns: int
     pixel_spacing: tuple[float, float]  # row spacing, column spacing (mm)
     orientation: tuple[float, ...]  # Image Orientation (Patient): row then column cosines
-    slice_thickness: float | None
+    slice_thickness: float | None  # as stored; None when the source does not say
+    slice_spacing: float  # between the CT's slices (mm)
     specific_character_set: str
     slices: tuple[SliceIdentity, ...]
     missing: tuple[str, ...] = ()
@@ -160,8 +161,10 @@ class DicomIdentity:
         ds.ImagePositionPatient = list(s.position_lps)
         ds.ImageOrientationPatient = list(self.orientation)
         ds.PixelSpacing = list(self.pixel_spacing)
-        if self.slice_thickness is not None:
-            ds.SliceThickness = self.slice_thickness
+        # Pixel Measures need a thickness: the slice spacing stands in where the source is silent
+        ds.SliceThickness = (
+            self.slice_thickness if self.slice_thickness is not None else self.slice_spacing
+        )
         ds.Rows = self.rows
         ds.Columns = self.columns
         ds.SamplesPerPixel = 1
@@ -327,6 +330,7 @@ def read_dicom_identity(ct: CT, folder: Path | str | None = None) -> DicomIdenti
         pixel_spacing=(float(spacing[0]), float(spacing[1])),
         orientation=tuple(float(v) for v in orientation),
         slice_thickness=None if thickness in (None, "") else float(thickness),
+        slice_spacing=float(ct.geometry.spacing_irc[0]),
         specific_character_set=_text(first, "SpecificCharacterSet"),
         slices=tuple(slices),
         missing=tuple(missing),
