@@ -14,14 +14,14 @@ from pydicom.sr.codedict import codes
 
 from lungcad import __version__
 
-__all__ = ["ALGORITHM_NAME", "MANUFACTURER", "Algorithm"]
+__all__ = ["ALGORITHM_NAME", "DECISION_SUPPORT", "MANUFACTURER", "Algorithm"]
 
 ALGORITHM_NAME = "LungNoduleCAD"
 MANUFACTURER = "LungNoduleCAD project"
-#: What every report says about how to use the findings.
+#: What every report says about how to use the findings (the training data follow it).
 DECISION_SUPPORT = (
-    "Decision support only, not a diagnosis: every finding must be reviewed by a radiologist. "
-    "The models were trained on synthetic chest CT phantoms, not on patient scans."
+    "Decision support only, not a diagnosis: a radiologist reviews every finding, and a scan "
+    "without findings is not a scan without nodules."
 )
 
 
@@ -34,6 +34,18 @@ class Algorithm:
     version: str = __version__
     name: str = ALGORITHM_NAME
     trained_on: Mapping[str, str] = field(default_factory=dict)
+
+    def training_statement(self) -> str:
+        """What the models were trained on, from their cards (the text before its details)."""
+        if not self.trained_on:
+            return "Training data: see the model cards beside the weights."
+        kinds = {
+            task: text.split(" (")[0].split(":")[0].strip()
+            for task, text in self.trained_on.items()
+        }
+        if len(set(kinds.values())) == 1:
+            return f"The models were trained on {next(iter(kinds.values()))}."
+        return "Trained on: " + "; ".join(f"{t}: {k}" for t, k in sorted(kinds.items())) + "."
 
     def parameters(self) -> dict[str, str]:
         """Algorithm Parameters of the SEG and SR: one '<task>_sha256' entry per model."""
