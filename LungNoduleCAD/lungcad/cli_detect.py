@@ -9,6 +9,7 @@ folder that is a file or does not take files, weights that do not load).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -61,6 +62,12 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         args.models, args.device, thresholds, args.precision, mirror_nodule=not args.no_mirror
     )
     settings = detector.settings()  # the model cards only: a bad weights folder stops here
+    if args.dicom_out:  # results without the DICOM files are not this run's results
+        from lungcad.dicom_out.case import DICOM_OUT_OPTION
+
+        settings = dataclasses.replace(
+            settings, options={**settings.options, DICOM_OUT_OPTION: True}
+        )
     mine = select_shard(cases, index, count)
     todo, reruns = resume_plan(mine, args.out, args.overwrite, settings)
     shard = f" (shard {index}/{count})" if count > 1 else ""
@@ -72,12 +79,17 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     )
     for case_id, reason in reruns.items():
         print(f"  rerun {case_id}: {reason}")
+    extra, notes = None, {}
     if todo:
         models = detector.load()  # a bad weights folder is a usage error, before any case
         print(
             f"models on {models.device} ({models.precision.value}): "
             + "; ".join(models.versions().values())
         )
+        if args.dicom_out:
+            from lungcad.dicom_out.case import algorithm_for, case_writer
+
+            extra = case_writer(algorithm_for(settings.models, models), notes)
     started = time.perf_counter()
     statuses = run_cohort(
         mine,
@@ -86,6 +98,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=not args.quiet,
         settings=settings,
+        extra=extra,
     )
     by_status = {s: [c for c in statuses if c.status == s] for s in ("ok", "skipped", "failed")}
     print(
@@ -96,6 +109,8 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         print(f"  {status.case_id}: {status.findings} findings, {status.suspicious} suspicious")
         for warning in status.warnings:
             print(f"    warning: {warning}")
+        if status.case_id in notes:
+            print(f"    DICOM outputs: {notes[status.case_id]}")
     for status in by_status["failed"]:
         print(f"  FAILED {status.case_id} ({status.input}): {status.error}")
     summary = Path(args.out) / "summary.csv"
@@ -209,6 +224,14 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "--overwrite",
         action="store_true",
         help="redo cases that are already done, even where their results still match",
+    )
+    p.add_argument(
+        "--dicom-out",
+        action="store_true",
+        help="also write, per case, a DICOM Segmentation (nodules.seg.dcm) and a TID 1500 "
+        "Structured Report (nodules.sr.dcm) referencing the input series, and a one-page "
+        "report.pdf; an input that is not a DICOM series (or lacks its UIDs) gets report.pdf "
+        "only and a one-line note. results.json then records the UIDs under 'dicom'",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_detect)

@@ -48,6 +48,7 @@ from lungcad.models.weights import WeightsNotFoundError, read_card
 from lungcad.pipeline import CascadeModels, Precision, Thresholds, detect
 from lungcad.pipeline.models import BUNDLED_MODELS, CASCADE_TASKS
 from lungcad.reports import ResultLike, ResultsFileError, read_results, write_case_outputs
+from lungcad.reports.case import ExtraWriter
 from lungcad.safe_names import (
     check_output_root,
     confined_path,
@@ -411,6 +412,7 @@ def _run_case(
     reader: Callable[[Path], CT],
     settings: RunSettings | None = None,
     reason: str = "",
+    extra: ExtraWriter | None = None,
 ) -> CaseStatus:
     started = time.perf_counter()
     folder: Path | None = None
@@ -431,6 +433,7 @@ def _run_case(
             overwrite=True,
             fingerprint=fingerprint,
             rerun_reason=reason or None,
+            extra=extra,
         )
     except (KeyboardInterrupt, SystemExit):
         raise
@@ -535,12 +538,14 @@ def run_cohort(
     progress: bool = True,
     reader: Callable[[Path], CT] = read_ct,
     settings: RunSettings | None = None,
+    extra: ExtraWriter | None = None,
 ) -> CohortStatuses:
     """Run ``detector`` on each case not yet done, write its outputs, and merge summary.csv.
 
     ``detector`` maps a CT to a DetectionResult (injectable, so tests need no network);
     ``reader`` reads a case's CT; ``settings`` (default: ``detector.settings()`` where it has
-    one) is what resume compares besides the input. OUT is checked first (OutputRootError).
+    one) is what resume compares besides the input; ``extra`` writes more files into each case
+    folder before its results.json (the DICOM outputs). OUT is checked first (OutputRootError).
     Returns one status per case, in order.
     """
     out_dir = check_output_root(out_dir)
@@ -557,7 +562,7 @@ def run_cohort(
                 continue
             if reason:
                 log.warning("%s: done before, rerun: %s", case.case_id, reason)
-            statuses.append(_run_case(case, out_dir, detector, reader, settings, reason))
+            statuses.append(_run_case(case, out_dir, detector, reader, settings, reason, extra))
             _try_write_summary(out_dir, statuses[-1:])  # after every case: survives a kill
     finally:
         bar.close()

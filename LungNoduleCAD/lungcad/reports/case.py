@@ -5,12 +5,15 @@ detection.npz and, last, results.json: a folder whose results.json loads (see
 :func:`lungcad.reports.results_json.read_results`) holds a complete case, which is what the
 cohort runner's resume checks. Overwriting first removes the old results.json, so an interrupted
 rewrite is never mistaken for a finished one. A series UID that is not a DICOM UID is kept out of
-the files (see :func:`lungcad.safe_names.checked_series_uid`): the case id stands in for it.
+the files (see :func:`lungcad.safe_names.checked_series_uid`): the case id stands in for it. An
+``extra`` writer (the DICOM outputs of ``lungcad detect --dicom-out``) adds files before
+results.json, which lists them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,7 @@ from lungcad.reports.results_json import result_warnings, write_results_json
 from lungcad.reports.segmentation import write_segmentation
 from lungcad.safe_names import checked_series_uid
 
-__all__ = ["OUTPUT_FILES", "CaseOutputs", "write_case_outputs"]
+__all__ = ["OUTPUT_FILES", "CaseOutputs", "ExtraWriter", "write_case_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,11 @@ OUTPUT_FILES = {
     "detection": "detection.npz",
     "results": "results.json",
 }
+
+
+#: Writes more files into the case folder before results.json: (result, ct, folder) ->
+#: ({kind: file name} for results.json's ``outputs``, {key: value} for new top-level keys).
+ExtraWriter = Callable[[ResultLike, CT, Path], tuple[dict[str, str], dict[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -66,13 +74,15 @@ def write_case_outputs(
     canonical: sitk.Image | None = None,
     fingerprint: dict[str, Any] | None = None,
     rerun_reason: str | None = None,
+    extra: ExtraWriter | None = None,
 ) -> CaseOutputs:
     """Write every per-case file for ``result`` (computed on ``ct``) into ``folder``.
 
     Refuses (OutputExistsError, before writing anything) when any of the files exists and
     ``overwrite`` is False. ``case_id`` names the case in the files (the csv's seriesuid column
     when the CT has no valid series UID); ``source`` is the input path recorded in results.json,
-    ``fingerprint`` and ``rerun_reason`` what resume needs (:mod:`lungcad.fingerprint`).
+    ``fingerprint`` and ``rerun_reason`` what resume needs (:mod:`lungcad.fingerprint`);
+    ``extra`` writes more files (see :data:`ExtraWriter`) just before results.json.
     """
     folder = Path(folder)
     paths = {kind: folder / name for kind, name in OUTPUT_FILES.items()}
@@ -92,6 +102,8 @@ def write_case_outputs(
     write_overlay_png(result, ct, paths["overlay"], title=name, overwrite=True, canonical=canonical)
     result.save(paths["detection"])  # DetectionResult.save writes atomically
     outputs = {k: v.name for k, v in paths.items() if k != "results"}
+    extra_files, extra_keys = extra(result, ct, folder) if extra is not None else ({}, {})
+    outputs.update(extra_files)
     write_results_json(
         result,
         paths["results"],
@@ -101,6 +113,7 @@ def write_case_outputs(
         overwrite=True,
         fingerprint=fingerprint,
         rerun_reason=rerun_reason,
+        extra=extra_keys,
     )
     log.info("wrote %s outputs to %s", name, folder)
     return CaseOutputs(
