@@ -10,9 +10,12 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from dicom_out_support import SERIES_UID, real_series, write_phantom_series
+from bad_inputs_support import good_crop_ct
+from dicom_out_support import PATIENT_TAGS, SERIES_UID, real_series, write_phantom_series
 from reports_support import TruthResult, bright_result, finding_from_mask, tiny_ct
+from test_ctio import write_dicom_series
 from test_detect_cli import FakeDetector
+from test_dicom_seg import dciodvfy_errors
 from test_dicom_sr import DIAMETER, PROBABILITY_OF_CANCER, VOLUME, report_of, value
 
 import lungcad.cohort
@@ -20,7 +23,9 @@ from lungcad.cli import main
 from lungcad.ctio import write_ct
 from lungcad.dicom_out.case import NOT_DICOM_NOTE
 from lungcad.dicom_out.identity import read_dicom_identity
+from lungcad.pipeline import DetectionResult
 from lungcad.pipeline.findings import PatientSummary, Thresholds
+from lungcad.reports import read_results
 from lungcad.reports.results_json import results_dict
 
 DICOM_FILES = ("nodules.seg.dcm", "nodules.sr.dcm", "report.pdf")
@@ -170,3 +175,43 @@ def test_an_extra_results_key_never_replaces_a_standard_one() -> None:
     with pytest.raises(ValueError, match=r"extra results.json keys \['findings'\]"):
         results_dict(bright_result(ct), extra={"findings": [], "dicom": {}})
     assert results_dict(bright_result(ct), extra={"dicom": {"note": "x"}})["dicom"] == {"note": "x"}
+
+
+def test_end_to_end_with_the_bundled_weights_on_a_dicom_series(tmp_path: Path, capsys) -> None:
+    """The cascade itself (not a stand-in) on a phantom crop written as a DICOM series: the SEG
+    holds what detection.npz holds, and the SR the numbers of results.json."""
+    crop = lungcad.ctio.read_ct(good_crop_ct(tmp_path / "crop.nrrd"))
+    g = crop.geometry
+    series = tmp_path / "series"
+    write_dicom_series(
+        series, crop.hu, SERIES_UID, spacing_xyz=g.spacing_xyz, origin_xyz=g.origin_xyz,
+        direction=g.direction_matrix, extra_tags=PATIENT_TAGS,
+    )  # fmt: skip
+    out = tmp_path / "out"
+    args = ["--device", "cpu", "--precision", "float32", "--dicom-out"]
+    assert detect(series, "--out", out, *args) == 0
+    assert "DICOM outputs" not in capsys.readouterr().out
+    case = out / SERIES_UID
+    doc = read_results(case / "results.json")
+    saved = DetectionResult.load(case / "detection.npz")
+    assert len(doc["findings"]) == len(saved.findings) > 0  # the crop holds a 28 mm nodule
+    seg = hd.seg.segread(case / "nodules.seg.dcm")
+    ct = lungcad.ctio.read_ct(series)  # the grid detection ran on (z may run the other way)
+    by_uid = {s.sop_instance_uid: s.index for s in read_dicom_identity(ct).slices}
+    for f in saved.findings:
+        voxels = 0
+        for n, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+            if frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber == f.number:
+                (source,) = frame.DerivationImageSequence[0].SourceImageSequence
+                k = by_uid[source.ReferencedSOPInstanceUID]
+                expected = f.mask.paste(ct.shape)[k]
+                assert (seg.pixel_array[n].astype(bool) == expected).all()
+                voxels += int(expected.sum())
+        assert voxels == f.mask.voxel_count
+    groups = report_of(case / "nodules.sr.dcm").get_volumetric_roi_measurement_groups()
+    for group, finding in zip(groups, doc["findings"], strict=True):
+        assert value(group, DIAMETER) == finding["diameter_mm"]
+        assert value(group, VOLUME) == finding["volume_mm3"]
+        assert value(group, PROBABILITY_OF_CANCER) == finding["p_malignant"]
+    assert dciodvfy_errors(case / "nodules.seg.dcm") == []
+    assert dciodvfy_errors(case / "nodules.sr.dcm") == []

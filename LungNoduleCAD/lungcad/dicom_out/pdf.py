@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import textwrap
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -33,6 +34,10 @@ log = logging.getLogger(__name__)
 A4_INCHES = (8.27, 11.69)
 MAX_TABLE_ROWS = 8
 MAX_KEY_IMAGES = 6
+MAX_WARNINGS = 4
+#: Characters of a line at 1 pt (a line of n pt holds CHARS_AT_1PT / n): the page's text width
+#: over the average glyph width of matplotlib's default font, with some room.
+CHARS_AT_1PT = 1000
 COLUMN_WIDTHS = (0.04, 0.08, 0.26, 0.12, 0.12, 0.1, 0.12, 0.14)
 #: Key image width as a share of the page width; three to a row.
 IMAGE_WIDTH = 0.27
@@ -107,8 +112,9 @@ def report_figure(
 
     def text(line: str, size: float = 8.5, **kw) -> None:
         nonlocal y
-        fig.text(0.05, y, line, fontsize=size, va="top", **kw)
-        y -= 0.0115 * size / 8.5 + 0.004
+        for part in textwrap.wrap(line, width=int(CHARS_AT_1PT / size)) or [""]:
+            fig.text(0.05, y, part, fontsize=size, va="top", **kw)
+            y -= 0.0115 * size / 8.5 + 0.004
 
     text(f"LungNoduleCAD lung nodule report — {case_id}", 13, fontweight="bold")
     for line in identity_lines(identity, source, result.series_uid):
@@ -120,8 +126,8 @@ def report_figure(
         f"Thresholds: segmentation {t.segmentation:g}, nodule {t.nodule:g}, "
         f"malignancy {t.malignancy:g}"
     )
-    for warning in result_warnings(result)[:3]:
-        text(f"Warning: {warning[:150]}", 7.5, color="darkred")
+    for warning in result_warnings(result)[:MAX_WARNINGS]:
+        text(f"Warning: {warning}", 7.5, color="darkred")
     y -= 0.006
     rows = _table_rows(result)
     if rows:
@@ -152,7 +158,7 @@ def report_figure(
     text("Models", 9, fontweight="bold")
     for line in _model_lines(result, algorithm):
         text(line, 6)
-    text(DECISION_SUPPORT + " " + algorithm.training_statement(), 7, wrap=True)
+    text(DECISION_SUPPORT + " " + algorithm.training_statement(), 7)
     return fig
 
 
