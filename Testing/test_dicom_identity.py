@@ -73,6 +73,17 @@ def test_a_slice_that_moved_since_the_read_is_refused(tmp_path: Path) -> None:
         read_dicom_identity(ct)
 
 
+def test_the_series_files_may_be_given_instead_of_the_folder(tmp_path: Path) -> None:
+    ct = write_phantom_series(tmp_path / "series")
+    (tmp_path / "series" / "notes.txt").write_text("not DICOM")
+    files = sorted((tmp_path / "series").glob("*.dcm"), reverse=True)
+    identity = read_dicom_identity(ct, files=files)
+    assert [s.index for s in identity.slices] == list(range(10))
+    assert identity == read_dicom_identity(ct)
+    with pytest.raises(DicomIdentityError, match="no DICOM files given"):
+        read_dicom_identity(ct, files=[])
+
+
 def test_a_file_input_has_no_dicom_identity(tmp_path: Path) -> None:
     ct = write_phantom_series(tmp_path / "series")
     with pytest.raises(DicomIdentityError, match="not a DICOM series folder"):

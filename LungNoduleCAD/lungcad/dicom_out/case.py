@@ -10,6 +10,7 @@ SEG or SR (not a DICOM series, or the UIDs it lacks). results.json then records,
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,13 @@ class DicomOutputs:
     record: dict[str, Any] = field(default_factory=dict)
 
 
-def _identity(ct: CT, source: Path | None) -> tuple[DicomIdentity | None, str | None]:
-    if source is None or not Path(source).is_dir():
+def _identity(
+    ct: CT, source: Path | None, dicom_files: Sequence[Path | str] | None
+) -> tuple[DicomIdentity | None, str | None]:
+    if dicom_files is None and (source is None or not Path(source).is_dir()):
         return None, NOT_DICOM_NOTE
     try:
-        identity = read_dicom_identity(ct, source)
+        identity = read_dicom_identity(ct, source, files=dicom_files)
     except DicomIdentityError as exc:
         return None, f"DICOM headers not usable ({exc}): report.pdf only, no DICOM SEG or SR"
     if not identity.complete:
@@ -78,11 +81,16 @@ def write_dicom_outputs(
     source: Path | str | None = None,
     canonical: sitk.Image | None = None,
     overwrite: bool = False,
+    dicom_files: Sequence[Path | str] | None = None,
 ) -> DicomOutputs:
-    """Write the case's SEG, SR and PDF (or the PDF alone) into ``folder``."""
+    """Write the case's SEG, SR and PDF (or the PDF alone) into ``folder``.
+
+    The source series is the DICOM folder ``source`` (default ``ct.source``) or, when given,
+    ``dicom_files`` (e.g. what Slicer's DICOM database holds for the volume's instance UIDs).
+    """
     folder = Path(folder)
     source = Path(source) if source is not None else ct.source
-    identity, note = _identity(ct, source)
+    identity, note = _identity(ct, source, dicom_files)
     files: dict[str, str] = {}
     record: dict[str, Any] = {}
     if note is None and identity is not None:

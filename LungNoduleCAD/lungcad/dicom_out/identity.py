@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -237,16 +238,25 @@ def _floats(ds: Dataset, keyword: str, n: int) -> tuple[float, ...] | None:
     return values if len(values) == n else None
 
 
-def read_dicom_identity(ct: CT, folder: Path | str | None = None) -> DicomIdentity:
-    """The identity of the DICOM series ``ct`` was read from (``folder``: default ``ct.source``).
+def read_dicom_identity(
+    ct: CT, folder: Path | str | None = None, *, files: Sequence[Path | str] | None = None
+) -> DicomIdentity:
+    """The identity of the DICOM series ``ct`` was read from: the series in ``folder`` (default
+    ``ct.source``) or, where the caller knows them (Slicer's DICOM database), its ``files``.
 
     Raises DicomIdentityError when the headers cannot be read or a slice does not land on one
     of the CT's indices (the files changed since the CT was read).
     """
-    folder = Path(folder if folder is not None else ct.source or "")
-    if not folder.is_dir():
-        raise DicomIdentityError(f"{folder}: not a DICOM series folder")
-    files = _series_files(folder, ct.series_uid)
+    if files is not None:
+        files = [str(f) for f in files]
+        folder = Path(files[0]).parent if files else Path()
+        if not files:
+            raise DicomIdentityError("no DICOM files given")
+    else:
+        folder = Path(folder if folder is not None else ct.source or "")
+        if not folder.is_dir():
+            raise DicomIdentityError(f"{folder}: not a DICOM series folder")
+        files = _series_files(folder, ct.series_uid)
     headers = [_read_header(f) for f in files]
     first = headers[0]
     n_index = ct.geometry.shape_irc[0]
