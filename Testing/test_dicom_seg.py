@@ -140,3 +140,26 @@ def test_real_lungmask_series_gets_a_seg_on_its_slices(tmp_path: Path) -> None:
     assert source.ReferencedSOPInstanceUID == identity.slices[1].sop_instance_uid
     assert int(ds.pixel_array.sum()) == 30
     assert dciodvfy_errors(info.path) == []
+
+
+def test_overlapping_findings_keep_each_its_whole_mask(tmp_path: Path) -> None:
+    ct = write_phantom_series(tmp_path / "series")
+    identity = read_dicom_identity(ct)
+    a = np.zeros(ct.shape, dtype=bool)
+    a[2:5, 8:14, 8:14] = True
+    b = np.zeros(ct.shape, dtype=bool)
+    b[4:7, 12:18, 12:18] = True  # shares slice 4, rows and cols 12-13 with a
+    result = bright_result(ct)
+    findings = (finding_from_mask(1, a, ct, 0.9, 0.8), finding_from_mask(2, b, ct, 0.9, 0.3))
+    result = type(result)(**{**result.__dict__, "findings": findings})
+    info = write_seg(result, identity, ALGORITHM, tmp_path / "overlap.seg.dcm")
+    seg = hd.seg.segread(info.path)
+    by_uid = {s.sop_instance_uid: s.index for s in identity.slices}
+    got = {1: np.zeros(ct.shape, dtype=bool), 2: np.zeros(ct.shape, dtype=bool)}
+    for n, frame in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        number = frame.SegmentIdentificationSequence[0].ReferencedSegmentNumber
+        (source,) = frame.DerivationImageSequence[0].SourceImageSequence
+        got[number][by_uid[source.ReferencedSOPInstanceUID]] = seg.pixel_array[n].astype(bool)
+    np.testing.assert_array_equal(got[1], a)
+    np.testing.assert_array_equal(got[2], b)
+    assert dciodvfy_errors(info.path) == []

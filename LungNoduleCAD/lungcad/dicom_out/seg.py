@@ -25,7 +25,7 @@ from lungcad.dicom_out.algorithm import MANUFACTURER, Algorithm
 from lungcad.dicom_out.identity import DicomIdentity
 from lungcad.pipeline.findings import Finding, malignancy_color
 from lungcad.reports.common import ResultLike, check_writable
-from lungcad.reports.segmentation import NODULE_TERMINOLOGY
+from lungcad.reports.segmentation import NODULE_TERMINOLOGY, segment_layers
 
 __all__ = ["SEG_SERIES_NUMBER", "SegmentationWritten", "seg_dataset", "write_seg"]
 
@@ -83,16 +83,29 @@ def _description(
 def _frames(
     findings: tuple[Finding, ...], shape_irc: tuple[int, int, int]
 ) -> tuple[list[int], np.ndarray]:
-    """(CT indices that hold a finding, their masks as (planes, rows, cols, segments) uint8)."""
+    """(CT indices that hold a finding, their masks on those planes).
+
+    Masks that do not overlap (the usual case: findings are separate components) go into one
+    label map (planes, rows, cols) holding each voxel's segment number, which highdicom splits
+    plane by plane; overlapping ones need a (planes, rows, cols, segments) stack, one byte per
+    voxel and segment.
+    """
     planes = sorted({k for f in findings for k in range(*f.mask.slices[0].indices(shape_irc[0]))})
     where = {k: n for n, k in enumerate(planes)}
-    stack = np.zeros((len(planes), shape_irc[1], shape_irc[2], len(findings)), dtype=np.uint8)
+    overlap = segment_layers(findings, shape_irc) != [0] * len(findings)
+    dtype = np.uint8 if len(findings) <= np.iinfo(np.uint8).max else np.uint16
+    shape = (len(planes), shape_irc[1], shape_irc[2])
+    frames = np.zeros((*shape, len(findings)) if overlap else shape, dtype=dtype)
     for s, f in enumerate(findings):
         k0 = f.mask.start_irc[0]
+        rows, cols = f.mask.slices[1], f.mask.slices[2]
         for dk in range(f.mask.array.shape[0]):
-            rows, cols = f.mask.slices[1], f.mask.slices[2]
-            stack[where[k0 + dk], rows, cols, s] |= f.mask.array[dk].astype(np.uint8)
-    return planes, stack
+            view = frames[where[k0 + dk], rows, cols]
+            if overlap:
+                view[..., s] |= f.mask.array[dk]
+            else:
+                view[f.mask.array[dk]] = s + 1
+    return planes, frames
 
 
 def seg_dataset(
@@ -106,7 +119,7 @@ def seg_dataset(
     if not identity.complete:
         raise ValueError(f"the source series lacks {', '.join(identity.missing)}")
     sources = identity.source_datasets()
-    planes, stack = _frames(findings, tuple(result.geometry.shape_irc))
+    planes, frames = _frames(findings, tuple(result.geometry.shape_irc))
     positions = [
         hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT, identity.slices[k].position_lps)
         for k in planes
@@ -115,7 +128,7 @@ def seg_dataset(
     segment_numbers = {f.number: s + 1 for s, f in enumerate(findings)}
     seg = hd.seg.Segmentation(
         source_images=sources,
-        pixel_array=stack,
+        pixel_array=frames,
         segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
         segment_descriptions=[
             _description(segment_numbers[f.number], f, algorithm, tracking[f.number])
