@@ -12,7 +12,7 @@ import pydicom
 import pytest
 from bad_inputs_support import good_crop_ct
 from dicom_out_support import PATIENT_TAGS, SERIES_UID, real_series, write_phantom_series
-from reports_support import TruthResult, bright_result, finding_from_mask, tiny_ct
+from reports_support import TruthResult, bright_result, empty_result, finding_from_mask, tiny_ct
 from test_ctio import write_dicom_series
 from test_detect_cli import FakeDetector
 from test_dicom_seg import dciodvfy_errors
@@ -215,3 +215,18 @@ def test_end_to_end_with_the_bundled_weights_on_a_dicom_series(tmp_path: Path, c
         assert value(group, PROBABILITY_OF_CANCER) == finding["p_malignant"]
     assert dciodvfy_errors(case / "nodules.seg.dcm") == []
     assert dciodvfy_errors(case / "nodules.sr.dcm") == []
+
+
+def test_a_rerun_without_findings_leaves_no_seg_of_the_run_before(
+    fake, inputs, tmp_path: Path, monkeypatch
+) -> None:
+    series, _ = inputs
+    out = tmp_path / "out"
+    assert detect(series, "--out", out, "--dicom-out") == 0
+    assert (out / SERIES_UID / "nodules.seg.dcm").is_file()
+    monkeypatch.setattr(FakeDetector, "__call__", lambda self, ct: empty_result(ct))
+    assert detect(series, "--out", out, "--dicom-out", "--overwrite") == 0
+    case = out / SERIES_UID
+    assert not (case / "nodules.seg.dcm").exists()
+    assert (case / "nodules.sr.dcm").is_file()
+    assert "dicom_seg" not in json.loads((case / "results.json").read_text())["outputs"]

@@ -120,6 +120,10 @@ def write_dicom_outputs(
         case_id=case_id, source=source, canonical=canonical, overwrite=overwrite,
     )  # fmt: skip
     files["report_pdf"] = pdf.name
+    if overwrite:  # a SEG or SR of an earlier run must not pass for this one's
+        for kind, name in DICOM_OUTPUT_FILES.items():
+            if kind not in files:
+                (folder / name).unlink(missing_ok=True)
     record["note"] = note
     if note:
         log.info("%s: %s", case_id, note)
