@@ -82,8 +82,9 @@ class SRFinding:
     lung_rads: str | None = None
 
     @classmethod
-    def of(cls, f: Finding) -> SRFinding:
-        """The finding's numbers rounded as results.json rounds them."""
+    def of(cls, f: Finding, n_slices: int | None = None) -> SRFinding:
+        """The finding's numbers rounded as results.json rounds them; ``center_index`` is the
+        slice nearest its centre (within ``n_slices`` when given)."""
 
         def optional_mm(name: str) -> float | None:
             value = getattr(f, name, None)
@@ -93,7 +94,7 @@ class SRFinding:
         return cls(
             number=int(f.number),
             center_lps=tuple(round(float(v), 3) for v in f.center_lps),
-            center_index=int(np.rint(f.center_irc[0])),
+            center_index=int(np.clip(np.rint(f.center_irc[0]), 0, (n_slices or 1 << 30) - 1)),
             diameter_mm=round(float(f.diameter_mm), 3),
             volume_mm3=round(float(f.volume_mm3), 3),
             mean_hu=round(float(f.mean_hu), 1),
@@ -231,7 +232,9 @@ def sr_dataset(
     )
     groups: list = []
     for f in result.findings:
-        groups += _finding_groups(SRFinding.of(f), identity, seg, algorithm_id)
+        groups += _finding_groups(
+            SRFinding.of(f, len(identity.slices)), identity, seg, algorithm_id
+        )
     groups.append(_summary_group(result, algorithm_id))
     report = hd.sr.MeasurementReport(
         observation_context=hd.sr.ObservationContext(observer_device_context=device),
