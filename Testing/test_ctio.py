@@ -327,8 +327,10 @@ def write_dicom_series(
     origin_xyz: tuple[float, float, float] = (-10.0, -20.0, -30.0),
     direction: np.ndarray | None = None,
     prefix: str = "",
+    extra_tags: dict[str, str] | None = None,
 ) -> None:
-    """One file per slice, CT tags set, HU stored with rescale intercept -1024."""
+    """One file per slice, CT tags set, HU stored with rescale intercept -1024; ``extra_tags``
+    (tag -> value, e.g. the patient's name) are added to every slice."""
     folder.mkdir(parents=True, exist_ok=True)
     direction = np.eye(3) if direction is None else direction
     volume = sitk.GetImageFromArray(hu)
@@ -352,6 +354,7 @@ def write_dicom_series(
             "0020|0037": orientation,
             "0028|1052": "-1024",
             "0028|1053": "1",
+            **(extra_tags or {}),
         }
         image = volume[:, :, k]
         for tag, value in tags.items():

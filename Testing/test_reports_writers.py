@@ -292,12 +292,13 @@ def test_an_extra_writer_adds_files_before_results_json(tmp_path, flipped_case, 
     def extra(res, ct_given, folder):
         seen.append((res is result, ct_given is ct, (folder / "results.json").exists()))
         (folder / "mine").mkdir()
-        return {"mine": write_text_atomic(folder / "mine" / "notes.txt", "hello\n")}
+        return {"mine": write_text_atomic(folder / "mine" / "notes.txt", "hello\n")}, {"x": 1}
 
     out = write_case_outputs(result, ct, tmp_path / "case", case_id="c", extra_writer=extra)
     assert seen == [(True, True, False)]
     assert out.extra == {"mine": tmp_path / "case" / "mine" / "notes.txt"}
     assert read_results(out.results)["outputs"]["mine"] == "mine/notes.txt"
+    assert read_results(out.results)["x"] == 1
 
     def failing(res, ct_given, folder):
         raise OSError("disk full")

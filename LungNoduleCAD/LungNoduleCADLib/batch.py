@@ -70,7 +70,7 @@ class SceneCaseFiles:
     def __init__(self, services: SlicerServices) -> None:
         self.services = services
 
-    def __call__(self, result: Any, ct: Any, folder: Path) -> dict[str, Path]:
+    def __call__(self, result: Any, ct: Any, folder: Path) -> tuple[dict[str, Path], dict]:
         from LungNoduleCADLib.logic import LungNoduleCADCore
         from LungNoduleCADLib.scene import remove_node_with_helpers, remove_output_nodes
         from LungNoduleCADLib.storage import write_scene_files
@@ -80,7 +80,7 @@ class SceneCaseFiles:
         volume = add_volume_node_from_ct(scene, ct, name=folder.name)
         try:
             outputs = LungNoduleCADCore(self.services).show_result(volume, result)
-            return write_scene_files(outputs, folder)
+            return write_scene_files(outputs, folder), {}
         finally:
             remove_output_nodes(scene, volume)
             remove_node_with_helpers(scene, volume)

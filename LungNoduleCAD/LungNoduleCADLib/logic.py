@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ from lungcad.pipeline import (
     Thresholds,
     detect,
 )
-from lungcad.reports import CaseOutputs, ResultLike, write_case_outputs
+from lungcad.reports import CaseOutputs, ExtraOutputs, ResultLike, write_case_outputs
 from lungcad.safe_names import check_output_root, checked_series_uid, confined_path, safe_case_id
 from LungNoduleCADLib.mrml import SlicerServices
 from LungNoduleCADLib.scene import FindingsScene, OutputNodes
@@ -178,19 +178,28 @@ class LungNoduleCADCore:
                 return tuple(float(v) for v in finding_ras(finding))
         raise KeyError(f"no finding number {number}")
 
-    def save(self, folder: str | Path, case_id: str | None = None) -> CaseOutputs:
+    def save(
+        self,
+        folder: str | Path,
+        case_id: str | None = None,
+        review: Mapping[int, str] | None = None,
+    ) -> CaseOutputs:
         """Write the case into ``folder`` as ``lungcad detect`` does (results.json,
         candidates.csv, ...: :func:`lungcad.reports.write_case_outputs`, replacing an earlier
-        save) plus the scene's nodes as Slicer writes them (:mod:`LungNoduleCADLib.storage`)."""
+        save) plus the scene's nodes as Slicer writes them (:mod:`LungNoduleCADLib.storage`).
+        ``review`` (finding number -> review state) goes into results.json as ``review``."""
         if self.result is None or self.outputs is None:
             raise RuntimeError("nothing to save: run detection first")
-        return self._save(Path(folder), case_id, self.ct_from_volume(self.volume_node))
+        return self._save(Path(folder), case_id, self.ct_from_volume(self.volume_node), review)
 
-    def _save(self, folder: Path, case_id: str | None, ct: CT) -> CaseOutputs:
+    def _save(
+        self, folder: Path, case_id: str | None, ct: CT, review: Mapping[int, str] | None = None
+    ) -> CaseOutputs:
         outputs = self.outputs
+        keys = {} if review is None else {"review": {str(n): s for n, s in sorted(review.items())}}
 
-        def scene_files(result: ResultLike, ct: CT, case_folder: Path) -> dict[str, Path]:
-            return write_scene_files(outputs, case_folder)
+        def scene_files(result: ResultLike, ct: CT, case_folder: Path) -> ExtraOutputs:
+            return write_scene_files(outputs, case_folder), keys
 
         result = self.result
         if not result.series_uid and ct.series_uid:  # a run that was not told the volume's UID
@@ -205,7 +214,7 @@ class LungNoduleCADCore:
             extra_writer=scene_files,
         )
 
-    def export(self, root: str | Path) -> CaseOutputs:
+    def export(self, root: str | Path, review: Mapping[int, str] | None = None) -> CaseOutputs:
         """Save into ``root/<case id>`` (the GUI's Export), named as ``lungcad detect`` names
         cases: the series UID where it is a DICOM UID, else the volume's name made safe.
 
@@ -219,7 +228,7 @@ class LungNoduleCADCore:
         ct = self.ct_from_volume(self.volume_node)
         uid, _ = checked_series_uid(ct.series_uid)
         case_id = uid or safe_case_id(self.volume_node.GetName() or "")
-        return self._save(confined_path(root, case_id), case_id, ct)
+        return self._save(confined_path(root, case_id), case_id, ct, review)
 
 
 def _source_file(volume_node: Any) -> Path | None:

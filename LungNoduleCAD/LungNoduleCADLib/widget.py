@@ -256,5 +256,6 @@ class LungNoduleCADPanel(VTKObservationMixin):
     def onExportButton(self) -> None:
         folder = self.ui.exportDirectoryButton.directory
         with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
-            saved = self.logic.core.export(Path(folder))  # the volume's name made safe
-            self.ui.statusLabel.text = f"Exported to {saved.segmentation.parent}"
+            # the folder is the series UID, else the volume's name made safe
+            saved = self.logic.core.export(Path(folder), review=self.logic.exportReview())
+            self.ui.statusLabel.text = f"Exported to {saved.folder}"

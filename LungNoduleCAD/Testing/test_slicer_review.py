@@ -218,6 +218,21 @@ def test_review_states_survive_a_threshold_change_and_reach_the_export_data(show
     ]
 
 
+def test_the_export_writes_the_review_into_results_json_and_the_findings_csv(shown, tmp_path):
+    import csv
+    import json
+
+    logic = shown.logic
+    logic.setReview(1, ReviewState.REJECTED)
+    logic.setReview(3, ReviewState.ACCEPTED)
+    saved = logic.core.export(tmp_path, review=logic.exportReview())
+    results = json.loads(saved.results.read_text())
+    assert results["review"] == {"1": "rejected", "2": "unreviewed", "3": "accepted"}
+    with open(saved.folder / "slicer" / "findings.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["Review"] for r in rows] == ["rejected", "unreviewed", "accepted"]
+
+
 def test_review_states_are_read_back_from_the_table_by_a_new_logic(shown, mrml):
     shown.logic.setReview(1, ReviewState.REJECTED)
     shown.logic.setReview(3, ReviewState.ACCEPTED)

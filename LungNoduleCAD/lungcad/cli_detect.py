@@ -9,6 +9,7 @@ folder that is a file or does not take files, weights that do not load).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,6 +83,12 @@ def run_detect(
         args.models, args.device, thresholds, args.precision, mirror_nodule=not args.no_mirror
     )
     settings = detector.settings()  # the model cards only: a bad weights folder stops here
+    if args.dicom_out:  # results without the DICOM files are not this run's results
+        from lungcad.dicom_out.case import DICOM_OUT_OPTION
+
+        settings = dataclasses.replace(
+            settings, options={**settings.options, DICOM_OUT_OPTION: True}
+        )
     mine = select_shard(cases, index, count)
     todo, reruns = resume_plan(mine, args.out, args.overwrite, settings)
     shard = f" (shard {index}/{count})" if count > 1 else ""
@@ -93,12 +100,19 @@ def run_detect(
     )
     for case_id, reason in reruns.items():
         print(f"  rerun {case_id}: {reason}")
-    if todo and detect_with is None:
+    extra, notes = extra_writer, {}
+    if todo and (detect_with is None or args.dicom_out):
         models = detector.load()  # a bad weights folder is a usage error, before any case
         print(
             f"models on {models.device} ({models.precision.value}): "
             + "; ".join(models.versions().values())
         )
+        if args.dicom_out:  # the DICOM objects name the algorithm: its cards and versions
+            from lungcad.dicom_out.case import algorithm_for, case_writer
+            from lungcad.reports.case import chain_writers
+
+            dicom = case_writer(algorithm_for(settings.models, models), notes)
+            extra = chain_writers(extra_writer, dicom)
     started = time.perf_counter()
     statuses = run_cohort(
         mine,
@@ -107,7 +121,7 @@ def run_detect(
         overwrite=args.overwrite,
         progress=not args.quiet,
         settings=settings,
-        extra_writer=extra_writer,
+        extra_writer=extra,
     )
     by_status = {s: [c for c in statuses if c.status == s] for s in ("ok", "skipped", "failed")}
     print(
@@ -118,6 +132,8 @@ def run_detect(
         print(f"  {status.case_id}: {status.findings} findings, {status.suspicious} suspicious")
         for warning in status.warnings:
             print(f"    warning: {warning}")
+        if status.case_id in notes:
+            print(f"    DICOM outputs: {notes[status.case_id]}")
     for status in by_status["failed"]:
         print(f"  FAILED {status.case_id} ({status.input}): {status.error}")
     summary = Path(args.out) / "summary.csv"
@@ -249,5 +265,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "--overwrite",
         action="store_true",
         help="redo cases that are already done, even where their results still match",
+    )
+    p.add_argument(
+        "--dicom-out",
+        action="store_true",
+        help="also write, per case, a DICOM Segmentation (nodules.seg.dcm) and a TID 1500 "
+        "Structured Report (nodules.sr.dcm) referencing the input series, and a one-page "
+        "report.pdf; an input that is not a DICOM series (or lacks its UIDs) gets report.pdf "
+        "only and a one-line note. results.json then records the UIDs under 'dicom'",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -4,7 +4,14 @@ asked. :func:`write_case_outputs` writes them all into one case folder.
 """
 
 from lungcad.reports.candidates_csv import CANDIDATE_COLUMNS, write_candidates_csv
-from lungcad.reports.case import OUTPUT_FILES, CaseOutputs, ExtraWriter, write_case_outputs
+from lungcad.reports.case import (
+    OUTPUT_FILES,
+    CaseOutputs,
+    ExtraOutputs,
+    ExtraWriter,
+    chain_writers,
+    write_case_outputs,
+)
 from lungcad.reports.common import OutputExistsError, ResultLike
 from lungcad.reports.markups import write_markups_json
 from lungcad.reports.overlay import write_overlay_png
@@ -21,10 +28,12 @@ __all__ = [
     "OUTPUT_FILES",
     "RESULTS_SCHEMA",
     "CaseOutputs",
+    "ExtraOutputs",
     "ExtraWriter",
     "OutputExistsError",
     "ResultLike",
     "ResultsFileError",
+    "chain_writers",
     "read_results",
     "write_candidates_csv",
     "write_case_outputs",

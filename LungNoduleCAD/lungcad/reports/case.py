@@ -7,9 +7,11 @@ cohort runner's resume checks. Overwriting first removes the old results.json, s
 rewrite is never mistaken for a finished one. A series UID that is not a DICOM UID is kept out of
 the files (see :func:`lungcad.safe_names.checked_series_uid`): the case id stands in for it.
 
-A caller with more files of its own (Slicer writes its scene nodes with its storage nodes) passes
-an :data:`ExtraWriter`: it runs after the engine's files and before results.json, so its files
-are part of a finished case too, and results.json lists them under ``outputs``.
+A caller with more files of its own (Slicer writes its scene nodes with its storage nodes; ``lungcad
+detect --dicom-out`` writes DICOM SEG, SR and a PDF) passes an :data:`ExtraWriter`: it runs after
+the engine's files and before results.json, so its files are part of a finished case too;
+results.json lists them under ``outputs`` and takes the new top-level keys it returns.
+:func:`chain_writers` runs several.
 """
 
 from __future__ import annotations
@@ -31,7 +33,14 @@ from lungcad.reports.results_json import result_warnings, write_results_json
 from lungcad.reports.segmentation import write_segmentation
 from lungcad.safe_names import checked_series_uid
 
-__all__ = ["OUTPUT_FILES", "CaseOutputs", "ExtraWriter", "write_case_outputs"]
+__all__ = [
+    "OUTPUT_FILES",
+    "CaseOutputs",
+    "ExtraOutputs",
+    "ExtraWriter",
+    "chain_writers",
+    "write_case_outputs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +54,29 @@ OUTPUT_FILES = {
     "results": "results.json",
 }
 
-#: Writes more files for a case into its folder: (result, ct, folder) -> {kind: path written}.
-ExtraWriter = Callable[[ResultLike, CT, Path], Mapping[str, Path]]
+#: What an extra writer wrote: {kind: file (a path in the folder, or its name there)} and new
+#: top-level keys for results.json (never replacing a standard one).
+ExtraOutputs = tuple[Mapping[str, Path | str], Mapping[str, Any]]
+#: Writes more files for a case into its folder: (result, ct, folder) -> ExtraOutputs.
+ExtraWriter = Callable[[ResultLike, CT, Path], ExtraOutputs]
+
+
+def chain_writers(*writers: ExtraWriter | None) -> ExtraWriter | None:
+    """One writer running each of ``writers`` (None ones skipped) in turn; None if none is left."""
+    active = [w for w in writers if w is not None]
+    if len(active) <= 1:
+        return active[0] if active else None
+
+    def write(result: ResultLike, ct: CT, folder: Path) -> ExtraOutputs:
+        files: dict[str, Path | str] = {}
+        keys: dict[str, Any] = {}
+        for writer in active:
+            more_files, more_keys = writer(result, ct, folder)
+            files.update(more_files)
+            keys.update(more_keys)
+        return files, keys
+
+    return write
 
 
 @dataclass(frozen=True)
@@ -103,7 +133,10 @@ def write_case_outputs(
     write_overlay_png(result, ct, paths["overlay"], title=name, overwrite=True, canonical=canonical)
     result.save(paths["detection"])  # DetectionResult.save writes atomically
     outputs = {k: v.name for k, v in paths.items() if k != "results"}
-    extra = dict(extra_writer(result, ct, folder)) if extra_writer is not None else {}
+    extra_files, extra_keys = (
+        extra_writer(result, ct, folder) if extra_writer is not None else ({}, {})
+    )
+    extra = {kind: folder / path for kind, path in extra_files.items()}  # absolute stays absolute
     outputs.update({kind: path.relative_to(folder).as_posix() for kind, path in extra.items()})
     write_results_json(
         result,
@@ -114,6 +147,7 @@ def write_case_outputs(
         overwrite=True,
         fingerprint=fingerprint,
         rerun_reason=rerun_reason,
+        extra=extra_keys,
     )
     log.info("wrote %s outputs to %s", name, folder)
     return CaseOutputs(

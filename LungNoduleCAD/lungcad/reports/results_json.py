@@ -34,6 +34,8 @@ Layout (schema ``lungcad.results/1``)::
                  options: what resume compares (:mod:`lungcad.fingerprint`); rerun_reason: why
                  this run redid a case found done before, else null (both added within schema 1:
                  a file without a fingerprint is rerun on resume)
+    dicom: only with ``lungcad detect --dicom-out`` (added within schema 1): the UIDs the DICOM
+           outputs reference and carry, and a note when SEG and SR were not written
 
 The case writer writes this file last, so its presence with a valid schema means the case is done.
 """
@@ -87,15 +89,16 @@ def results_dict(
     outputs: dict[str, str] | None = None,
     fingerprint: dict[str, Any] | None = None,
     rerun_reason: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The JSON document for ``result`` (plain types only)."""
+    """The JSON document for ``result`` (plain types only); ``extra`` adds top-level keys."""
     g = result.geometry
     t = result.thresholds
     s = result.summary
     nz, ny, nx = g.shape_irc
     uid, uid_warning = checked_series_uid(result.series_uid)
     rejected = {"series_uid_rejected": printable(result.series_uid)} if uid_warning else {}
-    return {
+    doc = {
         "schema": RESULTS_SCHEMA,
         "lungcad_version": __version__,
         "case_id": case_id,
@@ -151,6 +154,10 @@ def results_dict(
         "fingerprint": fingerprint,
         "rerun_reason": rerun_reason,
     }
+    clash = sorted(set(extra or {}) & set(doc))
+    if clash:
+        raise ValueError(f"extra results.json keys {clash} would replace the standard ones")
+    return {**doc, **(extra or {})}
 
 
 def write_results_json(
@@ -163,6 +170,7 @@ def write_results_json(
     overwrite: bool = False,
     fingerprint: dict[str, Any] | None = None,
     rerun_reason: str | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write results.json atomically; refuses an existing file unless ``overwrite``."""
     path = check_writable(Path(path), overwrite)
@@ -173,6 +181,7 @@ def write_results_json(
         outputs=outputs,
         fingerprint=fingerprint,
         rerun_reason=rerun_reason,
+        extra=extra,
     )
     return write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
 
