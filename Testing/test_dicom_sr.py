@@ -141,14 +141,20 @@ def test_lung_rads_fields_are_reported_where_a_finding_carries_them(
 ) -> None:
     identity, result, seg, _ = written
 
-    @dataclasses.dataclass(frozen=True, eq=False)
-    class LungRadsFinding(type(result.findings[0])):
-        mean_diameter_mm: float = 6.25
-        long_axis_mm: float = 7.5
-        short_axis_mm: float = 5.0
-        lung_rads: str = "4A"
+    from lungcad.characteristics import MarginSource, NoduleType, TypeSource
+    from lungcad.lungrads import AxialAxes, LungRadsCategory, LungRadsMeasurements, NoduleAssessment
 
-    findings = tuple(LungRadsFinding(**f.__dict__) for f in result.findings)
+    ends = ((0.0, 0.0, 0.0), (1.0, 0.0, 0.0))
+    axes = AxialAxes(7.5, 5.0, 6.3, 0.0, ends, ends)
+    measured = LungRadsMeasurements(axes=axes, solid=None, volume_mm3=150.0, recist_longest_mm=7.5)
+    assessed = NoduleAssessment(
+        LungRadsCategory.C4A, NoduleType.SOLID, TypeSource.ASSUMED_SOLID, None,
+        MarginSource.ASSUMED_NOT_SPICULATED, 6.3, None,
+    )  # fmt: skip
+
+    findings = tuple(
+        dataclasses.replace(f, measurements=measured, lung_rads=assessed) for f in result.findings
+    )
     assert SRFinding.of(findings[0]).lung_rads == "4A"
     richer = dataclasses.replace(result, findings=findings)
     path = write_sr(richer, identity, ALGORITHM, seg, tmp_path / "sr.dcm")
@@ -156,7 +162,7 @@ def test_lung_rads_fields_are_reported_where_a_finding_carries_them(
     assert value(group, LONG_AXIS) == 7.5
     (mean,) = [m for m in group.get_measurements(name=DIAMETER) if m.derivation is not None]
     assert mean.derivation == MEAN
-    assert mean.value == 6.25
+    assert mean.value == 6.3
     (category,) = group.get_qualitative_evaluations(name=LUNG_RADS)
     assert category.value.value == "4A"
     assert dciodvfy_errors(path) == []

@@ -1,4 +1,5 @@
-"""classify(): one nodule view for all; mirrors and malignancy only at or above the nodule floor."""
+"""classify(): one nodule view for all; mirrors from the mirror floor, malignancy from the
+nodule floor."""
 
 from __future__ import annotations
 
@@ -126,14 +127,38 @@ def test_mirrors_and_malignancy_run_only_at_or_above_the_floor(batch):
     volume, centres = _corner_scene()
     nodule, malignancy = Counting(CornerReader()), Counting(CornerReader())
     p_nodule, p_malignant = classify(
-        volume, centres, nodule, malignancy, torch.device("cpu"), floor=FLOOR, batch=batch
-    )
+        volume, centres, nodule, malignancy, torch.device("cpu"), floor=FLOOR, batch=batch,
+        mirror_floor=FLOOR,
+    )  # fmt: skip
     np.testing.assert_allclose(p_nodule, [0.9, 0.25, 0.1875, 0.5, 0.0], rtol=0, atol=1e-6)
     np.testing.assert_allclose(p_malignant, [0.9, np.nan, np.nan, 0.5, np.nan], rtol=0, atol=1e-6)
     # one view of all five; three more views of A, C, D (one view at or above the floor);
     # malignancy for A and D (mean at or above the floor)
     assert nodule.crops == 5 + 3 * 3
     assert malignancy.crops == 2
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_a_mirror_floor_under_the_nodule_floor_mirrors_more_but_adds_no_malignancy(batch):
+    """B (one view 0.25) is mirrored from a mirror floor of 0.2 and its mean 0.7375 reaches the
+    nodule floor, so it gets malignancy too; E (0) stays one view."""
+    volume, centres = _corner_scene()
+    nodule, malignancy = Counting(CornerReader()), Counting(CornerReader())
+    p_nodule, p_malignant = classify(
+        volume, centres, nodule, malignancy, torch.device("cpu"), floor=FLOOR, batch=batch,
+        mirror_floor=0.2,
+    )  # fmt: skip
+    np.testing.assert_allclose(p_nodule, [0.9, 0.7375, 0.1875, 0.5, 0.0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(p_malignant, [0.9, 0.25, np.nan, 0.5, np.nan], rtol=0, atol=1e-6)
+    assert nodule.crops == 5 + 3 * 4
+    assert malignancy.crops == 3
+
+
+def test_the_default_mirror_floor_lies_under_the_nodule_floor():
+    from lungcad.pipeline.classify import MIRROR_FLOOR
+    from lungcad.pipeline.detect import MIN_NODULE_THRESHOLD
+
+    assert 0.0 < MIRROR_FLOOR < MIN_NODULE_THRESHOLD
 
 
 def test_without_mirrors_malignancy_follows_the_one_view_score():

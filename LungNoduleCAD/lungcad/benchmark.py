@@ -142,6 +142,8 @@ def _mb(size: int | None) -> str:
 
 
 def _print_stats(result, stats, bf16: bool, mirror_nodule: bool = True) -> None:
+    from lungcad.pipeline.classify import MIRROR_FLOOR
+
     t = stats.timings_s
     n_box = stats.unet_box_shape
     equiv = stats.unet_pixels / 512**2
@@ -172,7 +174,8 @@ def _print_stats(result, stats, bf16: bool, mirror_nodule: bool = True) -> None:
         # malignancy ran exactly where p_malignant is a number (see lungcad.pipeline.classify)
         scored = sum(not math.isnan(p) for p in result.store.p_malignant.tolist())
         floor = f"p_nodule {result.min_nodule_threshold:g}"
-        mirrored = f", mirrored from {floor} up" if mirror_nodule else ""
+        mirror_from = min(result.min_nodule_threshold, MIRROR_FLOOR)
+        mirrored = f", mirrored from p_nodule {mirror_from:g} up" if mirror_nodule else ""
         print(
             f"classifiers: {per:.1f} ms per candidate in the lung ({stats.candidates_in_lung}: "
             f"one nodule view each{mirrored}; malignancy for the {scored} at or above {floor})"

@@ -64,9 +64,8 @@ UNITLESS = codes.UCUM.NoUnits
 
 @dataclass(frozen=True)
 class SRFinding:
-    """What the SR reports of one finding; the Lung-RADS fields are optional (None: not
-    computed) so that findings that carry them (``mean_diameter_mm``, ``long_axis_mm``,
-    ``short_axis_mm``, ``lung_rads``) are reported without changing this module."""
+    """What the SR reports of one finding; the Lung-RADS fields (the finding's
+    ``measurements.axes`` and ``lung_rads.category``) are None where they were not computed."""
 
     number: int
     center_lps: tuple[float, float, float]
@@ -86,11 +85,13 @@ class SRFinding:
         """The finding's numbers rounded as results.json rounds them; ``center_index`` is the
         slice nearest its centre (within ``n_slices`` when given)."""
 
-        def optional_mm(name: str) -> float | None:
-            value = getattr(f, name, None)
-            return None if value is None else round(float(value), 3)
+        measured = getattr(f, "measurements", None)  # Lung-RADS measurements, where computed
+        axes = None if measured is None else measured.axes
+        assessment = getattr(f, "lung_rads", None)
 
-        category = getattr(f, "lung_rads", None)
+        def optional_mm(value: float | None) -> float | None:
+            return None if value is None else round(float(value), 1)  # as results.json
+
         return cls(
             number=int(f.number),
             center_lps=tuple(round(float(v), 3) for v in f.center_lps),
@@ -100,10 +101,10 @@ class SRFinding:
             mean_hu=round(float(f.mean_hu), 1),
             p_nodule=round(float(f.p_nodule), 4),
             p_malignant=round(float(f.p_malignant), 4),
-            mean_diameter_mm=optional_mm("mean_diameter_mm"),
-            long_axis_mm=optional_mm("long_axis_mm"),
-            short_axis_mm=optional_mm("short_axis_mm"),
-            lung_rads=None if category is None else str(getattr(category, "value", category)),
+            mean_diameter_mm=optional_mm(None if axes is None else axes.mean_diameter_mm),
+            long_axis_mm=optional_mm(None if axes is None else axes.long_axis_mm),
+            short_axis_mm=optional_mm(None if axes is None else axes.short_axis_mm),
+            lung_rads=None if assessment is None else str(assessment.category.value),
         )
 
 

@@ -25,7 +25,7 @@ from lungcad.ct import CT
 from lungcad.lungs import parenchyma_mask
 from lungcad.peak_memory import peak_rss_mb
 from lungcad.pipeline.canonical import resample_to_canonical
-from lungcad.pipeline.classify import CROP_BATCH, NODULE_MIRRORS, classify
+from lungcad.pipeline.classify import CROP_BATCH, MIRROR_FLOOR, NODULE_MIRRORS, classify
 from lungcad.pipeline.findings import Thresholds
 from lungcad.pipeline.footprint import VoxelMapper
 from lungcad.pipeline.input_checks import check_input
@@ -221,8 +221,9 @@ def _versions(models: CascadeModels, mirror_nodule: bool, nodule_floor: float) -
     at_floor = f"p_nodule >= {nodule_floor:g}"
     if mirror_nodule and "nodule" in versions:
         versions["nodule"] += f", mean of {len(NODULE_MIRRORS)} in-plane mirrors"
-        if nodule_floor > 0:
-            versions["nodule"] += f" where one view gives {at_floor}"
+        mirror_from = min(nodule_floor, MIRROR_FLOOR)
+        if mirror_from > 0:
+            versions["nodule"] += f" where one view gives p_nodule >= {mirror_from:g}"
     if nodule_floor > 0 and "malignancy" in versions:
         versions["malignancy"] += f", where {at_floor}"
     return versions
