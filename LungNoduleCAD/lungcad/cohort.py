@@ -41,9 +41,9 @@ from tqdm import tqdm
 
 from lungcad.atomic import write_text_atomic
 from lungcad.ct import CT
-from lungcad.ctio import DICOM_IO, dicom_series_ids, read_ct
 from lungcad.errors import LungCADError
 from lungcad.fingerprint import RunSettings, rerun_reason, run_fingerprint
+from lungcad.io import DICOM_IO, dicom_series_ids, read_ct
 from lungcad.models.weights import WeightsNotFoundError, read_card
 from lungcad.pipeline import CascadeModels, Precision, Thresholds, detect
 from lungcad.pipeline.models import BUNDLED_MODELS, CASCADE_TASKS
