@@ -200,7 +200,7 @@ def test_cascade_detector_passes_the_mirror_choice_to_detect(monkeypatch, mirror
         seen.append((ct, models, kwargs))
         return "result"
 
-    monkeypatch.setattr(lungcad.cohort, "detect", fake_detect)
+    monkeypatch.setattr(lungcad.cohort.detector, "detect", fake_detect)
     detector = lungcad.cohort.CascadeDetector(mirror_nodule=mirror)
     monkeypatch.setattr(detector, "load", lambda: "models")
     assert detector("ct") == "result"
