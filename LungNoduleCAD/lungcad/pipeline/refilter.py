@@ -320,12 +320,3 @@ def _score(value: float) -> float | None:
 
 def _triple(values: np.ndarray) -> tuple[float, float, float]:
     return (float(values[0]), float(values[1]), float(values[2]))
-
-
-def _score(value: float) -> float | None:
-    """A stored score as a float, or None where it was never computed (NaN)."""
-    return None if np.isnan(value) else float(value)
-
-
-def _triple(values: np.ndarray) -> tuple[float, float, float]:
-    return (float(values[0]), float(values[1]), float(values[2]))
