@@ -15,6 +15,7 @@ from lungcad.ct import Geometry
 from lungcad.geometry import voxel_to_world, world_to_voxel
 from lungcad.pipeline import (
     MIN_NODULE_THRESHOLD,
+    DetectionOptions,
     DetectionResult,
     DetectionResultError,
     Thresholds,
@@ -313,7 +314,9 @@ def _old_layout(result: DetectionResult, path) -> None:
 
 
 def test_a_result_saved_before_the_nodule_floor_loads_with_floor_zero(ct, tmp_path):
-    everything = detect(ct, graded_models(), Thresholds(0.5, 0.5, 0.5), min_nodule_threshold=0.0)
+    everything = detect(
+        ct, graded_models(), Thresholds(0.5, 0.5, 0.5), DetectionOptions(min_nodule_threshold=0.0)
+    )
     _old_layout(everything, tmp_path / "old.npz")
     loaded = DetectionResult.load(tmp_path / "old.npz")
     assert loaded.min_nodule_threshold == 0.0

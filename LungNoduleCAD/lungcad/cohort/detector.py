@@ -8,7 +8,7 @@ from typing import Any
 from lungcad.ct import CT
 from lungcad.fingerprint import RunSettings
 from lungcad.models.weights import WeightsNotFoundError, read_card
-from lungcad.pipeline import CascadeModels, Precision, Thresholds, detect
+from lungcad.pipeline import CascadeModels, DetectionOptions, Precision, Thresholds, detect
 from lungcad.pipeline.models import BUNDLED_MODELS, CASCADE_TASKS
 from lungcad.reports import ResultLike
 
@@ -57,4 +57,5 @@ class CascadeDetector:
         return RunSettings(self.thresholds, shas, options)
 
     def __call__(self, ct: CT) -> ResultLike:
-        return detect(ct, self.load(), self.thresholds, mirror_nodule=self.mirror_nodule)
+        options = DetectionOptions(mirror_nodule=self.mirror_nodule)
+        return detect(ct, self.load(), self.thresholds, options)
