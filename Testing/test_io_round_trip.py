@@ -18,7 +18,7 @@ from io_support import (
 from lungcad.errors import (
     CTWriteError,
 )
-from lungcad.io import ct_from_sitk, ct_to_sitk, on_grid, read_ct, write_ct
+from lungcad.io import ct_from_sitk, ct_to_sitk, geometry_of, on_grid, read_ct, write_ct
 
 # ------------------------------------------------------------------------------------------
 # round trips
@@ -143,3 +143,13 @@ def test_write_with_overwrite_replaces_the_file(tmp_path: Path) -> None:
 def test_write_refuses_an_unknown_extension(tmp_path: Path, name: str) -> None:
     with pytest.raises(CTWriteError, match="unknown extension"):
         write_ct(make_ct(), tmp_path / name)
+
+
+def test_geometry_of_an_image_and_of_a_header_is_the_grid_it_was_given(tmp_path: Path) -> None:
+    ct = make_ct(PERMUTED_FLIPPED)
+    assert_same_geometry(geometry_of(ct_to_sitk(ct)), ct.geometry, atol=1e-12)
+    path = write_ct(ct, tmp_path / "scan.nrrd")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    assert_same_geometry(geometry_of(reader), ct.geometry)

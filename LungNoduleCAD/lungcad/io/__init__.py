@@ -39,7 +39,14 @@ from lungcad.io.hu_rules import (
     PADDING_HU,
 )
 from lungcad.io.read import read_ct
-from lungcad.io.sitk_bridge import IN_MEMORY, SERIES_UID_KEY, ct_from_sitk, ct_to_sitk, on_grid
+from lungcad.io.sitk_bridge import (
+    IN_MEMORY,
+    SERIES_UID_KEY,
+    ct_from_sitk,
+    ct_to_sitk,
+    geometry_of,
+    on_grid,
+)
 from lungcad.io.write import write_ct, write_label_map
 
 __all__ = [
@@ -54,6 +61,7 @@ __all__ = [
     "ct_from_sitk",
     "ct_to_sitk",
     "dicom_series_ids",
+    "geometry_of",
     "on_grid",
     "read_ct",
     "write_ct",

@@ -36,6 +36,16 @@ def on_grid(
     return image
 
 
+def geometry_of(image: sitk.Image | sitk.ImageFileReader) -> Geometry:
+    """The grid of an image, or of a file whose header a reader has read (no voxels needed).
+
+    ValueError when the direction is not a rotation or the spacing not positive.
+    """
+    return Geometry.from_arrays(
+        image.GetOrigin(), image.GetSpacing(), image.GetDirection(), image.GetSize()[::-1]
+    )
+
+
 def ct_to_sitk(ct: CT) -> sitk.Image:
     """The CT as an int16 SimpleITK image with the same origin, spacing and direction."""
     image = on_grid(sitk.GetImageFromArray(ct.hu), ct.geometry)
@@ -69,9 +79,7 @@ def ct_from_sitk(
     check_hu_values(arr, where)
     hu = to_int16_hu(arr, where)
     try:
-        geometry = Geometry.from_arrays(
-            image.GetOrigin(), image.GetSpacing(), image.GetDirection(), hu.shape
-        )
+        geometry = geometry_of(image)
     except ValueError as exc:
         raise CTFormatError(where, f"unusable geometry: {exc}") from exc
     return CT(

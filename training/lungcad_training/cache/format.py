@@ -14,6 +14,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from lungcad.ct import Geometry
+from lungcad.io import geometry_of
 
 CACHE_FORMAT = 1
 """Bumped whenever what an entry holds changes; part of the policy hash."""
@@ -59,6 +60,4 @@ def header_geometry(path: Path) -> Geometry:
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     reader.ReadImageInformation()
-    return Geometry.from_arrays(
-        reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection(), reader.GetSize()[::-1]
-    )
+    return geometry_of(reader)

@@ -12,6 +12,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from lungcad.ct import CT, Geometry
+from lungcad.io import geometry_of
 from lungcad.luna16 import Annotation, annotation_mask_for_ct
 from lungcad.preprocess import labels_to_canonical
 
@@ -75,9 +76,7 @@ def annotation_rows(annotations: Sequence[Annotation]) -> list[list[float]]:
 def labels_from_nrrd(path: Path, canonical: Geometry) -> tuple[np.ndarray, int]:
     """The ground-truth map on the canonical grid, and how many labels the source held."""
     image = sitk.ReadImage(str(path))
-    geometry = Geometry.from_arrays(
-        image.GetOrigin(), image.GetSpacing(), image.GetDirection(), image.GetSize()[::-1]
-    )
+    geometry = geometry_of(image)
     labels = sitk.GetArrayFromImage(image)
     if labels.size and labels.max() > np.iinfo(np.uint8).max:
         raise ValueError(f"{path}: more than 255 nodule labels do not fit the uint8 cache")
