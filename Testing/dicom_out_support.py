@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from reports_support import bright_result
-from test_ctio import write_dicom_series
+from test_io_dicom_series import write_dicom_series
 
 from lungcad.benchmark_real import default_real_dir
 from lungcad.ct import CT

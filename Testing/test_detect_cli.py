@@ -21,7 +21,13 @@ import lungcad.cohort
 from lungcad.cli import main
 from lungcad.ctio import write_ct
 from lungcad.fingerprint import RunSettings
-from lungcad.pipeline import DetectionResult, MalignancyBand, Precision, Thresholds
+from lungcad.pipeline import (
+    DetectionOptions,
+    DetectionResult,
+    MalignancyBand,
+    Precision,
+    Thresholds,
+)
 from lungcad.reports import OUTPUT_FILES, read_results
 
 UIDS = [f"1.2.826.0.1.3680043.2.1125.8.{k}" for k in range(3)]
@@ -196,12 +202,12 @@ def test_end_to_end_with_the_bundled_weights(tmp_path, crop_ct, capsys):
 def test_cascade_detector_passes_the_mirror_choice_to_detect(monkeypatch, mirror):
     seen = []
 
-    def fake_detect(ct, models, thresholds, **kwargs):
-        seen.append((ct, models, kwargs))
+    def fake_detect(ct, models, thresholds, *options):
+        seen.append((ct, models, options))
         return "result"
 
-    monkeypatch.setattr(lungcad.cohort, "detect", fake_detect)
+    monkeypatch.setattr(lungcad.cohort.detector, "detect", fake_detect)
     detector = lungcad.cohort.CascadeDetector(mirror_nodule=mirror)
     monkeypatch.setattr(detector, "load", lambda: "models")
     assert detector("ct") == "result"
-    assert seen == [("ct", "models", {"mirror_nodule": mirror})]
+    assert seen == [("ct", "models", (DetectionOptions(mirror_nodule=mirror),))]

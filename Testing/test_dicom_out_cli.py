@@ -13,10 +13,10 @@ import pytest
 from bad_inputs_support import good_crop_ct
 from dicom_out_support import PATIENT_TAGS, SERIES_UID, real_series, write_phantom_series
 from reports_support import TruthResult, bright_result, empty_result, finding_from_mask, tiny_ct
-from test_ctio import write_dicom_series
 from test_detect_cli import FakeDetector
 from test_dicom_seg import dciodvfy_errors
 from test_dicom_sr import DIAMETER, PROBABILITY_OF_CANCER, VOLUME, report_of, value
+from test_io_dicom_series import write_dicom_series
 
 import lungcad.cohort
 from lungcad.cli import main

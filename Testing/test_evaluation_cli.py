@@ -55,6 +55,10 @@ def _write_case(folder: Path, uid: str, rows: list[dict], malignancy_threshold: 
         "schema": "lungcad.results/1",
         "input": {"path": f"{uid}.mhd", "series_uid": uid},
         "thresholds": {"segmentation": 0.5, "nodule": 0.5, "malignancy": malignancy_threshold},
+        "models": {},
+        "timings_s": {},
+        "summary": {"finding_count": 0},
+        "candidate_count": 0,
         "findings": [],
     }
     (folder / "results.json").write_text(json.dumps(doc))

@@ -46,6 +46,10 @@ def _case(root: Path, uid: str | None, rows: list[str], json_uid: str | None = "
         "schema": "lungcad.results/1",
         "input": {"series_uid": uid if json_uid == "same" else json_uid},
         "thresholds": {"segmentation": 0.3, "nodule": 0.6, "malignancy": 0.4},
+        "models": {},
+        "timings_s": {},
+        "summary": {"finding_count": 0},
+        "candidate_count": len(rows),
         "findings": [],
     }
     (root / "results.json").write_text(json.dumps(doc))
@@ -168,10 +172,13 @@ def test_bad_results_are_refused_with_a_clear_message(tmp_path: Path, make, mess
 def test_bad_case_files(tmp_path: Path) -> None:
     folder = _case(tmp_path / "a", "S1", [])
     (folder / "results.json").write_text('{"schema": "other/2"}')
-    with pytest.raises(EvaluationError, match=r"schema 'other/2' is not lungcad\.results/N"):
+    with pytest.raises(EvaluationError, match=r"schema 'other/2', expected 'lungcad\.results/1'"):
         load_results(folder)
     (folder / "results.json").write_text("{")
-    with pytest.raises(EvaluationError, match=r"not a readable results\.json"):
+    with pytest.raises(EvaluationError, match=r"results\.json: not readable JSON"):
+        load_results(folder)
+    (folder / "results.json").write_text('{"schema": "lungcad.results/1", "input": {}}')
+    with pytest.raises(EvaluationError, match=r"incomplete, missing thresholds, models"):
         load_results(folder)
     (folder / "candidates.csv").unlink()
     (folder / "results.json").write_text('{"schema": "lungcad.results/1"}')

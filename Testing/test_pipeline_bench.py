@@ -35,8 +35,8 @@ def test_cascade_bench_prints_stages_and_memory(tmp_path, capsys):
 def test_cascade_bench_can_run_the_nodule_classifier_unmirrored(tmp_path, capsys, monkeypatch):
     seen = {}
 
-    def fake_detect(ct, models, thresholds, **kwargs):
-        seen.update(kwargs)
+    def fake_detect(ct, models, thresholds, options, **kwargs):
+        seen["options"] = options
         raise SystemExit(0)
 
     monkeypatch.setattr("lungcad.pipeline.detect", fake_detect)
@@ -48,5 +48,5 @@ def test_cascade_bench_can_run_the_nodule_classifier_unmirrored(tmp_path, capsys
             main(["bench", "--ct", str(path), "--threads", "1", "--no-mirror"])
     finally:
         torch.set_num_threads(threads)
-    assert seen["mirror_nodule"] is False
+    assert seen["options"].mirror_nodule is False
     assert "nodule classifier unmirrored" in capsys.readouterr().out

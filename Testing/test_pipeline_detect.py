@@ -22,6 +22,7 @@ from lungcad.pipeline import (
     STAGES,
     CascadeModels,
     DetectionCancelled,
+    DetectionOptions,
     DetectionResult,
     DetectionStats,
     Precision,
@@ -49,8 +50,8 @@ def test_lung_box_run_equals_whole_volume_run():
     models = fake_models()
     stats_box, stats_whole = DetectionStats(), DetectionStats()
     thresholds = Thresholds(0.5, 0.0, 0.5)
-    boxed = detect(ct, models, thresholds, lung_margin_mm=3.0, stats=stats_box)
-    whole = detect(ct, models, thresholds, lung_region=False, stats=stats_whole)
+    boxed = detect(ct, models, thresholds, DetectionOptions(lung_margin_mm=3.0), stats=stats_box)
+    whole = detect(ct, models, thresholds, DetectionOptions(lung_region=False), stats=stats_whole)
     assert stats_whole.unet_box_shape == stats_whole.canonical_shape
     assert np.prod(stats_box.unet_box_shape) < 0.6 * np.prod(stats_whole.canonical_shape)
     assert stats_box.slices_run < stats_whole.slices_run
@@ -67,9 +68,14 @@ def test_the_nodule_floor_changes_no_finding_at_or_above_it(mirror):
     view is below the floor misses a mirrors' mean that could have reached a higher score."""
     ct = tiny_ct()
     floored_models, full_models = graded_models(), graded_models()
-    floored = detect(ct, floored_models, Thresholds(0.5, 0.5, 0.5), mirror_nodule=mirror)
+    floored = detect(
+        ct, floored_models, Thresholds(0.5, 0.5, 0.5), DetectionOptions(mirror_nodule=mirror)
+    )
     full = detect(
-        ct, full_models, Thresholds(0.5, 0.5, 0.5), mirror_nodule=mirror, min_nodule_threshold=0.0
+        ct,
+        full_models,
+        Thresholds(0.5, 0.5, 0.5),
+        DetectionOptions(mirror_nodule=mirror, min_nodule_threshold=0.0),
     )
     floor = MIN_NODULE_THRESHOLD
     assert (floored.min_nodule_threshold, full.min_nodule_threshold) == (floor, 0.0)
@@ -239,7 +245,7 @@ def test_detect_runs_the_networks_in_the_models_precision(monkeypatch):
     detect(tiny_ct(), bf16_models)
     assert seen and set(seen) == {torch.bfloat16}
     seen.clear()
-    detect(tiny_ct(), bf16_models, bf16=False)
+    detect(tiny_ct(), bf16_models, options=DetectionOptions(bf16=False))
     assert set(seen) == {torch.float32}
 
 
@@ -263,7 +269,9 @@ def test_bundled_weights_end_to_end(bundled, tmp_path):
     expected["nodule"] += ", mean of 4 in-plane mirrors where one view gives p_nodule >= 0.02"
     expected["malignancy"] += ", where p_nodule >= 0.1"
     assert result.model_versions == expected
-    unmirrored = detect(ct, bundled, thresholds, mirror_nodule=False, min_nodule_threshold=0.0)
+    unmirrored = detect(
+        ct, bundled, thresholds, DetectionOptions(mirror_nodule=False, min_nodule_threshold=0.0)
+    )
     assert unmirrored.model_versions == bundled.versions()
     for c in result.candidates:
         assert 0.0 <= c.p_nodule <= 1.0

@@ -12,7 +12,7 @@ from pipeline_support import BALLS, fake_models, tiny_ct
 from torch import nn
 
 from lungcad.geometry import voxel_to_world, world_to_voxel
-from lungcad.pipeline import DetectionStats, Thresholds, detect
+from lungcad.pipeline import DetectionOptions, DetectionStats, Thresholds, detect
 from lungcad.pipeline.region import Box, UNetPlan, lung_plan, thin_slices
 from lungcad.pipeline.segment import segment_box
 from lungcad.preprocess import canonical_geometry, normalise_hu
@@ -107,9 +107,9 @@ def test_detection_on_a_5mm_scan_finds_every_ball_with_a_third_of_the_unet_work(
     thresholds = Thresholds(0.5, 0.0, 0.5)
     thin, every = DetectionStats(), DetectionStats()
     models = fake_models()
-    fast = detect(ct, models, thresholds, lung_margin_mm=3.0, stats=thin)
-    slow = detect(ct, models, thresholds, lung_margin_mm=3.0, interpolate_thick_slices=False,
-                  stats=every)  # fmt: skip
+    fast = detect(ct, models, thresholds, DetectionOptions(lung_margin_mm=3.0), stats=thin)
+    every_slice = DetectionOptions(lung_margin_mm=3.0, interpolate_thick_slices=False)
+    slow = detect(ct, models, thresholds, every_slice, stats=every)
     assert thin.slices_run <= every.slices_run // 3 + 2
     assert len(slow.findings) == 1
     assert len(fast.findings) == len(BALLS)

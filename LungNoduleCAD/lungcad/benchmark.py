@@ -72,7 +72,13 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
     import torch
 
     from lungcad.ctio import read_ct
-    from lungcad.pipeline import CascadeModels, DetectionStats, Thresholds, detect
+    from lungcad.pipeline import (
+        CascadeModels,
+        DetectionOptions,
+        DetectionStats,
+        Thresholds,
+        detect,
+    )
 
     if options.threads:
         torch.set_num_threads(options.threads)
@@ -103,14 +109,14 @@ def run_cascade_bench(options: CascadeBenchOptions) -> int:
         f"{'' if options.mirror_nodule else ', nodule classifier unmirrored'})"
     )
     stats = DetectionStats()
-    kwargs = {
-        "lung_region": options.lung_region,
-        "slice_batch": options.slice_batch,
-        "crop_batch": options.crop_batch,
-        "channels_last": options.channels_last,
-        "mirror_nodule": options.mirror_nodule,
-    }
-    result = detect(ct, models, Thresholds(), stats=stats, **kwargs)
+    run = DetectionOptions(
+        lung_region=options.lung_region,
+        slice_batch=options.slice_batch,
+        crop_batch=options.crop_batch,
+        channels_last=options.channels_last,
+        mirror_nodule=options.mirror_nodule,
+    )
+    result = detect(ct, models, Thresholds(), run, stats=stats)
     _print_stats(result, stats, models.bf16, options.mirror_nodule)
 
     t0 = time.perf_counter()

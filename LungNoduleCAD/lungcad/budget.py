@@ -2,7 +2,7 @@
 
 A header is a few bytes that can claim any size; a reader that trusts it allocates gigabytes
 before it finds out the data are not there. So every CT's declared size, spacing and memory need
-are checked against these budgets first (:mod:`lungcad.ctheader`, :mod:`lungcad.preprocess`).
+are checked against these budgets first (:mod:`lungcad.io.header`, :mod:`lungcad.preprocess`).
 
 * at most :data:`MAX_VOXELS` (2048 x 2048 x 2048) voxels, and at most
   :data:`MEMORY_FRACTION` of the memory available now (psutil; where psutil is missing, the

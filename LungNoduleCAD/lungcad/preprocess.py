@@ -25,9 +25,9 @@ import SimpleITK as sitk
 
 from lungcad.budget import check_voxels
 from lungcad.ct import CT, Geometry
-from lungcad.ctio import IN_MEMORY, ct_to_sitk
 from lungcad.errors import CTTooLargeError
 from lungcad.geometry import voxel_to_world
+from lungcad.io import IN_MEMORY, ct_to_sitk, on_grid
 
 log = logging.getLogger(__name__)
 
@@ -146,11 +146,7 @@ def check_canonical_grid(
 def _reference_image(geometry: Geometry) -> sitk.Image:
     """An empty image carrying ``geometry`` (what sitk.Resample takes as the output grid)."""
     size_xyz = [int(n) for n in geometry.shape_irc[::-1]]
-    ref = sitk.Image(size_xyz, sitk.sitkUInt8)
-    ref.SetOrigin(geometry.origin_xyz)
-    ref.SetSpacing(geometry.spacing_xyz)
-    ref.SetDirection(geometry.direction)
-    return ref
+    return on_grid(sitk.Image(size_xyz, sitk.sitkUInt8), geometry)
 
 
 def _sub_geometry(
@@ -211,10 +207,7 @@ def _resample_labels(labels: np.ndarray, source: Geometry, target: Geometry) -> 
     if not (is_bool or np.issubdtype(labels.dtype, np.integer)):
         raise ValueError(f"a label map holds integers or booleans, got {labels.dtype}")
     work = labels.astype(np.uint8) if is_bool else np.ascontiguousarray(labels)
-    image = sitk.GetImageFromArray(work)
-    image.SetOrigin(source.origin_xyz)
-    image.SetSpacing(source.spacing_xyz)
-    image.SetDirection(source.direction)
+    image = on_grid(sitk.GetImageFromArray(work), source)
     out = sitk.Resample(
         image, _reference_image(target), sitk.Transform(), sitk.sitkNearestNeighbor, 0
     )

@@ -26,7 +26,7 @@ import numpy as np
 from scipy import ndimage, stats
 
 from lungcad.ct import CT, Geometry
-from lungcad.ctio import PADDING_HU
+from lungcad.io import PADDING_HU
 from lungcad.lungs import AIR_THRESHOLD_HU, fill_slice_holes, lung_statistics, parenchyma_mask
 
 log = logging.getLogger(__name__)

@@ -35,6 +35,7 @@ from matplotlib.patches import Circle
 from lungcad.atomic import write_bytes_atomic
 from lungcad.ct import CT
 from lungcad.geometry import voxel_to_world, world_to_voxel
+from lungcad.io import on_grid
 
 __all__ = [
     "Marker",
@@ -148,11 +149,7 @@ def canonical_image(ct: CT) -> sitk.Image:
     DICOMOrient only permutes and flips axes (no interpolation). An oblique scan keeps a residual
     rotation after that, so it is resampled (linear) onto an axis-aligned grid of the same spacing.
     """
-    g = ct.geometry
-    image = sitk.GetImageFromArray(ct.hu)
-    image.SetOrigin(g.origin_xyz)
-    image.SetSpacing(g.spacing_xyz)
-    image.SetDirection(g.direction)
+    image = on_grid(sitk.GetImageFromArray(ct.hu), ct.geometry)
     # ITK 5.x: the letters name where each axis points *toward*; "LPS" gives identity direction.
     image = sitk.DICOMOrient(image, "LPS")
     direction = np.asarray(image.GetDirection()).reshape(3, 3)

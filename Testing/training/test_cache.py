@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import lungcad_training.cache as cache_module
+import lungcad_training.cache.series as cache_module
 from lungcad.geometry import voxel_to_world, world_to_voxel_index
 from lungcad.luna16 import find_series, read_annotations
 from lungcad.preprocess import spacing_policy

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -115,3 +117,80 @@ def load_trained_model(path: str | Path, task: Task, purpose: str) -> nn.Module:
     except WeightsError as exc:
         raise TrainingError(f"{exc} ({purpose})") from None
     return model
+
+
+@dataclass
+class Best:
+    """The best epoch so far: its number, the recipe's score (a tuple, compared in order) and
+    its validation metrics; epoch 0 and no score before the first validation."""
+
+    epoch: int = 0
+    score: list[float] | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def improved_by(self, score: Sequence[float]) -> bool:
+        return self.score is None or tuple(score) > tuple(self.score)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Best:
+        score = data.get("score")
+        return cls(
+            int(data.get("epoch", 0)),
+            None if score is None else list(score),
+            dict(data.get("metrics", {})),
+        )
+
+
+@dataclass
+class Checkpoint:
+    """What ``last.pt`` / ``best.pt`` hold, by name: written as the plain dict
+    :func:`save_checkpoint` has always written (same keys), so exports, older code and older
+    checkpoints keep working; keys a checkpoint lacks get the defaults below."""
+
+    task: str
+    epoch: int
+    architecture: str
+    hyperparameters: dict[str, Any]
+    model_state: dict[str, torch.Tensor]
+    optimizer_state: dict[str, Any]
+    best: Best = field(default_factory=Best)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    args: dict[str, Any] = field(default_factory=dict)
+    commands: list[str] = field(default_factory=list)
+    rng: dict[str, Any] | None = None
+    created: str = ""
+    training_seconds: float = 0.0
+    hardware: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    input_spec: dict[str, Any] = field(default_factory=dict)
+    scaler_state: dict[str, Any] | None = None
+    frozen: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        state = {f.name: getattr(self, f.name) for f in fields(self)}
+        state["best"] = asdict(self.best)
+        return state
+
+    @classmethod
+    def from_dict(cls, state: Mapping[str, Any], path: str | Path = "checkpoint") -> Checkpoint:
+        """A checkpoint from its dict; a TrainingError naming ``path`` when a key it cannot do
+        without (task, epoch, the network and the optimiser) is missing."""
+        names = {f.name for f in fields(cls)}
+        required = {
+            f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+        }
+        missing = sorted(required - set(state))
+        if missing:
+            raise TrainingError(f"{path}: checkpoint lacks {', '.join(missing)}")
+        known = {k: v for k, v in state.items() if k in names}
+        known["best"] = Best.from_dict(state.get("best") or {})
+        known["epoch"] = int(state["epoch"])
+        known["training_seconds"] = float(state.get("training_seconds", 0.0))
+        return cls(**known)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Checkpoint:
+        return cls.from_dict(load_checkpoint(path), path)
+
+    def save(self, path: Path) -> None:
+        save_checkpoint(self.to_dict(), path)

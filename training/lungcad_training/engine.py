@@ -9,16 +9,13 @@ reseed per epoch too, so a run resumed from ``last.pt`` continues exactly as if 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import shutil
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -31,9 +28,9 @@ from lungcad_training.cache import prefill_cache
 from lungcad_training.checkpoint import (
     BEST,
     LAST,
-    load_checkpoint,
+    Best,
+    Checkpoint,
     rng_states,
-    save_checkpoint,
     set_rng_states,
 )
 from lungcad_training.classification import MalignancyRecipe, NoduleRecipe
@@ -52,8 +49,30 @@ from lungcad_training.runtime import (
     runtime_session,
 )
 from lungcad_training.segmentation import SegmentationRecipe
+from lungcad_training.steps import (
+    autocast,
+    epoch_generator,
+    make_scaler,
+    train_step,
+    validate,
+)
 
 log = logging.getLogger(__name__)
+
+#: One step and validation live in :mod:`.steps`; these names are kept here for callers.
+__all__ = [
+    "RECIPES",
+    "FitResult",
+    "Trainer",
+    "autocast",
+    "check_data_dir",
+    "epoch_generator",
+    "fit",
+    "make_recipe",
+    "make_scaler",
+    "train_step",
+    "validate",
+]
 
 RECIPES: dict[Task, type[Recipe]] = {
     Task.SEGMENTATION: SegmentationRecipe,
@@ -80,67 +99,6 @@ class FitResult:
     training_seconds: float
 
 
-# ------------------------------------------------------------------------------- steps
-
-
-def autocast(device: torch.device, amp: torch.dtype | None) -> contextlib.AbstractContextManager:
-    if amp is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=amp)
-
-
-def make_scaler(device: torch.device, amp: torch.dtype | None) -> torch.amp.GradScaler:
-    """Loss scaling for fp16 only (bf16 has float32's range and needs none)."""
-    return torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
-
-
-def train_step(
-    model: nn.Module,
-    recipe: Recipe,
-    batch: Any,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    device: torch.device,
-    amp: torch.dtype | None = None,
-    generator: torch.Generator | None = None,
-    tally: Tally | None = None,
-) -> torch.Tensor:
-    """One optimisation step on one batch; returns the (detached) mean loss."""
-    optimizer.zero_grad(set_to_none=True)
-    with autocast(device, amp):
-        loss = recipe.train_loss(model, batch, device, generator, tally or Tally(device))
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
-    return loss.detach()
-
-
-def epoch_generator(device: torch.device, seed: int, epoch: int, rank: int) -> torch.Generator:
-    """Augmentation randomness that depends only on (seed, epoch, rank): resumable."""
-    state = np.random.SeedSequence([seed, epoch, rank]).generate_state(2, dtype=np.uint32)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(state[0]) << 32 | int(state[1]))
-    return generator
-
-
-def validate(
-    model: nn.Module,
-    recipe: Recipe,
-    loader: DataLoader,
-    runtime: Runtime,
-    amp: torch.dtype | None,
-    progress: bool = False,
-) -> Metrics:
-    """Validation metrics over every rank's share of the batches."""
-    model.eval()
-    tally = Tally(runtime.device)
-    with torch.no_grad(), autocast(runtime.device, amp):
-        for batch in tqdm(loader, desc="validation", leave=False, disable=not progress):
-            recipe.validate_batch(model, batch, runtime.device, tally)
-    tally.reduce(runtime.all_reduce_sum, runtime.gather)
-    return tally.summary(recipe.extras)
-
-
 # ------------------------------------------------------------------------------- setup
 
 
@@ -153,12 +111,12 @@ def check_data_dir(data: Path) -> None:
             raise TrainingError(f"{data}: no {name} (expected the LUNA16 layout)")
 
 
-def _prepare_out(cfg: TrainConfig, runtime: Runtime) -> dict[str, Any] | None:
+def _prepare_out(cfg: TrainConfig, runtime: Runtime) -> Checkpoint | None:
     """The checkpoint to resume from, or None; refuses to overwrite a run unless asked to."""
     last = cfg.task_dir / LAST
     if last.is_file() and cfg.resume:
         log.info("resuming %s from %s", cfg.task.value, last)
-        return load_checkpoint(last)
+        return Checkpoint.load(last)
     if last.is_file() and not cfg.overwrite:
         raise TrainingError(
             f"{cfg.task_dir} already holds a run; pass --resume to continue it or --overwrite "
@@ -237,228 +195,238 @@ def fit(cfg: TrainConfig, runtime: Runtime | None = None) -> FitResult:
     """Train one task as ``cfg`` says (in a process group of its own when none is given)."""
     if runtime is None:
         with runtime_session(cfg.device) as own:
-            return _fit(cfg, own)
-    return _fit(cfg, runtime)
-
-
-def _fit(cfg: TrainConfig, runtime: Runtime) -> FitResult:
-    check_data_dir(cfg.data)
-    if cfg.workers < 0 or cfg.batch_size < 1 or cfg.epochs < 0 or cfg.epoch_length < 1:
-        raise TrainingError("--workers must be >= 0; --batch-size and --epoch-length >= 1")
-    device, main = runtime.device, runtime.is_main
-    progress = cfg.progress and main
-    amp = amp_dtype(cfg.amp, device)
-    recipe = make_recipe(cfg)  # first: a bad --finetune fails before an old run is cleared
-    resume = _prepare_out(cfg, runtime)
-
-    if main:
-        prefill_cache(
-            cfg.data,
-            cfg.cache_dir,
-            spacing_xyz=cfg.spacing,
-            workers=max(1, min(cfg.workers, 4)),
-            progress=progress,
-        )
-    runtime.barrier()
-    train_ds, val_ds = recipe.datasets(progress)
-    if len(train_ds) == 0 or len(val_ds) == 0:
-        raise TrainingError(
-            f"{cfg.task.value}: {len(train_ds)} training and {len(val_ds)} validation samples in "
-            f"{cfg.data} with --val-stride {cfg.val_stride}; need some of both (more series, or "
-            "a smaller --val-stride)"
-        )
-    data_info = _data_info(cfg, train_ds, val_ds)
-
-    torch.manual_seed(cfg.seed)
-    model = recipe.build_model().to(device, memory_format=recipe.memory_format)
-    optimizer = make_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.momentum)
-    scaler = make_scaler(device, amp)
-    hardware = describe_hardware(runtime, amp)
-    start_epoch, elapsed, commands = 0, 0.0, [cfg.command]
-    best: dict[str, Any] = {"epoch": 0, "score": None, "metrics": {}}
-    if resume is not None:
-        _restore(cfg, resume, model, optimizer, scaler)
-        start_epoch, elapsed = int(resume["epoch"]), float(resume["training_seconds"])
-        commands = [*resume["commands"], cfg.command]
-        best = resume["best"]
-    net = model
-    if runtime.distributed:
-        device_ids = [device.index] if device.type == "cuda" else None
-        model = DistributedDataParallel(net, device_ids=device_ids)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-
-    train_loader, val_loader, sampler = _loaders(cfg, recipe, train_ds, val_ds, runtime)
-    logbook = None
-    if main:
-        logbook = Logbook(
-            cfg.task_dir / "metrics.csv", cfg.runs_dir, recipe.extras, resume_epoch=start_epoch
-        )
-        log.info(
-            "%s: %d training samples per epoch (%d series), %d validation samples (%d series), "
-            "%s, batch %d x %d process(es), %s lr %g",
-            cfg.task.value,
-            len(train_ds),
-            data_info["train_series"],
-            len(val_ds),
-            data_info["val_series"],
-            hardware_text(hardware),
-            cfg.batch_size,
-            runtime.world_size,
-            cfg.optimizer,
-            cfg.lr,
-        )
-    if start_epoch >= cfg.epochs:
-        log.info("%s: already trained %d of %d epochs", cfg.task.value, start_epoch, cfg.epochs)
-
-    try:
-        for epoch in range(start_epoch + 1, cfg.epochs + 1):
-            started = time.perf_counter()
-            train_metrics, samples = _train_epoch(
-                cfg,
-                recipe,
-                model,
-                net,
-                train_ds,
-                train_loader,
-                sampler,
-                optimizer,
-                scaler,
-                runtime,
-                amp,
-                epoch,
-                progress,
-            )
-            train_seconds = time.perf_counter() - started
-            runtime.broadcast_buffers(net)
-            val_metrics = validate(net, recipe, val_loader, runtime, amp, progress)
-            elapsed += time.perf_counter() - started
-            score = recipe.score(val_metrics)
-            improved = best["score"] is None or tuple(score) > tuple(best["score"])
-            if improved:
-                best = {"epoch": epoch, "score": list(score), "metrics": val_metrics}
-            if main:
-                assert logbook is not None
-                logbook.write(epoch, "train", train_metrics, samples)
-                logbook.write(epoch, "val", val_metrics)
-                log.info(
-                    "%s epoch %d/%d  train: %s (%.0f samples/s)  val: %s%s",
-                    cfg.task.value,
-                    epoch,
-                    cfg.epochs,
-                    _format(train_metrics),
-                    samples / max(train_seconds, 1e-9),
-                    _format(val_metrics),
-                    "  [best]" if improved else "",
-                )
-                state = {
-                    **_model_state(net, optimizer, scaler),
-                    "task": cfg.task.value,
-                    "epoch": epoch,
-                    "metrics": {"train": train_metrics, "val": val_metrics},
-                    "best": best,
-                    "args": cfg.to_dict(),
-                    "commands": commands,
-                    "rng": rng_states(),
-                    "created": _now(),
-                    "training_seconds": elapsed,
-                    "hardware": hardware,
-                    "data": data_info,
-                    "input_spec": recipe.input_spec(net),
-                }
-                save_checkpoint(state, cfg.task_dir / LAST)
-                if improved:
-                    save_checkpoint(state, cfg.task_dir / BEST)
-            runtime.barrier()
-    finally:
-        if logbook is not None:
-            logbook.close()
-    return FitResult(
-        task=cfg.task,
-        model=net,
-        epochs_done=max(start_epoch, cfg.epochs),
-        best_epoch=int(best["epoch"]),
-        best_metrics=dict(best["metrics"]),
-        last_path=cfg.task_dir / LAST,
-        best_path=cfg.task_dir / BEST,
-        training_seconds=elapsed,
-    )
+            return Trainer(cfg, own).fit()
+    return Trainer(cfg, runtime).fit()
 
 
 # settings that may change between a run and its resumption without changing what it trains
 _RUN_CONTROL = {"epochs", "device", "amp", "workers", "resume", "overwrite", "progress", "command"}
 
 
-def _restore(
-    cfg: TrainConfig,
-    state: dict[str, Any],
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-) -> None:
-    """Load a checkpoint's model, optimiser, scaler and RNG states for ``--resume``."""
-    before = {k: v for k, v in state.get("args", {}).items() if k not in _RUN_CONTROL}
-    now = {k: v for k, v in cfg.to_dict().items() if k not in _RUN_CONTROL}
-    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-    if changed:
-        log.warning("resuming with changed settings: %s", ", ".join(changed))
-    try:
-        model.load_state_dict(state["model_state"])
-        optimizer.load_state_dict(state["optimizer_state"])
-    except (RuntimeError, ValueError, KeyError) as exc:
-        raise TrainingError(
-            f"{cfg.task_dir / LAST} does not fit this run's model or optimizer ({exc!s:.200}); "
-            "resume with the settings it was trained with, or pass --overwrite"
-        ) from None
-    if scaler.is_enabled() and state.get("scaler_state"):
-        scaler.load_state_dict(state["scaler_state"])
-    set_rng_states(state["rng"])
+class Trainer:
+    """One task's run on one rank: data, network, optimiser, and the epochs from where the run
+    stands (epoch 0, or a ``--resume``'d ``last.pt``) to ``cfg.epochs``.
 
+    Built in the order that fails cheapest first: the data folder and options, the recipe (a
+    bad ``--finetune``), the old run (refused unless resumed or overwritten), then the cache,
+    the datasets and the network.
+    """
 
-def _model_state(
-    net: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler
-) -> dict[str, Any]:
-    """What a checkpoint needs to rebuild the network and continue optimising it."""
-    return {
-        "architecture": type(net).__name__,
-        "hyperparameters": dict(getattr(net, "hyperparameters", {})),
-        "model_state": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-        "optimizer_state": optimizer.state_dict(),
-        "scaler_state": scaler.state_dict() if scaler.is_enabled() else None,
-        "frozen": [n for n, p in net.named_parameters() if not p.requires_grad],
-    }
-
-
-def _train_epoch(
-    cfg: TrainConfig,
-    recipe: Recipe,
-    model: nn.Module,
-    net: nn.Module,
-    dataset: CachedSeriesDataset,
-    loader: DataLoader,
-    sampler: DistributedSampler | None,
-    optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler,
-    runtime: Runtime,
-    amp: torch.dtype | None,
-    epoch: int,
-    progress: bool,
-) -> tuple[Metrics, int]:
-    """One pass over the epoch's samples; returns the (rank-reduced) metrics and sample count."""
-    dataset.set_epoch(epoch)
-    if sampler is not None:
-        sampler.set_epoch(epoch)
-    model.train()
-    for module in recipe.frozen_modules(net):
-        module.eval()
-    generator = epoch_generator(runtime.device, cfg.seed, epoch, runtime.rank)
-    tally = Tally(runtime.device)
-    bar = tqdm(loader, desc=f"{cfg.task.value} epoch {epoch}", leave=False, disable=not progress)
-    for step, batch in enumerate(bar):
-        loss = train_step(
-            model, recipe, batch, optimizer, scaler, runtime.device, amp, generator, tally
+    def __init__(self, cfg: TrainConfig, runtime: Runtime) -> None:
+        check_data_dir(cfg.data)
+        if cfg.workers < 0 or cfg.batch_size < 1 or cfg.epochs < 0 or cfg.epoch_length < 1:
+            raise TrainingError("--workers must be >= 0; --batch-size and --epoch-length >= 1")
+        self.cfg, self.runtime = cfg, runtime
+        self.device, self.main = runtime.device, runtime.is_main
+        self.progress = cfg.progress and self.main
+        self.amp = amp_dtype(cfg.amp, self.device)
+        self.recipe = make_recipe(cfg)  # first: a bad --finetune fails before a run is cleared
+        self.resume = _prepare_out(cfg, runtime)
+        self.train_ds, self.val_ds, self.data_info = self._datasets()
+        torch.manual_seed(cfg.seed)
+        self.net = self.recipe.build_model().to(
+            self.device, memory_format=self.recipe.memory_format
         )
-        if progress and step % 10 == 0:
-            bar.set_postfix(loss=f"{loss.item():.4f}")
-    tally.reduce(runtime.all_reduce_sum, runtime.gather)
-    return tally.summary(), tally.samples
+        self.optimizer = make_optimizer(cfg.optimizer, self.net.parameters(), cfg.lr, cfg.momentum)
+        self.scaler = make_scaler(self.device, self.amp)
+        self.hardware = describe_hardware(runtime, self.amp)
+        self.start_epoch, self.elapsed, self.commands = 0, 0.0, [cfg.command]
+        self.best = Best()
+        if self.resume is not None:
+            self._restore(self.resume)
+        self.model = self.net  # what trains: the network, or its DDP wrapper
+        if runtime.distributed:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.net, device_ids=device_ids)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.train_loader, self.val_loader, self.sampler = _loaders(
+            cfg, self.recipe, self.train_ds, self.val_ds, runtime
+        )
+
+    def _datasets(self) -> tuple[CachedSeriesDataset, CachedSeriesDataset, dict]:
+        """Fill the series cache (rank 0), then every rank builds the task's datasets."""
+        cfg = self.cfg
+        if self.main:
+            prefill_cache(
+                cfg.data,
+                cfg.cache_dir,
+                spacing_xyz=cfg.spacing,
+                workers=max(1, min(cfg.workers, 4)),
+                progress=self.progress,
+            )
+        self.runtime.barrier()
+        train_ds, val_ds = self.recipe.datasets(self.progress)
+        if len(train_ds) == 0 or len(val_ds) == 0:
+            raise TrainingError(
+                f"{cfg.task.value}: {len(train_ds)} training and {len(val_ds)} validation samples "
+                f"in {cfg.data} with --val-stride {cfg.val_stride}; need some of both (more "
+                "series, or a smaller --val-stride)"
+            )
+        return train_ds, val_ds, _data_info(cfg, train_ds, val_ds)
+
+    def _restore(self, checkpoint: Checkpoint) -> None:
+        """Load a checkpoint's model, optimiser, scaler, RNG states and progress (``--resume``)."""
+        cfg = self.cfg
+        before = {k: v for k, v in checkpoint.args.items() if k not in _RUN_CONTROL}
+        now = {k: v for k, v in cfg.to_dict().items() if k not in _RUN_CONTROL}
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if changed:
+            log.warning("resuming with changed settings: %s", ", ".join(changed))
+        try:
+            self.net.load_state_dict(checkpoint.model_state)
+            self.optimizer.load_state_dict(checkpoint.optimizer_state)
+        except (RuntimeError, ValueError, KeyError) as exc:
+            raise TrainingError(
+                f"{cfg.task_dir / LAST} does not fit this run's model or optimizer "
+                f"({exc!s:.200}); resume with the settings it was trained with, or pass "
+                "--overwrite"
+            ) from None
+        if self.scaler.is_enabled() and checkpoint.scaler_state:
+            self.scaler.load_state_dict(checkpoint.scaler_state)
+        if checkpoint.rng is not None:
+            set_rng_states(checkpoint.rng)
+        self.start_epoch, self.elapsed = checkpoint.epoch, checkpoint.training_seconds
+        self.commands = [*checkpoint.commands, cfg.command]
+        self.best = checkpoint.best
+
+    def fit(self) -> FitResult:
+        """Train the remaining epochs; rank 0 logs and saves a checkpoint after each."""
+        cfg = self.cfg
+        logbook = self._open_logbook()
+        if self.start_epoch >= cfg.epochs:
+            log.info(
+                "%s: already trained %d of %d epochs", cfg.task.value, self.start_epoch, cfg.epochs
+            )
+        try:
+            for epoch in range(self.start_epoch + 1, cfg.epochs + 1):
+                self._epoch(epoch, logbook)
+                self.runtime.barrier()
+        finally:
+            if logbook is not None:
+                logbook.close()
+        return FitResult(
+            task=cfg.task,
+            model=self.net,
+            epochs_done=max(self.start_epoch, cfg.epochs),
+            best_epoch=self.best.epoch,
+            best_metrics=dict(self.best.metrics),
+            last_path=cfg.task_dir / LAST,
+            best_path=cfg.task_dir / BEST,
+            training_seconds=self.elapsed,
+        )
+
+    def _open_logbook(self) -> Logbook | None:
+        """metrics.csv and the TensorBoard log (rank 0 only), after a line on what runs."""
+        if not self.main:
+            return None
+        cfg = self.cfg
+        log.info(
+            "%s: %d training samples per epoch (%d series), %d validation samples (%d series), "
+            "%s, batch %d x %d process(es), %s lr %g",
+            cfg.task.value,
+            len(self.train_ds),
+            self.data_info["train_series"],
+            len(self.val_ds),
+            self.data_info["val_series"],
+            hardware_text(self.hardware),
+            cfg.batch_size,
+            self.runtime.world_size,
+            cfg.optimizer,
+            cfg.lr,
+        )
+        return Logbook(
+            cfg.task_dir / "metrics.csv", cfg.runs_dir, self.recipe.extras, self.start_epoch
+        )
+
+    def _epoch(self, epoch: int, logbook: Logbook | None) -> None:
+        """Train, validate, and (rank 0) log and checkpoint one epoch."""
+        started = time.perf_counter()
+        train_metrics, samples = self._train_epoch(epoch)
+        train_seconds = time.perf_counter() - started
+        self.runtime.broadcast_buffers(self.net)
+        val_metrics = validate(
+            self.net, self.recipe, self.val_loader, self.runtime, self.amp, self.progress
+        )
+        self.elapsed += time.perf_counter() - started
+        score = self.recipe.score(val_metrics)
+        improved = self.best.improved_by(score)
+        if improved:
+            self.best = Best(epoch, list(score), val_metrics)
+        if not self.main:
+            return
+        assert logbook is not None
+        logbook.write(epoch, "train", train_metrics, samples)
+        logbook.write(epoch, "val", val_metrics)
+        log.info(
+            "%s epoch %d/%d  train: %s (%.0f samples/s)  val: %s%s",
+            self.cfg.task.value,
+            epoch,
+            self.cfg.epochs,
+            _format(train_metrics),
+            samples / max(train_seconds, 1e-9),
+            _format(val_metrics),
+            "  [best]" if improved else "",
+        )
+        checkpoint = self._checkpoint(epoch, {"train": train_metrics, "val": val_metrics})
+        checkpoint.save(self.cfg.task_dir / LAST)
+        if improved:
+            checkpoint.save(self.cfg.task_dir / BEST)
+
+    def _checkpoint(self, epoch: int, metrics: dict[str, Metrics]) -> Checkpoint:
+        """Everything a resume or an export needs, as of the end of ``epoch``."""
+        net, scaler = self.net, self.scaler
+        return Checkpoint(
+            task=self.cfg.task.value,
+            epoch=epoch,
+            architecture=type(net).__name__,
+            hyperparameters=dict(getattr(net, "hyperparameters", {})),
+            model_state={k: v.detach().cpu() for k, v in net.state_dict().items()},
+            optimizer_state=self.optimizer.state_dict(),
+            scaler_state=scaler.state_dict() if scaler.is_enabled() else None,
+            frozen=[n for n, p in net.named_parameters() if not p.requires_grad],
+            metrics=metrics,
+            best=self.best,
+            args=self.cfg.to_dict(),
+            commands=self.commands,
+            rng=rng_states(),
+            created=_now(),
+            training_seconds=self.elapsed,
+            hardware=self.hardware,
+            data=self.data_info,
+            input_spec=self.recipe.input_spec(net),
+        )
+
+    def _train_epoch(self, epoch: int) -> tuple[Metrics, int]:
+        """One pass over the epoch's samples; the (rank-reduced) metrics and sample count."""
+        cfg, runtime = self.cfg, self.runtime
+        self.train_ds.set_epoch(epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
+        self.model.train()
+        for module in self.recipe.frozen_modules(self.net):
+            module.eval()
+        generator = epoch_generator(runtime.device, cfg.seed, epoch, runtime.rank)
+        tally = Tally(runtime.device)
+        bar = tqdm(
+            self.train_loader,
+            desc=f"{cfg.task.value} epoch {epoch}",
+            leave=False,
+            disable=not self.progress,
+        )
+        for step, batch in enumerate(bar):
+            loss = train_step(
+                self.model,
+                self.recipe,
+                batch,
+                self.optimizer,
+                self.scaler,
+                runtime.device,
+                self.amp,
+                generator,
+                tally,
+            )
+            if self.progress and step % 10 == 0:
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+        tally.reduce(runtime.all_reduce_sum, runtime.gather)
+        return tally.summary(), tally.samples

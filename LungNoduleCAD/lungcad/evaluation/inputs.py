@@ -13,7 +13,6 @@ LUNA16 submission csv (``seriesuid,coordX,coordY,coordZ,probability``).
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import math
 from collections.abc import Iterable, Sequence
@@ -38,10 +37,10 @@ from lungcad.luna16 import (
     read_malignancy_annotations,
 )
 from lungcad.pipeline.findings import OUTSIDE_LUNG_STATUS, Thresholds
+from lungcad.reports.results_json import ResultsFileError, read_results
 
 logger = logging.getLogger(__name__)
 
-RESULTS_SCHEMA_PREFIX = "lungcad.results/"
 SUBMISSION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
 UNKNOWN_EXCLUDED_DIAMETER_MM = 10.0
 """LUNA16's evaluation script gives excluded findings with a negative diameter this size."""
@@ -147,33 +146,8 @@ def load_truth(data_dir: str | Path) -> Truth:
 
 
 def read_excluded(path: str | Path) -> list[Annotation]:
-    """Read ``annotations_excluded.csv``; a negative diameter (unknown size) becomes 10 mm.
-
-    The strict annotation reader refuses non-positive diameters, but LUNA16's excluded file holds
-    ``-1`` for findings without a size, which its evaluation script treats as 10 mm.
-    """
-    path = Path(path)
-    columns = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in columns if c not in header]
-        if missing:
-            raise DatasetError(path, f"missing column(s) {', '.join(missing)}", line=1)
-        reader.fieldnames = header
-        out = []
-        for row in reader:
-            if not any((v or "").strip() for v in row.values()):
-                continue
-            line = reader.line_num
-            uid = (row["seriesuid"] or "").strip()
-            if not uid:
-                raise DatasetError(path, "empty seriesuid", line=line)
-            values = [_finite(path, line, c, row[c], truth=True) for c in columns[1:]]
-            diameter = values[3] if values[3] >= 0 else UNKNOWN_EXCLUDED_DIAMETER_MM
-            out.append(Annotation(uid, (values[0], values[1], values[2]), diameter))
-    logger.debug("read %d excluded annotations from %s", len(out), path)
-    return out
+    """Read ``annotations_excluded.csv``; a negative diameter (unknown size) becomes 10 mm."""
+    return read_annotations(path, unknown_diameter_mm=UNKNOWN_EXCLUDED_DIAMETER_MM)
 
 
 def _finite(path: Path, line: int, column: str, text: str | None, truth: bool = False) -> float:
@@ -312,21 +286,14 @@ def read_submission(path: str | Path) -> list[CaseResult]:
 
 
 def _read_results_json(path: Path) -> tuple[str | None, Thresholds | None]:
-    """(series UID, thresholds) from a case's results.json."""
+    """(series UID, thresholds) from a case's results.json, checked by :func:`read_results`."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise EvaluationError(f"{path}: not a readable results.json ({exc})") from None
-    if not isinstance(data, dict):
-        raise EvaluationError(f"{path}: expected a JSON object")
-    schema = str(data.get("schema", ""))
-    if not schema.startswith(RESULTS_SCHEMA_PREFIX):
-        raise EvaluationError(
-            f"{path}: schema {schema!r} is not {RESULTS_SCHEMA_PREFIX}N (written by lungcad detect)"
-        )
+        data = read_results(path)
+    except ResultsFileError as exc:
+        raise EvaluationError(str(exc)) from None
     uid = (data.get("input") or {}).get("series_uid")
+    raw = data["thresholds"]
     thresholds = None
-    raw = data.get("thresholds")
     if raw is not None:
         try:
             thresholds = Thresholds(

@@ -220,8 +220,11 @@ class _Table:
         """Three columns as an (N, 3) array."""
         return np.stack([self.floats(c) for c in columns], axis=1).reshape(len(self), 3)
 
-    def diameters(self, column: str = "diameter_mm") -> np.ndarray:
+    def diameters(self, column: str = "diameter_mm", unknown: float | None = None) -> np.ndarray:
+        """Positive diameters; with ``unknown``, a negative one (size unknown) becomes it."""
         values = self.floats(column)
+        if unknown is not None:
+            return np.where(values < 0, unknown, values)
         bad = np.flatnonzero(values <= 0)
         if bad.size:
             i = int(bad[0])
@@ -233,14 +236,19 @@ def _tuples(xyz: np.ndarray) -> list[XYZ]:
     return [tuple(p) for p in xyz.tolist()]
 
 
-def read_annotations(path: str | Path) -> list[Annotation]:
-    """Read ``annotations.csv`` or ``annotations_excluded.csv`` (same columns)."""
+def read_annotations(
+    path: str | Path, unknown_diameter_mm: float | None = None
+) -> list[Annotation]:
+    """Read ``annotations.csv`` or ``annotations_excluded.csv`` (same columns).
+
+    Diameters must be positive, except with ``unknown_diameter_mm``: LUNA16's excluded file holds
+    -1 for findings without a size, which its evaluation script reads as 10 mm.
+    """
     t = _Table(Path(path), ANNOTATION_COLUMNS)
+    diameters = t.diameters(unknown=unknown_diameter_mm).tolist()
     out = [
         Annotation(u, c, d)
-        for u, c, d in zip(
-            t.uids(), _tuples(t.xyz(XYZ_COLUMNS)), t.diameters().tolist(), strict=True
-        )
+        for u, c, d in zip(t.uids(), _tuples(t.xyz(XYZ_COLUMNS)), diameters, strict=True)
     ]
     logger.debug("read %d annotations from %s", len(out), path)
     return out

@@ -6,12 +6,12 @@ scores candidate crops (once as nodule vs non-nodule, once as malignant vs benig
 imports these classes, never the other way round.
 """
 
+from lungcad.models.card import ModelCard, TrainingRange, read_card, weights_paths
 from lungcad.models.classifier import CandidateClassifier
 from lungcad.models.registry import ARCHITECTURES, Task, build_model, parameter_count
 from lungcad.models.unet import SegmentationUNet
-from lungcad.models.weights import (
-    ModelCard,
-    TrainingRange,
+from lungcad.models.weights import import_checkpoint, load_weights, save_weights
+from lungcad.models.weights_errors import (
     WeightsArchitectureError,
     WeightsCardError,
     WeightsChecksumError,
@@ -20,11 +20,6 @@ from lungcad.models.weights import (
     WeightsFormatError,
     WeightsNotFoundError,
     WeightsTaskError,
-    import_checkpoint,
-    load_weights,
-    read_card,
-    save_weights,
-    weights_paths,
 )
 
 __all__ = [

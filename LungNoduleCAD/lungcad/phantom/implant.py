@@ -42,8 +42,9 @@ from lungcad.ct import CT, Geometry
 from lungcad.errors import LungCADError
 from lungcad.geometry import voxel_to_world, world_to_voxel
 from lungcad.lungs import LungMask, parenchyma_mask
+from lungcad.phantom.nodule_shape import nodule_body, nodule_reach_mm
 from lungcad.phantom.nodules import MIN_DIAMETER_MM, draw_nodule_kind, make_nodule_spec
-from lungcad.phantom.render import PSF_SIGMA_MM, nodule_body, nodule_reach_mm
+from lungcad.phantom.render import PSF_SIGMA_MM
 from lungcad.phantom.spec import NoduleLocation, NoduleSpec, TubeSet
 from lungcad.realism import NOISE_CLASSES, noise_sd, sample_slices
 

@@ -16,8 +16,9 @@ from scipy import ndimage
 
 from lungcad.phantom.anatomy import ChestAnatomy
 from lungcad.phantom.grid import fine_grid, sub_slices
+from lungcad.phantom.nodule_shape import nodule_body, nodule_reach_mm
 from lungcad.phantom.shape import lung_membership
-from lungcad.phantom.spec import NoduleSpec, NoduleType, ScanGrid, Tissue, TubeSet
+from lungcad.phantom.spec import NoduleSpec, ScanGrid, Tissue, TubeSet
 
 HU_AIR = -1000.0
 HU_BONE_CORTEX = 650.0
@@ -286,35 +287,6 @@ def _lung_box(canvas: _Canvas, lung) -> tuple[slice, slice]:
     rows = slice(int(np.searchsorted(canvas.ys, y_lo)), int(np.searchsorted(canvas.ys, y_hi)))
     cols = slice(int(np.searchsorted(canvas.xs, x_lo)), int(np.searchsorted(canvas.xs, x_hi)))
     return rows, cols
-
-
-def nodule_body(
-    nodule: NoduleSpec, x: np.ndarray, y: np.ndarray, z: np.ndarray, soft: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Occupancy (0-1, edges soft over ``soft`` mm) and target HU of a nodule's body at points
-    ``x, y, z`` (mm from its centre, broadcastable); spicules are tubes, drawn apart."""
-    r = nodule.radius_mm
-    dist = np.sqrt(x * x + y * y + z * z) + 1e-6
-    radius = np.full(dist.shape, r, dtype=np.float32)
-    for direction, amp in zip(nodule.lobe_dirs, nodule.lobe_amps, strict=True):
-        cos = (x * direction[0] + y * direction[1] + z * direction[2]) / dist
-        radius += r * amp * (np.maximum(cos, 0.0) ** 4 - 0.1)
-    occ = np.clip((radius - dist) / soft + 0.5, 0.0, 1.0)
-    core = np.clip((radius * nodule.core_fraction - dist) / soft + 0.5, 0.0, 1.0)
-    if nodule.kind is NoduleType.SOLID:
-        target = np.full(dist.shape, nodule.solid_hu, dtype=np.float32)
-    elif nodule.kind is NoduleType.GROUND_GLASS:
-        target = np.full(dist.shape, nodule.ggo_hu, dtype=np.float32)
-    elif nodule.kind is NoduleType.PART_SOLID:
-        target = nodule.ggo_hu + (nodule.solid_hu - nodule.ggo_hu) * core
-    else:  # calcified: soft-tissue rim, dense calcium inside (ggo_hu holds the calcium HU)
-        target = nodule.solid_hu + (nodule.ggo_hu - nodule.solid_hu) * core
-    return occ, target
-
-
-def nodule_reach_mm(nodule: NoduleSpec, soft: float) -> float:
-    """How far from its centre a nodule's body can reach (mm), soft edge included."""
-    return nodule.radius_mm * (1.0 + sum(nodule.lobe_amps)) + soft * 2
 
 
 def _nodule_fields(canvas: _Canvas, nodule: NoduleSpec):

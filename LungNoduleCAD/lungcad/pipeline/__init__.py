@@ -4,6 +4,7 @@ from lungcad.pipeline.detect import (
     MIN_NODULE_THRESHOLD,
     MIN_SEGMENTATION_THRESHOLD,
     STAGES,
+    DetectionOptions,
     DetectionStats,
     detect,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "CandidateScore",
     "CascadeModels",
     "DetectionCancelled",
+    "DetectionOptions",
     "DetectionResult",
     "DetectionResultError",
     "DetectionStats",

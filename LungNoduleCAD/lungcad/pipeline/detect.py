@@ -56,6 +56,42 @@ MIN_NODULE_THRESHOLD = 0.1
 
 DEFAULT_THRESHOLDS = Thresholds()
 
+
+@dataclass(frozen=True)
+class DetectionOptions:
+    """How :func:`detect` runs; none of these changes which findings a threshold gives, except
+    through the floors (what can be refiltered to) and the mirrors (p_nodule itself).
+
+    ``min_segmentation_threshold`` (or ``thresholds.segmentation`` when lower) is the floor the
+    candidates are grouped at: the result refilters to segmentation thresholds at or above it.
+    ``min_nodule_threshold`` (or ``thresholds.nodule`` when lower) is the nodule floor: mirrors
+    and malignancy run only for candidates whose p_nodule reaches it, and the result refilters
+    to nodule thresholds at or above it; 0 scores every candidate in the lung with everything.
+    ``lung_region`` runs the UNet only on the canonical pixels near the lungs (each slice's lung
+    box plus ``lung_margin_mm``, see :mod:`lungcad.pipeline.region`); elsewhere the map is 0.
+    ``slice_batch`` / ``crop_batch`` default (None) to 1 / 8 on the CPU (fastest there) and
+    16 / 128 on a GPU. ``bf16`` runs the networks under bfloat16 autocast; None takes
+    ``models.precision`` (see :mod:`lungcad.pipeline.precision`). ``mirror_nodule`` averages
+    p_nodule over the crop's in-plane mirrors (:mod:`lungcad.pipeline.classify`); the result's
+    model versions say so. ``interpolate_thick_slices`` runs the UNet only on the canonical
+    slices at a thick-sliced scan's own slices and interpolates its map between them (see
+    :func:`lungcad.pipeline.region.thin_slices`).
+    """
+
+    min_segmentation_threshold: float = MIN_SEGMENTATION_THRESHOLD
+    min_nodule_threshold: float = MIN_NODULE_THRESHOLD
+    lung_region: bool = True
+    lung_margin_mm: float = LUNG_MARGIN_MM
+    slice_batch: int | None = None
+    crop_batch: int | None = None
+    bf16: bool | None = None
+    channels_last: bool = True
+    mirror_nodule: bool = True
+    interpolate_thick_slices: bool = True
+
+
+DEFAULT_OPTIONS = DetectionOptions()
+
 #: The stage names detect reports, in order (the values of lungcad.stages.CASCADE_STAGES).
 STAGES = tuple(stage.value for stage in CASCADE_STAGES)
 
@@ -82,19 +118,10 @@ def detect(
     ct: CT,
     models: CascadeModels,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    options: DetectionOptions = DEFAULT_OPTIONS,
     *,
     progress: ProgressCallback | None = None,
     cancel: threading.Event | None = None,
-    min_segmentation_threshold: float = MIN_SEGMENTATION_THRESHOLD,
-    min_nodule_threshold: float = MIN_NODULE_THRESHOLD,
-    lung_region: bool = True,
-    lung_margin_mm: float = LUNG_MARGIN_MM,
-    slice_batch: int | None = None,
-    crop_batch: int | None = None,
-    bf16: bool | None = None,
-    channels_last: bool = True,
-    mirror_nodule: bool = True,
-    interpolate_thick_slices: bool = True,
     stats: DetectionStats | None = None,
 ) -> DetectionResult:
     """Find and score nodules in ``ct``; returns findings at ``thresholds`` plus the refilter cache.
@@ -109,31 +136,22 @@ def detect(
 
     ``progress(stage, fraction)`` is called as each stage advances (stages: :data:`STAGES`);
     setting ``cancel`` stops the run between two batches with
-    :class:`~lungcad.pipeline.DetectionCancelled`. ``lung_region`` runs the UNet only on the
-    canonical pixels near the lungs (each slice's lung box plus ``lung_margin_mm``, see
-    :mod:`lungcad.pipeline.region`); elsewhere the map is 0. ``bf16`` runs the networks under
-    bfloat16 autocast; None (default) takes ``models.precision`` (see
-    :mod:`lungcad.pipeline.precision`). ``slice_batch`` / ``crop_batch`` default to 1 / 8 on the
-    CPU (fastest there) and 16 / 128 on a GPU. ``mirror_nodule`` averages p_nodule over the
-    crop's in-plane mirrors (:mod:`lungcad.pipeline.classify`); the result's model versions say so.
-    ``min_nodule_threshold`` (or ``thresholds.nodule`` when lower) is the nodule floor: mirrors
-    and malignancy run only for candidates whose p_nodule reaches it, and the result refilters
-    to nodule thresholds at or above it; 0 scores every candidate in the lung with everything.
-    ``interpolate_thick_slices`` runs the UNet only on the canonical slices at a thick-sliced
-    scan's own slices and interpolates its map between them (see
-    :func:`lungcad.pipeline.region.thin_slices`).
+    :class:`~lungcad.pipeline.DetectionCancelled`; ``stats``, when given, is filled in with
+    what the run did. How the run goes (floors, lung region, batches, precision, mirrors, thick
+    slices) is ``options``: see :class:`DetectionOptions`.
     """
     monitor = Monitor(progress, cancel)
-    bf16 = models.bf16 if bf16 is None else bool(bf16)
+    bf16 = models.bf16 if options.bf16 is None else bool(options.bf16)
     on_gpu = models.device.type != "cpu"
-    slice_batch = slice_batch or (GPU_SLICE_BATCH if on_gpu else SLICE_BATCH)
-    crop_batch = crop_batch or (GPU_CROP_BATCH if on_gpu else CROP_BATCH)
+    slice_batch = options.slice_batch or (GPU_SLICE_BATCH if on_gpu else SLICE_BATCH)
+    crop_batch = options.crop_batch or (GPU_CROP_BATCH if on_gpu else CROP_BATCH)
+    mirror_nodule = options.mirror_nodule
     stats = stats if stats is not None else DetectionStats()
     timings: dict[str, float] = {}
-    floor = min(float(min_segmentation_threshold), thresholds.segmentation)
+    floor = min(float(options.min_segmentation_threshold), thresholds.segmentation)
     if not 0.0 < floor <= 1.0:
         raise ValueError(f"min_segmentation_threshold must lie in (0, 1], got {floor}")
-    nodule_floor = min(float(min_nodule_threshold), thresholds.nodule)
+    nodule_floor = min(float(options.min_nodule_threshold), thresholds.nodule)
     if not 0.0 <= nodule_floor <= 1.0:
         raise ValueError(f"min_nodule_threshold must lie in [0, 1], got {nodule_floor}")
     started = clock = time.perf_counter()
@@ -159,11 +177,11 @@ def detect(
         # nothing outside the lung is ever classified: with no lung there is nothing to run
         log.warning("%s: no lung found; no candidate can be a finding", ct.series_uid or "CT")
         plan = UNetPlan.of_box(Box((0, 0, 0), (0, 0, 0)))
-    elif lung_region:
-        plan = lung_plan(ct, canonical, lung_margin_mm, 2 ** max(depth - 1, 0), lungs)
+    elif options.lung_region:
+        plan = lung_plan(ct, canonical, options.lung_margin_mm, 2 ** max(depth - 1, 0), lungs)
     else:
         plan = UNetPlan.of_box(Box.whole(canonical.shape_irc))
-    if interpolate_thick_slices and lungs.mask.any():
+    if options.interpolate_thick_slices and lungs.mask.any():
         plan = thin_slices(plan, ct.geometry, canonical)
     box = plan.box
     lap(Stage.LUNGS)
@@ -173,7 +191,8 @@ def detect(
 
     proposals = propose_candidates(
         volume.hu, canonical, plan, lungs, models.segmentation, models.device, floor,
-        batch=slice_batch, bf16=bf16, channels_last=channels_last, monitor=monitor, on_stage=lap,
+        batch=slice_batch, bf16=bf16, channels_last=options.channels_last, monitor=monitor,
+        on_stage=lap,
     )  # fmt: skip
     groups, centres, in_lung = proposals.groups, proposals.crop_centres_irc, proposals.in_lung
 

@@ -25,8 +25,8 @@ import numpy as np
 from scipy import ndimage
 
 from lungcad.pipeline.progress import Monitor, Stage
+from lungcad.pipeline.refilter import at_least
 from lungcad.pipeline.region import Box, mask_box
-from lungcad.pipeline.store import at_least
 
 log = logging.getLogger(__name__)
 

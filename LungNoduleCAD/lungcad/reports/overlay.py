@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from lungcad.atomic import write_bytes_atomic
 from lungcad.ct import CT
 from lungcad.geometry import voxel_to_world
+from lungcad.io import on_grid
 from lungcad.pipeline.findings import BAND_COLORS_RGB, Finding
 from lungcad.reports.common import ResultLike, check_writable
 from lungcad.safe_names import checked_series_uid
@@ -46,10 +47,11 @@ def mask_on_axial_slice(finding: Finding, ct: CT, canonical: sitk.Image, z_mm: f
     (flipped, permuted, oblique) lands where the CT's voxels land in the picture.
     """
     m = finding.mask
-    image = sitk.GetImageFromArray(m.array.astype(np.uint8))
-    image.SetOrigin(tuple(float(v) for v in voxel_to_world(m.start_irc, ct.geometry)))
-    image.SetSpacing(ct.geometry.spacing_xyz)
-    image.SetDirection(ct.geometry.direction)
+    image = on_grid(
+        sitk.GetImageFromArray(m.array.astype(np.uint8)),
+        ct.geometry,
+        origin_xyz=voxel_to_world(m.start_irc, ct.geometry),
+    )
     nx, ny, _ = canonical.GetSize()
     ox, oy, _ = canonical.GetOrigin()
     sx, sy, sz = canonical.GetSpacing()

@@ -19,14 +19,14 @@ segments' boxes). Tags carry the DICOM terminology for a nodule in the lung (cat
 
 from __future__ import annotations
 
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from lungcad.atomic import replacing
 from lungcad.ct import Geometry
+from lungcad.io import on_grid
 from lungcad.pipeline.findings import Finding, malignancy_color
 from lungcad.reports.common import ResultLike, check_writable
 
@@ -149,11 +149,7 @@ def _label_image(result: ResultLike, layers: list[int]) -> sitk.Image:
         image = sitk.GetImageFromArray(volume[..., 0])
     else:
         image = sitk.GetImageFromArray(volume, isVector=True)
-    g = result.geometry
-    image.SetOrigin(g.origin_xyz)
-    image.SetSpacing(g.spacing_xyz)
-    image.SetDirection(g.direction)
-    return image
+    return on_grid(image, result.geometry)
 
 
 def write_segmentation(result: ResultLike, path: Path | str, *, overwrite: bool = False) -> Path:
@@ -163,11 +159,6 @@ def write_segmentation(result: ResultLike, path: Path | str, *, overwrite: bool 
     image = _label_image(result, layers)
     for key, value in segmentation_metadata(result, layers).items():
         image.SetMetaData(key, value)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp.nrrd")
-    try:
+    with replacing(path, ".nrrd") as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path

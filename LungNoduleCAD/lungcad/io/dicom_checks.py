@@ -62,7 +62,7 @@ def check_modality(
 
 def check_series_header(folder: Path, files: Sequence[str]) -> None:
     """Modality and memory budget of a series, from its first file's header alone."""
-    from lungcad.ctheader import read_bytes_per_voxel  # ctheader imports this module lazily
+    from lungcad.io.header import read_bytes_per_voxel  # header imports this module lazily
 
     reader = sitk.ImageFileReader()
     reader.SetImageIO("GDCMImageIO")  # without it a file lacking the preamble is skipped here

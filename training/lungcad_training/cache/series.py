@@ -1,22 +1,7 @@
-"""Disk cache of canonical CTs and nodule label maps, so epochs after the first never re-read CTs.
-
-Layout, one folder per scale policy and series::
-
-    CACHE/<policy-hash>/<seriesuid>/ct.npy      int16 HU on the canonical grid (index, row, col)
-    CACHE/<policy-hash>/<seriesuid>/labels.npy  uint8 nodule labels (k = k-th annotation), same grid
-    CACHE/<policy-hash>/<seriesuid>/meta.json   canonical geometry, source, policy, nodule summary
-
-Arrays are opened with ``np.load(mmap_mode="r")`` so a crop reads only the pages it touches. An
-entry is written into a temporary folder and renamed into place in one step, so DataLoader workers
-or DDP ranks that build the same series at once cannot leave a half-written entry: the first rename
-wins and the others discard their copy. Labels come from ``<uid>_nodules.nrrd`` beside the ``.mhd``
-when present (phantoms), otherwise from the annotations (real LUNA16, the seeds' mask builder run
-on the canonical CT). An entry whose source header or annotations changed is rebuilt.
-"""
+"""The cache of one dataset folder: build an entry atomically, notice a stale one, map it back."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -24,130 +9,38 @@ import shutil
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
-from scipy import ndimage
-from tqdm import tqdm
 
 from lungcad import __version__ as lungcad_version
-from lungcad.ct import CT, Geometry
-from lungcad.ctio import read_ct
-from lungcad.luna16 import (
-    ANNOTATIONS_CSV,
-    Annotation,
-    annotation_mask_for_ct,
-    find_series,
-    read_annotations,
+from lungcad.ct import Geometry
+from lungcad.io import read_ct
+from lungcad.luna16 import ANNOTATIONS_CSV, Annotation, find_series, read_annotations
+from lungcad.preprocess import CANONICAL_SPACING_XYZ, spacing_policy, to_canonical
+from lungcad_training.cache.format import (
+    CACHE_FORMAT,
+    CT_FILE,
+    LABEL_SUFFIX,
+    LABELS_FILE,
+    META_FILE,
+    geometry_from_json,
+    geometry_to_json,
+    header_geometry,
+    policy_hash,
+    same_geometry,
 )
-from lungcad.preprocess import (
-    CANONICAL_SPACING_XYZ,
-    labels_to_canonical,
-    spacing_policy,
-    to_canonical,
+from lungcad_training.cache.labels import (
+    ANNOTATION_THRESHOLD_HU,
+    NoduleSummary,
+    annotation_rows,
+    labels_from_annotations,
+    labels_from_nrrd,
+    summarise_labels,
 )
 
 log = logging.getLogger(__name__)
-
-CACHE_FORMAT = 1
-"""Bumped whenever what an entry holds changes; part of the policy hash."""
-
-CT_FILE = "ct.npy"
-LABELS_FILE = "labels.npy"
-META_FILE = "meta.json"
-LABEL_SUFFIX = "_nodules.nrrd"
-ANNOTATION_THRESHOLD_HU = -700  # the seeds' mask builder threshold (real LUNA16 without masks)
-_COORD_DECIMALS = 3
-
-
-def policy_hash(policy: dict) -> str:
-    """Short, stable hash of a scale policy (and the cache format): the cache's top folder."""
-    text = json.dumps({"cache_format": CACHE_FORMAT, "policy": policy}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def geometry_to_json(geometry: Geometry) -> dict:
-    return {
-        "origin_xyz": list(geometry.origin_xyz),
-        "spacing_xyz": list(geometry.spacing_xyz),
-        "direction": list(geometry.direction),
-        "shape_irc": list(geometry.shape_irc),
-    }
-
-
-def geometry_from_json(data: dict) -> Geometry:
-    return Geometry.from_arrays(
-        data["origin_xyz"], data["spacing_xyz"], data["direction"], tuple(data["shape_irc"])
-    )
-
-
-def _same_geometry(a: Geometry, b: Geometry) -> bool:
-    return (
-        a.shape_irc == b.shape_irc
-        and np.allclose(a.origin_xyz, b.origin_xyz, atol=1e-4)
-        and np.allclose(a.spacing_xyz, b.spacing_xyz, atol=1e-6)
-        and np.allclose(a.direction, b.direction, atol=1e-6)
-    )
-
-
-def _header_geometry(path: Path) -> Geometry:
-    """A file's grid from its header alone (no voxel data read)."""
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    reader.ReadImageInformation()
-    return Geometry.from_arrays(
-        reader.GetOrigin(), reader.GetSpacing(), reader.GetDirection(), reader.GetSize()[::-1]
-    )
-
-
-@dataclass(frozen=True)
-class NoduleSummary:
-    """Where one labelled nodule lies on the canonical grid, so datasets need not scan labels.
-
-    ``slices`` holds ``(index, row, col, voxels)`` per slice the nodule touches: the centroid of
-    its voxels in that slice and their count.
-    """
-
-    label: int
-    voxels: int
-    center_irc: tuple[float, float, float]
-    slices: tuple[tuple[int, float, float, int], ...]
-
-    def to_json(self) -> dict:
-        return {
-            "label": self.label,
-            "voxels": self.voxels,
-            "center_irc": [round(v, 3) for v in self.center_irc],
-            "slices": [[i, round(r, 3), round(c, 3), n] for i, r, c, n in self.slices],
-        }
-
-    @classmethod
-    def from_json(cls, data: dict) -> NoduleSummary:
-        return cls(
-            label=int(data["label"]),
-            voxels=int(data["voxels"]),
-            center_irc=tuple(float(v) for v in data["center_irc"]),
-            slices=tuple((int(i), float(r), float(c), int(n)) for i, r, c, n in data["slices"]),
-        )
-
-
-def summarise_labels(labels: np.ndarray) -> list[NoduleSummary]:
-    """Per label: voxel count, centroid and per-slice centroids (scanning bounding boxes only)."""
-    out = []
-    for k, box in enumerate(ndimage.find_objects(labels), start=1):
-        if box is None:
-            continue
-        idx = np.argwhere(labels[box] == k) + [s.start for s in box]
-        slices = []
-        for i in np.unique(idx[:, 0]):
-            rows = idx[idx[:, 0] == i]
-            slices.append((int(i), float(rows[:, 1].mean()), float(rows[:, 2].mean()), len(rows)))
-        out.append(NoduleSummary(k, len(idx), tuple(idx.mean(axis=0).tolist()), tuple(slices)))
-    return out
 
 
 @dataclass(frozen=True)
@@ -165,37 +58,6 @@ class CachedSeries:
     def nodule_slices(self) -> list[int]:
         """Sorted indices of the slices holding any nodule voxel."""
         return sorted({s[0] for n in self.nodules for s in n.slices})
-
-
-def _annotation_rows(annotations: Sequence[Annotation]) -> list[list[float]]:
-    return [
-        [round(float(v), _COORD_DECIMALS) for v in (*a.center_xyz, a.diameter_mm)]
-        for a in annotations
-    ]
-
-
-def _labels_from_nrrd(path: Path, canonical: Geometry) -> tuple[np.ndarray, int]:
-    """The ground-truth map on the canonical grid, and how many labels the source held."""
-    image = sitk.ReadImage(str(path))
-    geometry = Geometry.from_arrays(
-        image.GetOrigin(), image.GetSpacing(), image.GetDirection(), image.GetSize()[::-1]
-    )
-    labels = sitk.GetArrayFromImage(image)
-    if labels.size and labels.max() > np.iinfo(np.uint8).max:
-        raise ValueError(f"{path}: more than 255 nodule labels do not fit the uint8 cache")
-    n_source = int(np.count_nonzero(np.unique(labels)))
-    return labels_to_canonical(labels.astype(np.uint8), geometry, canonical), n_source
-
-
-def _labels_from_annotations(ct: CT, annotations: Sequence[Annotation]) -> np.ndarray:
-    """Label k = the seeds' mask of the k-th annotation; where masks overlap the first wins."""
-    if len(annotations) > np.iinfo(np.uint8).max:
-        raise ValueError(f"{ct.series_uid}: more than 255 annotations do not fit the uint8 cache")
-    labels = np.zeros(ct.hu.shape, dtype=np.uint8)
-    for k, ann in enumerate(annotations, start=1):
-        mask = annotation_mask_for_ct(ct, [ann], threshold_hu=ANNOTATION_THRESHOLD_HU)
-        labels[mask & (labels == 0)] = k
-    return labels
 
 
 class SeriesCache:
@@ -278,17 +140,17 @@ class SeriesCache:
             return None
         meta = json.loads((self.entry_dir(series_uid) / META_FILE).read_text())
         try:
-            source = _header_geometry(ct_path)
+            source = header_geometry(ct_path)
         except RuntimeError as exc:
             return f"source header unreadable ({exc!s:.80})"
-        if not _same_geometry(source, geometry_from_json(meta["source"]["geometry"])):
+        if not same_geometry(source, geometry_from_json(meta["source"]["geometry"])):
             return f"source grid of {ct_path} changed"
         nrrd = ct_path.with_name(series_uid + LABEL_SUFFIX)
         expected = "nrrd" if nrrd.is_file() else "annotations"
         if meta["labels"]["source"] != expected:
             return f"labels now come from {expected}, cached from {meta['labels']['source']}"
         if expected == "annotations":
-            now = _annotation_rows(self.annotations_for(series_uid))
+            now = annotation_rows(self.annotations_for(series_uid))
             if now != meta["labels"]["annotations"]:
                 return "annotations changed"
         return None
@@ -321,16 +183,16 @@ class SeriesCache:
         del ct
         nrrd = ct_path.with_name(series_uid + LABEL_SUFFIX)
         if nrrd.is_file():
-            labels, n_source = _labels_from_nrrd(nrrd, canonical.geometry)
+            labels, n_source = labels_from_nrrd(nrrd, canonical.geometry)
             label_info = {"source": "nrrd", "path": str(nrrd), "annotations": None}
         else:
             annotations = self.annotations_for(series_uid)
-            labels = _labels_from_annotations(canonical, annotations)
+            labels = labels_from_annotations(canonical, annotations)
             n_source = len(annotations)
             label_info = {
                 "source": "annotations",
                 "path": str(self.data_dir / ANNOTATIONS_CSV) if self.data_dir else None,
-                "annotations": _annotation_rows(annotations),
+                "annotations": annotation_rows(annotations),
                 "threshold_hu": ANNOTATION_THRESHOLD_HU,
             }
         nodules = summarise_labels(labels)
@@ -349,7 +211,7 @@ class SeriesCache:
             "geometry": geometry_to_json(canonical.geometry),
             "source": {
                 "path": str(ct_path),
-                "geometry": geometry_to_json(_header_geometry(ct_path)),
+                "geometry": geometry_to_json(header_geometry(ct_path)),
             },
             "labels": label_info,
             "nodules": [n.to_json() for n in nodules],
@@ -424,43 +286,3 @@ class SeriesCache:
         if not self.is_cached(series_uid) or series_uid not in self._checked:
             self.ensure(series_uid)
         return json.loads((self.entry_dir(series_uid) / META_FILE).read_text())
-
-
-def _ensure_one(
-    cache_dir: str, data_dir: str, spacing_xyz: tuple[float, float, float], series_uid: str
-) -> str:
-    SeriesCache(cache_dir, data_dir, spacing_xyz).ensure(series_uid)
-    return series_uid
-
-
-def prefill_cache(
-    data_dir: str | Path,
-    cache_dir: str | Path,
-    series_uids: Iterable[str] | None = None,
-    spacing_xyz: tuple[float, float, float] = CANONICAL_SPACING_XYZ,
-    workers: int = 1,
-    progress: bool = True,
-) -> SeriesCache:
-    """Build every missing (or stale) entry of a dataset folder, with a progress bar.
-
-    ``workers`` > 1 builds series in parallel processes (resampling already uses several threads,
-    so 2-4 is plenty). Returns the cache, ready to read.
-    """
-    cache = SeriesCache(cache_dir, data_dir, spacing_xyz)
-    uids = sorted(series_uids) if series_uids is not None else sorted(cache.series_paths())
-    bar = tqdm(total=len(uids), desc="caching CTs", unit="series", disable=not progress)
-    if workers <= 1:
-        for uid in uids:
-            cache.ensure(uid)
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [
-                pool.submit(_ensure_one, str(cache_dir), str(data_dir), cache.spacing_xyz, uid)
-                for uid in uids
-            ]
-            for future in as_completed(futures):
-                future.result()
-                bar.update()
-    bar.close()
-    return cache

@@ -3,7 +3,7 @@
 SimpleITK's ``ImageFileReader.ReadImageInformation()`` gives the size, pixel type, spacing and
 direction without reading pixels. Everything that can be judged from those is judged here, so
 that a 62-byte file declaring 2048x2048x512 voxels costs nothing (see :mod:`lungcad.budget`),
-and then :mod:`lungcad.ctpayload` checks that the declared data are really there.
+and then :mod:`lungcad.io.payload` checks that the declared data are really there.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from lungcad import ctpayload
 from lungcad.budget import check_spacing, check_voxels
-from lungcad.dicomcheck import check_modality
 from lungcad.errors import CTFormatError, NotCTError
+from lungcad.io import payload
+from lungcad.io.dicom_checks import check_modality
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def check_ct_file(path: Path) -> sitk.ImageFileReader:
     voxel and memory budgets have passed.
     """
     if path.suffix.lower() in (".mhd", ".mha"):
-        ctpayload.check_metaio(path)
+        payload.check_metaio(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
@@ -152,7 +152,7 @@ def check_ct_file(path: Path) -> sitk.ImageFileReader:
     needed = voxels * components * component_bytes(pixel_id)
     io_name = reader.GetImageIOFromFileName(str(path))
     if io_name == "NiftiImageIO":
-        ctpayload.check_nifti(path, needed)
+        payload.check_nifti(path, needed)
     elif io_name == "NrrdImageIO":
-        ctpayload.check_nrrd(path, needed, voxels * components)
+        payload.check_nrrd(path, needed, voxels * components)
     return reader
