@@ -40,6 +40,7 @@ import SimpleITK as sitk
 from tqdm import tqdm
 
 from lungcad.atomic import write_text_atomic
+from lungcad.cohort_status import Outcome
 from lungcad.ct import CT
 from lungcad.ctio import DICOM_IO, dicom_series_ids, read_ct
 from lungcad.errors import LungCADError
@@ -125,7 +126,7 @@ class CaseStatus:
 
     case_id: str
     input: str
-    status: str
+    status: Outcome
     findings: int | None = None
     highest_malignancy: float | None = None
     suspicious: int | None = None
@@ -141,7 +142,7 @@ class CaseStatus:
         return {
             "case_id": self.case_id,
             "input": self.input,
-            "status": "ok" if self.status == "skipped" else self.status,
+            "status": str(Outcome.OK if self.status == Outcome.SKIPPED else self.status),
             "findings": fmt(self.findings, "d"),
             "highest_malignancy": fmt(self.highest_malignancy, ".4f"),
             "suspicious": fmt(self.suspicious, "d"),
@@ -449,7 +450,7 @@ def _run_case(
         return CaseStatus(
             case.case_id,
             str(case.path),
-            "failed",
+            Outcome.FAILED,
             seconds=seconds,
             error=error,
             rerun_reason=reason,
@@ -460,7 +461,7 @@ def _run_case(
     return CaseStatus(
         case.case_id,
         str(case.path),
-        "ok",
+        Outcome.OK,
         findings=s.finding_count,
         highest_malignancy=s.highest_malignancy,
         suspicious=s.suspicious_count,
@@ -475,7 +476,7 @@ def _skipped(case: CaseInput, doc: dict) -> CaseStatus:
     return CaseStatus(
         case.case_id,
         str(case.path),
-        "skipped",
+        Outcome.SKIPPED,
         findings=s["finding_count"],
         highest_malignancy=s["highest_malignancy"],
         suspicious=s["suspicious_count"],
@@ -512,7 +513,7 @@ def write_summary(out_dir: Path, statuses: Sequence[CaseStatus]) -> Path:
     with _locked(out_dir):
         rows = read_summary(path)
         for status in statuses:
-            if status.status == "skipped" and status.case_id in rows:
+            if status.status == Outcome.SKIPPED and status.case_id in rows:
                 continue  # keep the row of the run that made it
             rows[status.case_id] = status.row()
         buffer = io.StringIO()
