@@ -4,4 +4,5 @@ import sys
 
 from lungcad.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # importing the module (as import checks do) runs nothing
+    sys.exit(main())
