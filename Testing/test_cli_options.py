@@ -63,7 +63,7 @@ def test_device_is_a_device_enum_and_anything_else_is_a_usage_error(command, cap
     assert parse(base).device is Device.AUTO
     assert parse([*base, "--device", "cpu"]).device is Device.CPU
     line = usage_error([*base, "--device", "tpu"], capsys)
-    assert line.endswith("argument --device: must be one of auto, cpu, cuda, got 'tpu'")
+    assert line.endswith("argument --device: invalid choice: 'tpu' (choose from auto, cpu, cuda)")
 
 
 def test_device_names_are_the_enum_values_and_print_as_them():

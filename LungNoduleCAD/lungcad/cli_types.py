@@ -55,14 +55,17 @@ def bounded_float(
 
 
 def choice_of(kind: type[E]) -> Callable[[str], E]:
-    """A member of the enum ``kind``, by its value; the error lists the values."""
+    """A member of the enum ``kind``, by its value; the error reads as argparse's own for
+    ``choices`` (``invalid choice: 'x' (choose from a, b)``)."""
 
     def parse(text: str) -> E:
         try:
             return kind(text)
         except ValueError:
             known = ", ".join(str(m.value) for m in kind)
-            raise argparse.ArgumentTypeError(f"must be one of {known}, got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {known})"
+            ) from None
 
     parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
