@@ -159,8 +159,9 @@ def _add_extra_candidates(p: argparse.ArgumentParser) -> None:
 
 def _add_segmentation_options(seg: argparse.ArgumentParser) -> None:
     _field(
-        seg, "context_slices", "--context-slices", type=non_negative_int, help="context each side"
-    )
+        seg, "context_slices", "--context-slices", type=non_negative_int,
+        help="slices above and below the centre one in the UNet's input (2 N + 1 channels)",
+    )  # fmt: skip
     _field(seg, "seg_crop", "--crop", type=positive_int, help="training crop side")
     _field(
         seg, "val_negative_slices", "--val-negative-slices", type=non_negative_int,

@@ -52,7 +52,11 @@ DEFAULTS: dict[Task, TaskDefaults] = {
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One run of one task. ``None`` for epochs/batch/epoch length/optimizer/lr = task default."""
+    """One run of one task. ``None`` for epochs/batch/epoch length/optimizer/lr = task default.
+
+    The field defaults are the command line's too: ``lungcad_training.cli_parser`` adds each
+    option with its field's default, so a default is changed here and nowhere else.
+    """
 
     task: Task
     data: Path
