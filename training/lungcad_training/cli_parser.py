@@ -222,7 +222,7 @@ def _add_calibrate(sub: argparse._SubParsersAction) -> None:
     cal.add_argument("--weights", type=Path, required=True, help="classifier .safetensors")
     cal.add_argument(
         "--task", choices=[t.value for t in CALIBRATED_TASKS], default=Task.NODULE.value,
-        help="which classifier --weights is (nodule)",
+        help=f"which classifier --weights is (default {Task.NODULE.value})",
     )  # fmt: skip
     cal.add_argument(
         "--method", choices=METHODS, default=DEFAULT_METHOD,
