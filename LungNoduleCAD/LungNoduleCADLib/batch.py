@@ -1,7 +1,7 @@
 """Batch mode: ``lungcad detect`` inside Slicer, plus the files Slicer's storage nodes write.
 
     Slicer --no-main-window --python-script LungNoduleCAD/Scripts/batch.py \
-        --input CT_OR_FOLDER... --output DIR [--shard I/N] [--overwrite] [...]
+        --input CT_OR_FOLDER... --out DIR [--shard I/N] [--overwrite] [...]
 
 The run is :func:`lungcad.cli_detect.run_detect`, the one behind ``lungcad detect``: the same
 discovery (:func:`lungcad.cohort.collect_inputs`), case ids, resume (a case done before with the
@@ -32,6 +32,7 @@ PROG = "LungNoduleCAD batch"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from lungcad.cli import options
     from lungcad.cli_detect import add_run_options
 
     p = argparse.ArgumentParser(
@@ -50,12 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
         "files is one series; *.seg.nrrd and *_nodules.nrrd are skipped), or .txt lists of them. "
         "A path that does not exist stops the batch at once with exit status 2, before any work",
     )
-    p.add_argument(
-        "--output",
-        "--out",
-        dest="out",
-        type=Path,
-        required=True,
+    options.add_out(
+        p,
         help="results folder (one subfolder per case); created if needed and checked to take "
         "files before any model loads (exit 2 if it is a file or read-only)",
     )
@@ -106,15 +103,12 @@ def main(
     args.inputs = args.input
     detect_with = None
     if runner is not None:
-        from lungcad.pipeline import Thresholds
+        from lungcad.cli.options import thresholds_from
         from LungNoduleCADLib.logic import RunRequest
 
-        thresholds = Thresholds(
-            segmentation=args.segmentation_threshold,
-            nodule=args.nodule_threshold,
-            malignancy=args.malignancy_threshold,
+        request = RunRequest(
+            thresholds=thresholds_from(args), device=args.device, model_folder=args.models
         )
-        request = RunRequest(thresholds=thresholds, device=args.device, model_folder=args.models)
 
         def detect_with(ct: Any) -> Any:
             return runner(ct, request)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from lungcad.cli_types import bounded_int
 from lungcad.ct import CT, Geometry
 from lungcad.pipeline import DetectionResult, Thresholds
 from lungcad.pipeline.store import CandidateStore
@@ -125,8 +126,12 @@ def run(candidates: int = 200, steps: int = 41, services: SlicerServices | None 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--candidates", type=int, default=200)
-    parser.add_argument("--steps", type=int, default=41, help="slider positions per sweep")
+    parser.add_argument(
+        "--candidates", type=bounded_int(1), default=200, help="candidates in the result (200)"
+    )
+    parser.add_argument(
+        "--steps", type=bounded_int(2), default=41, help="slider positions per sweep (41)"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     core, timings = run(args.candidates, args.steps)

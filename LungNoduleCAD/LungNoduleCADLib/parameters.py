@@ -16,6 +16,8 @@ from typing import Annotated
 
 import slicer
 
+from lungcad.devices import DEVICES, Device
+
 try:  # inside Slicer
     from slicer.parameterNodeWrapper import Choice, WithinRange
 except ImportError:  # slicer-core: same fields, no GUI binding
@@ -30,8 +32,6 @@ except ImportError:  # slicer-core: same fields, no GUI binding
         choices: tuple
 
 
-#: Device names the panel offers; "auto" picks CUDA when PyTorch sees a GPU.
-DEVICES = ("auto", "cpu", "cuda")
 #: lungcad.pipeline.MIN_SEGMENTATION_THRESHOLD and MIN_NODULE_THRESHOLD (the lowest thresholds a
 #: result can be refiltered to: below them the map was not kept, or candidates have no malignancy
 #: score), repeated here because importing the pipeline imports PyTorch, which the module may
@@ -49,7 +49,7 @@ class LungNoduleCADParameters:
     """
 
     inputVolume: slicer.vtkMRMLScalarVolumeNode
-    device: Annotated[str, Choice(DEVICES)] = "auto"
+    device: Annotated[str, Choice(DEVICES)] = Device.AUTO.value
     segmentationThreshold: Annotated[float, WithinRange(MIN_SEGMENTATION_THRESHOLD, 1.0)] = 0.5
     noduleThreshold: Annotated[float, WithinRange(MIN_NODULE_THRESHOLD, 1.0)] = 0.5
     malignancyThreshold: Annotated[float, WithinRange(0.0, 1.0)] = 0.5

@@ -22,6 +22,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from lungcad.cli import options
+from lungcad.cli_types import probability
 from lungcad.stages import SETUP_STAGES, Stage
 
 PROGRESS = "LUNGCAD_PROGRESS"
@@ -36,14 +38,24 @@ def emit(kind: str, payload: dict) -> None:
     print(f"{kind} {json.dumps(payload)}", flush=True)
 
 
+def _three_probabilities(text: str) -> tuple[float, float, float]:
+    """``S,N,M``: the segmentation, nodule and malignancy thresholds, each in [0, 1]."""
+    values = text.split(",")
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"needs three numbers S,N,M, got {text!r}")
+    s, n, m = (probability(v) for v in values)
+    return s, n, m
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="LungNoduleCADLib.worker", description=__doc__.split("\n")[0])
     p.add_argument("--input", type=Path, required=True, help="CT file written by the parent")
-    p.add_argument("--output", type=Path, required=True, help="where to save the .npz result")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
+    options.add_out(p, help="where to save the .npz result")
+    options.add_device(p)
+    options.add_models(p)
     p.add_argument(
         "--thresholds",
+        type=_three_probabilities,
         default=None,
         help="segmentation,nodule,malignancy thresholds (each in [0, 1]; default: the engine's, "
         "lungcad.pipeline.Thresholds())",
@@ -65,13 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         emit(ERROR, {"message": f"cannot import the engine: {exc}"})
         return 2
     try:
-        if args.thresholds is None:
-            thresholds = Thresholds()
-        else:
-            values = [float(v) for v in args.thresholds.split(",")]
-            if len(values) != 3:
-                raise ValueError(f"--thresholds needs three numbers, got {args.thresholds!r}")
-            thresholds = Thresholds(*values)
+        thresholds = Thresholds() if args.thresholds is None else Thresholds(*args.thresholds)
         emit(PROGRESS, {"stage": Stage.LOADING_CT.value, "fraction": 0.0})
         ct = read_ct(args.input)
         emit(PROGRESS, {"stage": Stage.LOADING_MODELS.value, "fraction": 0.0})
@@ -82,14 +88,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             emit(PROGRESS, {"stage": stage, "fraction": round(float(fraction), 4)})
 
         result = detect(ct, models, thresholds, progress=progress)
-        result.save(args.output)
+        result.save(args.out)
     except DetectionCancelled:
         emit(ERROR, {"message": "cancelled"})
         return 3
     except (LungCADError, ValueError, OSError, RuntimeError) as exc:
         emit(ERROR, {"message": str(exc)})
         return 2
-    emit(DONE, {"result": str(args.output), "findings": len(result.findings)})
+    emit(DONE, {"result": str(args.out), "findings": len(result.findings)})
     return 0
 
 

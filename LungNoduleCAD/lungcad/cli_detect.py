@@ -15,33 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lungcad.cli_types import segmentation_probability
-from lungcad.pipeline.findings import Thresholds
-from lungcad.pipeline.precision import Precision
+from lungcad.cli import options
+from lungcad.cohort_status import Outcome
 
 if TYPE_CHECKING:
     from lungcad.ct import CT
     from lungcad.reports import ExtraWriter, ResultLike
-
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = tuple(p.value for p in Precision)
-PRECISION_HELP = (
-    "arithmetic of the networks: auto = bf16 where the device has bf16 matrix units (AMX CPUs, "
-    "recent GPUs; 2-3x faster there), else float32 (default auto)"
-)
-
-
-def add_precision_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
-
-
-def add_mirror_option(parser: argparse.ArgumentParser) -> None:
-    """``--no-mirror``: one view of the nodule classifier (see :mod:`lungcad.pipeline.classify`)."""
-    parser.add_argument(
-        "--no-mirror",
-        action="store_true",
-        help="score candidates with one view of the nodule classifier, not the mean of 4 mirrors",
-    )
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -71,11 +50,7 @@ def run_detect(
     )
     from lungcad.safe_names import check_output_root
 
-    thresholds = Thresholds(
-        segmentation=args.segmentation_threshold,
-        nodule=args.nodule_threshold,
-        malignancy=args.malignancy_threshold,
-    )
+    thresholds = options.thresholds_from(args)
     index, count = parse_shard(args.shard) if args.shard else (0, 1)
     cases = assign_case_ids(collect_inputs(args.inputs, exclude=args.out))
     check_output_root(args.out)  # a file, read-only or uncreatable folder: exit 2, nothing ran
@@ -123,25 +98,26 @@ def run_detect(
         settings=settings,
         extra_writer=extra,
     )
-    by_status = {s: [c for c in statuses if c.status == s] for s in ("ok", "skipped", "failed")}
+    by_status = {s: [c for c in statuses if c.status == s] for s in Outcome}
     print(
-        f"done in {time.perf_counter() - started:.1f} s: {len(by_status['ok'])} ok, "
-        f"{len(by_status['skipped'])} skipped (done before), {len(by_status['failed'])} failed"
+        f"done in {time.perf_counter() - started:.1f} s: {len(by_status[Outcome.OK])} ok, "
+        f"{len(by_status[Outcome.SKIPPED])} skipped (done before), "
+        f"{len(by_status[Outcome.FAILED])} failed"
     )
-    for status in by_status["ok"]:
+    for status in by_status[Outcome.OK]:
         print(f"  {status.case_id}: {status.findings} findings, {status.suspicious} suspicious")
         for warning in status.warnings:
             print(f"    warning: {warning}")
         if status.case_id in notes:
             print(f"    DICOM outputs: {notes[status.case_id]}")
-    for status in by_status["failed"]:
+    for status in by_status[Outcome.FAILED]:
         print(f"  FAILED {status.case_id} ({status.input}): {status.error}")
     summary = Path(args.out) / "summary.csv"
     if statuses.summary_error:
         print(f"outputs: {args.out}/<case_id>/; summary NOT written: {statuses.summary_error}")
         return 1
     print(f"outputs: {args.out}/<case_id>/; summary: {summary}")
-    return 1 if by_status["failed"] else 0
+    return 1 if by_status[Outcome.FAILED] else 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -158,7 +134,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         precision=args.precision,
         progress=print,
     )
-    if report.status == "failed":
+    if report.status == Outcome.FAILED:
         print(f"detection failed: {report.error}")
         return 1
     found = len(report.matches)
@@ -170,16 +146,6 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "findings.mrk.json, overlay.png, detection.npz)"
     )
     return 0
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"a threshold is a probability in [0, 1], got {value}")
-    return value
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -211,10 +177,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
         "files is one series), or .txt lists of them (one per line, # comments). A path that "
         "does not exist stops the run at once with exit status 2, before any work",
     )
-    p.add_argument(
-        "--out",
-        required=True,
-        type=Path,
+    options.add_out(
+        p,
         help="output folder (one subfolder per case); created if needed, and checked to take "
         "files before any model loads (exit 2 if it is a file or read-only)",
     )
@@ -224,36 +188,26 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "demo", help="the default job: detect on an embedded synthetic chest CT, check the truth"
     )
-    p.add_argument("--out", type=Path, default=Path("demo-output"))
-    p.add_argument("--seed", type=int, default=2023)
+    options.add_out(
+        p, help="folder for the phantom and its results", required=False,
+        default=Path("demo-output"),
+    )  # fmt: skip
+    options.add_seed(p, 2023, "the phantom's random seed")
     p.add_argument("--size", choices=["small", "full"], default="full")
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    add_precision_option(p)
-    p.add_argument("--overwrite", action="store_true")
+    options.add_device(p)
+    options.add_precision(p)
+    options.add_overwrite(p, "write into a non-empty --out")
     p.set_defaults(func=_cmd_demo)
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """The options of a cohort run besides its inputs and output folder: thresholds, weights,
     device, precision, mirror, shard, overwrite, quiet (``lungcad detect`` and Slicer batch)."""
-    defaults = Thresholds()
-    for name, value, what in (
-        ("segmentation", defaults.segmentation, "cut of the UNet's probability map"),
-        ("nodule", defaults.nodule, "p(nodule) a candidate needs to be a finding"),
-        ("malignancy", defaults.malignancy, "p(malignant) from which a finding is suspicious"),
-    ):
-        p.add_argument(
-            f"--{name}-threshold",
-            # the detector groups the map at or above the segmentation threshold: 0 is no cut
-            type=segmentation_probability if name == "segmentation" else _probability,
-            default=value,
-            metavar="P",
-            help=f"{what} (default {value})",
-        )
-    p.add_argument("--models", type=Path, default=None, help="weights folder (default: bundled)")
-    p.add_argument("--device", choices=DEVICES, default="auto")
-    add_precision_option(p)
-    add_mirror_option(p)
+    options.add_thresholds(p)
+    options.add_models(p)
+    options.add_device(p)
+    options.add_precision(p)
+    options.add_mirror(p)
     p.add_argument(
         "--shard",
         default=None,
@@ -261,10 +215,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         help="run cases I, I+N, I+2N, ... of the sorted case list (0 <= I < N), e.g. for a "
         "job array: --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT",
     )
-    p.add_argument(
-        "--overwrite",
-        action="store_true",
-        help="redo cases that are already done, even where their results still match",
+    options.add_overwrite(
+        p, "redo cases that are already done, even where their results still match"
     )
     p.add_argument(
         "--dicom-out",
@@ -274,4 +226,4 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
         "report.pdf; an input that is not a DICOM series (or lacks its UIDs) gets report.pdf "
         "only and a one-line note. results.json then records the UIDs under 'dicom'",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_quiet(p)

@@ -10,7 +10,8 @@ import argparse
 import time
 from pathlib import Path
 
-from lungcad.cli_types import bounded_float, bounded_int, probability
+from lungcad.cli import options
+from lungcad.cli_types import bounded_float, bounded_int
 from lungcad.errors import LungCADError
 
 
@@ -27,8 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         type=Path,
         help="what `lungcad detect --out` wrote (one folder per case), or a LUNA16 submission csv",
     )
-    p.add_argument("--out", required=True, type=Path, help="folder for the evaluation's files")
-    p.add_argument("--overwrite", action="store_true", help="write into a non-empty --out")
+    options.add_out(p, help="folder for the evaluation's files")
+    options.add_overwrite(p, "write into a non-empty --out")
     p.add_argument(
         "--min-diameter-mm",
         type=bounded_float(0.0),
@@ -47,32 +48,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         default=5.0,
         help="a class-0 candidate of the data counts as found within this distance (table)",
     )
-    p.add_argument(
-        "--nodule-threshold",
-        type=probability,
-        default=None,
-        help="override results.json's nodule threshold",
-    )
-    p.add_argument(
-        "--malignancy-threshold",
-        type=probability,
-        default=None,
-        help="override results.json's malignancy threshold",
-    )
+    options.add_thresholds(p, ("nodule", "malignancy"), overrides=True)
     p.add_argument(
         "--bootstrap",
         type=bounded_int(0),
         default=0,
         help="scan resamples for 95%% confidence intervals (LUNA16 uses 1000)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed of the bootstrap")
+    options.add_seed(p, 0, "random seed of the bootstrap")
     p.add_argument(
         "--all-series",
         action="store_true",
         help="also count scans on disk without results (as scans with no candidates)",
     )
     p.add_argument("--no-overlays", action="store_true", help="skip the per-case pictures")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_quiet(p)
     p.set_defaults(func=run)
     return p
 

@@ -8,8 +8,12 @@ Each returns a function for ``add_argument(type=...)`` that raises
 from __future__ import annotations
 
 import argparse
+import enum
 import math
 from collections.abc import Callable
+from typing import TypeVar
+
+E = TypeVar("E", bound=enum.Enum)
 
 
 def bounded_int(lo: int, hi: int | None = None) -> Callable[[str], int]:
@@ -47,6 +51,23 @@ def bounded_float(
             )
         return value
 
+    return parse
+
+
+def choice_of(kind: type[E]) -> Callable[[str], E]:
+    """A member of the enum ``kind``, by its value; the error reads as argparse's own for
+    ``choices`` (``invalid choice: 'x' (choose from a, b)``)."""
+
+    def parse(text: str) -> E:
+        try:
+            return kind(text)
+        except ValueError:
+            known = ", ".join(str(m.value) for m in kind)
+            raise argparse.ArgumentTypeError(
+                f"invalid choice: {text!r} (choose from {known})"
+            ) from None
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
     return parse
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from lungcad.cohort import CascadeDetector, CaseInput, Detector, run_cohort
+from lungcad.cohort_status import Outcome
 from lungcad.errors import LungCADError
 from lungcad.evaluation.matching import hit_matrix
 from lungcad.phantom import NoduleSpec, PhantomSize, make_spec, write_dataset
@@ -49,7 +50,7 @@ class DemoReport:
     found: dict[int, list[int]]  # true nodule index -> finding numbers that hit it
     malignancy_threshold: float
     seconds: float
-    status: str
+    status: Outcome
     error: str = ""
 
     @property
@@ -192,10 +193,10 @@ def run_demo(
     seconds = time.perf_counter() - started
     nodules = list(make_spec(seed, 0).nodules)
     folder = results_dir / case.case_id
-    if status.status == "failed":
+    if status.status == Outcome.FAILED:
         return DemoReport(
             record.ct_path, folder, nodules, [], {n.index: [] for n in nodules}, 0.5, seconds,
-            "failed", status.error,
+            Outcome.FAILED, status.error,
         )  # fmt: skip
     doc = read_results(folder / "results.json")
     matches, found = match_findings(doc["findings"], nodules)

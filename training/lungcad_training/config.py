@@ -7,14 +7,18 @@ A :class:`TrainConfig` is stored in every checkpoint (as a plain dict) so ``--re
 from __future__ import annotations
 
 import dataclasses
+import enum
 import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lungcad.devices import Device
 from lungcad.models import Task
 from lungcad.preprocess import CANONICAL_SPACING_XYZ
+from lungcad_training.optim import Optimizer
+from lungcad_training.runtime import AmpMode
 
 CLASSIFIER_CROP_IRC = (32, 48, 48)
 
@@ -24,7 +28,7 @@ class TaskDefaults:
     epochs: int
     batch_size: int
     epoch_length: int
-    optimizer: str
+    optimizer: Optimizer
     lr: float
 
 
@@ -35,20 +39,24 @@ DEFAULTS: dict[Task, TaskDefaults] = {
     # momentum 0.99 collapsed to "everything is a non-nodule" (validation F1 0) where Adam
     # learned, so both classifiers use Adam (see training/README.md).
     Task.SEGMENTATION: TaskDefaults(
-        epochs=12, batch_size=16, epoch_length=8192, optimizer="adam", lr=1e-3
+        epochs=12, batch_size=16, epoch_length=8192, optimizer=Optimizer.ADAM, lr=1e-3
     ),
     Task.NODULE: TaskDefaults(
-        epochs=7, batch_size=32, epoch_length=4096, optimizer="adam", lr=1e-3
+        epochs=7, batch_size=32, epoch_length=4096, optimizer=Optimizer.ADAM, lr=1e-3
     ),
     Task.MALIGNANCY: TaskDefaults(
-        epochs=8, batch_size=32, epoch_length=1024, optimizer="adam", lr=1e-3
+        epochs=8, batch_size=32, epoch_length=1024, optimizer=Optimizer.ADAM, lr=1e-3
     ),
 }
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """One run of one task. ``None`` for epochs/batch/epoch length/optimizer/lr = task default."""
+    """One run of one task. ``None`` for epochs/batch/epoch length/optimizer/lr = task default.
+
+    The field defaults are the command line's too: ``lungcad_training.cli_parser`` adds each
+    option with its field's default, so a default is changed here and nowhere else.
+    """
 
     task: Task
     data: Path
@@ -57,11 +65,11 @@ class TrainConfig:
     epochs: int | None = None
     batch_size: int | None = None
     epoch_length: int | None = None
-    optimizer: str | None = None
+    optimizer: Optimizer | None = None
     lr: float | None = None
     momentum: float = 0.99
-    device: str = "auto"
-    amp: str = "auto"
+    device: Device = Device.AUTO
+    amp: AmpMode = AmpMode.AUTO
     workers: int = 2
     val_stride: int = 10
     seed: int = 0
@@ -91,7 +99,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        set_(self, "task", Task(self.task))
+        set_(self, "task", Task(self.task))  # plain strings too: checkpoints store values
+        set_(self, "device", Device(self.device))
+        set_(self, "amp", AmpMode(self.amp))
+        if self.optimizer is not None:
+            set_(self, "optimizer", Optimizer(self.optimizer))
         set_(self, "data", Path(self.data))
         set_(self, "out", Path(self.out))
         if self.cache is not None:
@@ -135,7 +147,7 @@ class TrainConfig:
         out: dict[str, Any] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if isinstance(value, Task):
+            if isinstance(value, enum.Enum):
                 value = value.value
             elif isinstance(value, Path):
                 value = str(value)

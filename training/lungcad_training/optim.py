@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable
 
 import torch
@@ -9,11 +10,17 @@ from torch import nn
 
 from lungcad_training.errors import TrainingError
 
-OPTIMIZERS = ("adam", "sgd")
+
+class Optimizer(enum.StrEnum):
+    ADAM = "adam"
+    SGD = "sgd"
+
+
+OPTIMIZERS = tuple(o.value for o in Optimizer)
 
 
 def make_optimizer(
-    name: str, parameters: Iterable[nn.Parameter], lr: float, momentum: float = 0.99
+    name: Optimizer | str, parameters: Iterable[nn.Parameter], lr: float, momentum: float = 0.99
 ) -> torch.optim.Optimizer:
     """``adam`` (``momentum`` unused) or ``sgd`` over the parameters that require gradients.
 
@@ -24,8 +31,8 @@ def make_optimizer(
         raise TrainingError("nothing to train: every parameter is frozen")
     if lr <= 0:
         raise TrainingError(f"--lr must be positive, got {lr}")
-    if name == "adam":
+    if name not in OPTIMIZERS:
+        raise TrainingError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")
+    if Optimizer(name) is Optimizer.ADAM:
         return torch.optim.Adam(trainable, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(trainable, lr=lr, momentum=momentum)
-    raise TrainingError(f"unknown optimizer {name!r} (known: {', '.join(OPTIMIZERS)})")
+    return torch.optim.SGD(trainable, lr=lr, momentum=momentum)

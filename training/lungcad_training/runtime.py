@@ -7,6 +7,7 @@ instead of tearing it down and rebuilding it between stages.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
 import os
 import platform
@@ -18,12 +19,22 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from lungcad.devices import DEVICES, Device
 from lungcad_training.errors import TrainingError
 
 log = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
-AMP_MODES = ("auto", "off", "fp16", "bf16")
+
+class AmpMode(enum.StrEnum):
+    """Mixed precision: ``auto`` = bf16 (or fp16 without bf16) on CUDA, off on the CPU."""
+
+    AUTO = "auto"
+    OFF = "off"
+    FP16 = "fp16"
+    BF16 = "bf16"
+
+
+AMP_MODES = tuple(m.value for m in AmpMode)
 
 
 @dataclass
@@ -78,13 +89,13 @@ class Runtime:
             self.owns_group = False
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
+def resolve_device(name: Device | str, local_rank: int = 0) -> torch.device:
     """``auto`` picks CUDA when present; ``cuda`` without a GPU is an error, not a fallback."""
     if name not in DEVICES:
         raise TrainingError(f"unknown device {name!r} (known: {', '.join(DEVICES)})")
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
+    if name == Device.AUTO:
+        name = Device.CUDA if torch.cuda.is_available() else Device.CPU
+    if name == Device.CUDA:
         if not torch.cuda.is_available():
             raise TrainingError("--device cuda was asked for but no CUDA GPU is available")
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
@@ -107,7 +118,7 @@ def env_rank() -> int:
     return _env_int("RANK", 0)
 
 
-def start_runtime(device: str = "auto") -> Runtime:
+def start_runtime(device: Device | str = Device.AUTO) -> Runtime:
     """The device, and the process group when torchrun (or a test) set WORLD_SIZE > 1.
 
     Backend nccl on CUDA, gloo on CPU; rendezvous from MASTER_ADDR / MASTER_PORT / RANK.
@@ -135,7 +146,7 @@ def start_runtime(device: str = "auto") -> Runtime:
 
 
 @contextlib.contextmanager
-def runtime_session(device: str = "auto") -> Iterator[Runtime]:
+def runtime_session(device: Device | str = Device.AUTO) -> Iterator[Runtime]:
     """:func:`start_runtime`, closing the process group it opened on the way out."""
     runtime = start_runtime(device)
     try:
@@ -144,7 +155,7 @@ def runtime_session(device: str = "auto") -> Iterator[Runtime]:
         runtime.close()
 
 
-def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+def amp_dtype(mode: AmpMode | str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype, or None for full precision.
 
     ``auto``: bf16 on GPUs that support it (no loss scaling needed), else fp16; off on CPU, where
@@ -152,13 +163,14 @@ def amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """
     if mode not in AMP_MODES:
         raise TrainingError(f"unknown --amp {mode!r} (known: {', '.join(AMP_MODES)})")
-    if mode == "off" or (mode == "auto" and device.type != "cuda"):
+    mode = AmpMode(mode)
+    if mode is AmpMode.OFF or (mode is AmpMode.AUTO and device.type != "cuda"):
         return None
-    if mode == "auto":
+    if mode is AmpMode.AUTO:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if mode == "fp16" and device.type != "cuda":
+    if mode is AmpMode.FP16 and device.type != "cuda":
         raise TrainingError("--amp fp16 needs a CUDA device (use bf16 or off on the CPU)")
-    return torch.float16 if mode == "fp16" else torch.bfloat16
+    return torch.float16 if mode is AmpMode.FP16 else torch.bfloat16
 
 
 def cpu_model() -> str:

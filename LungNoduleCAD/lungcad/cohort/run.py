@@ -27,6 +27,7 @@ from lungcad.cohort.summary import (
     one_line,
     try_write_summary,
 )
+from lungcad.cohort_status import Outcome
 from lungcad.ct import CT
 from lungcad.errors import LungCADError
 from lungcad.fingerprint import RunSettings, rerun_reason, run_fingerprint
@@ -140,7 +141,7 @@ def _run_case(
         return CaseStatus(
             case.case_id,
             str(case.path),
-            "failed",
+            Outcome.FAILED,
             seconds=seconds,
             error=error,
             rerun_reason=reason,
@@ -151,7 +152,7 @@ def _run_case(
     return CaseStatus(
         case.case_id,
         str(case.path),
-        "ok",
+        Outcome.OK,
         findings=s.finding_count,
         highest_malignancy=s.highest_malignancy,
         suspicious=s.suspicious_count,
@@ -166,7 +167,7 @@ def _skipped(case: CaseInput, doc: dict) -> CaseStatus:
     return CaseStatus(
         case.case_id,
         str(case.path),
-        "skipped",
+        Outcome.SKIPPED,
         findings=s["finding_count"],
         highest_malignancy=s["highest_malignancy"],
         suspicious=s["suspicious_count"],

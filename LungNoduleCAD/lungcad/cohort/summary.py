@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lungcad.atomic import write_text_atomic
+from lungcad.cohort_status import Outcome
 from lungcad.safe_names import printable
 
 try:  # POSIX; on Windows shards writing into one folder are not locked against each other
@@ -47,7 +48,7 @@ class CaseStatus:
 
     case_id: str
     input: str
-    status: str
+    status: Outcome
     findings: int | None = None
     highest_malignancy: float | None = None
     suspicious: int | None = None
@@ -63,7 +64,7 @@ class CaseStatus:
         return {
             "case_id": self.case_id,
             "input": self.input,
-            "status": "ok" if self.status == "skipped" else self.status,
+            "status": str(Outcome.OK if self.status == Outcome.SKIPPED else self.status),
             "findings": fmt(self.findings, "d"),
             "highest_malignancy": fmt(self.highest_malignancy, ".4f"),
             "suspicious": fmt(self.suspicious, "d"),
@@ -109,7 +110,7 @@ def write_summary(out_dir: Path, statuses: Sequence[CaseStatus]) -> Path:
     with _locked(out_dir):
         rows = read_summary(path)
         for status in statuses:
-            if status.status == "skipped" and status.case_id in rows:
+            if status.status == Outcome.SKIPPED and status.case_id in rows:
                 continue  # keep the row of the run that made it
             rows[status.case_id] = status.row()
         buffer = io.StringIO()

@@ -18,7 +18,7 @@ from lungcad.phantom.anatomy import ChestAnatomy
 from lungcad.phantom.grid import fine_grid, sub_slices
 from lungcad.phantom.nodule_shape import nodule_body, nodule_reach_mm
 from lungcad.phantom.shape import lung_membership
-from lungcad.phantom.spec import NoduleSpec, ScanGrid, Tissue, TubeSet
+from lungcad.phantom.spec import DrawMode, NoduleSpec, ScanGrid, Tissue, TubeSet
 
 HU_AIR = -1000.0
 HU_BONE_CORTEX = 650.0
@@ -32,6 +32,7 @@ HU_ATELECTASIS = -100.0
 HU_MYOCARDIUM = 40.0
 MYOCARDIUM_MM = 9.0  # heart wall and septum around the enhanced chambers
 AORTA_WALL_MM = 2.0
+RAISE, SET = DrawMode.RAISE, DrawMode.SET
 PSF_SIGMA_MM = 0.45  # in-plane point spread (Gaussian SD) of the simulated scanner
 
 
@@ -128,12 +129,12 @@ def _draw_tubes(
     hu: float,
     tissue: Tissue,
     *,
-    mode: str,
+    mode: DrawMode,
     grow: float = 0.0,
     only_in: tuple[Tissue, ...] | None = None,
     batch_voxels: int = 3_000_000,
 ) -> None:
-    """mode 'raise': brighten toward hu only where darker (vessels in lung); 'set': replace.
+    """Draw ``tubes`` at ``hu``, raising darker voxels or setting them (:class:`DrawMode`).
 
     Occupancies are computed for batches of similar-sized tubes at once (thousands of small
     vessels would otherwise cost one Python round trip each), then applied tube by tube in order.
@@ -171,7 +172,7 @@ def _draw_tubes(
                 for extra in only_in[1:]:
                     allowed |= tis == int(extra)
                 occ = occ * allowed
-            if mode == "raise":
+            if mode is RAISE:
                 sub += occ * np.maximum(hu - sub, 0.0)
             else:
                 sub += occ * (hu - sub)
@@ -316,7 +317,7 @@ def _draw_nodules(canvas: _Canvas, nodules: list[NoduleSpec], labels: np.ndarray
             spicules = TubeSet.from_rows(
                 [(np.array(a), np.array(b), rad, 0.3, True) for a, b, rad in nodule.spicules]
             )
-            _draw_tubes(canvas, spicules, nodule.solid_hu, Tissue.NODULE, mode="raise")
+            _draw_tubes(canvas, spicules, nodule.solid_hu, Tissue.NODULE, mode=RAISE)
         # the centre voxel always carries the label, even for a 3 mm nodule on a 3 mm grid
         c = _nearest_voxel(canvas, np.asarray(nodule.center_xyz))
         if c is not None:
@@ -411,21 +412,21 @@ def render_case(
     canvas = _Canvas(drawn)
     labels = np.zeros(drawn.shape_irc, dtype=np.uint8)
     _draw_slices(canvas, anatomy, blood_hu)
-    _draw_tubes(canvas, anatomy.aorta, 40.0, Tissue.SOFT_TISSUE, mode="set")
+    _draw_tubes(canvas, anatomy.aorta, 40.0, Tissue.SOFT_TISSUE, mode=SET)
     if blood_hu is not None:
         _draw_tubes(
-            canvas, anatomy.aorta, blood_hu, Tissue.SOFT_TISSUE, mode="set", grow=-AORTA_WALL_MM
+            canvas, anatomy.aorta, blood_hu, Tissue.SOFT_TISSUE, mode=SET, grow=-AORTA_WALL_MM
         )
-    _draw_tubes(canvas, anatomy.ribs, HU_BONE_CORTEX, Tissue.BONE, mode="set")
-    _draw_tubes(canvas, anatomy.ribs, HU_BONE_MARROW, Tissue.BONE, mode="set", grow=-1.4)
+    _draw_tubes(canvas, anatomy.ribs, HU_BONE_CORTEX, Tissue.BONE, mode=SET)
+    _draw_tubes(canvas, anatomy.ribs, HU_BONE_MARROW, Tissue.BONE, mode=SET, grow=-1.4)
     lung_only = (Tissue.LUNG, Tissue.VESSEL)
     vessel_hu = anatomy.vessel_hu if blood_hu is None else blood_hu
-    _draw_tubes(canvas, anatomy.vessels, vessel_hu, Tissue.VESSEL, mode="raise", only_in=lung_only)
+    _draw_tubes(canvas, anatomy.vessels, vessel_hu, Tissue.VESSEL, mode=RAISE, only_in=lung_only)
     _draw_tubes(
-        canvas, anatomy.atelectasis, HU_ATELECTASIS, Tissue.LUNG, mode="raise", only_in=lung_only
+        canvas, anatomy.atelectasis, HU_ATELECTASIS, Tissue.LUNG, mode=RAISE, only_in=lung_only
     )
-    _draw_tubes(canvas, anatomy.airways, HU_AIRWAY_WALL, Tissue.AIRWAY, mode="raise", grow=1.2)
-    _draw_tubes(canvas, anatomy.airways, HU_AIR, Tissue.AIRWAY, mode="set")
+    _draw_tubes(canvas, anatomy.airways, HU_AIRWAY_WALL, Tissue.AIRWAY, mode=RAISE, grow=1.2)
+    _draw_tubes(canvas, anatomy.airways, HU_AIR, Tissue.AIRWAY, mode=SET)
     _draw_nodules(canvas, nodules, labels)
     if drawn is not grid:
         canvas, labels = _average_slices(canvas, labels, grid, nodules)

@@ -56,6 +56,13 @@ class Tissue(enum.IntEnum):
     TABLE = 8
 
 
+class DrawMode(enum.Enum):
+    """How the renderer draws a tube set over what is there."""
+
+    RAISE = "raise"  # brighten toward the tube's HU only where darker (vessels in lung)
+    SET = "set"  # replace
+
+
 @dataclass(frozen=True)
 class ScanGrid:
     """A voxel grid in patient LPS space with an axis-aligned direction (flips allowed).

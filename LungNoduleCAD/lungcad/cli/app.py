@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lungcad import __version__, cli_detect, cli_evaluate
+from lungcad.cli import options
 from lungcad.cli_types import bounded_float, bounded_int
 from lungcad.errors import LungCADError
 
@@ -121,7 +122,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
             RealBenchOptions(
                 real_dir=args.real_dir,
                 scans=tuple(args.scans) if args.scans else None,
-                weights=args.weights,
+                weights=args.models,
                 phantoms=args.phantoms,
                 phantom_dir=args.phantom_dir,
                 device=args.device,
@@ -144,7 +145,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                 mirror_nodule=not args.no_mirror,
                 precision=args.precision,
                 lung_region=not args.whole_volume,
-                weights=args.weights,
+                weights=args.models,
                 compare_bf16=args.compare_bf16,
             )
         )
@@ -193,15 +194,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("phantom", help="write synthetic chest CTs in the LUNA16 layout")
     p.add_argument("out_dir", type=Path)
-    p.add_argument("--cases", type=int, default=10)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cases", type=bounded_int(1), default=10, help="cases to write (10)")
+    options.add_seed(p, 0)
     p.add_argument("--size", choices=["small", "full"], default="full")
     p.add_argument("--subsets", type=int, default=1, help="spread cases over subset0..subsetK-1")
     p.add_argument(
-        "--workers", type=int, default=1, help="cases made in parallel processes (same bytes; 1)"
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace a dataset already there")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+        "--workers", type=bounded_int(1), default=1,
+        help="cases made in parallel processes (same bytes; 1)",
+    )  # fmt: skip
+    options.add_overwrite(p, "replace a dataset already there")
+    options.add_quiet(p)
     p.add_argument(
         "--realism-version", type=int, choices=[1, 2], default=1,
         help="the phantoms' look: 1 = the bundled weights' training sets, byte for byte "
@@ -217,9 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("src", type=Path, help="a LUNA16-layout set (subset*/<uid>.mhd + truth csv)")
     p.add_argument("dst", type=Path, help="the new set's folder")
-    p.add_argument("--slab-mm", type=float, default=5.0, help="slice thickness to make (5)")
-    p.add_argument("--overwrite", action="store_true", help="replace series already there")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--slab-mm", type=bounded_float(0.0, lo_open=True), default=5.0,
+        help="slice thickness to make (5)",
+    )  # fmt: skip
+    options.add_overwrite(p, "replace series already there")
+    options.add_quiet(p)
     p.set_defaults(func=_cmd_thicken)
 
     p = sub.add_parser(
@@ -228,30 +233,30 @@ def build_parser() -> argparse.ArgumentParser:
         "layout (sensitivity on real anatomy)",
     )
     p.add_argument("hosts", nargs="+", type=Path, help="real CT files or DICOM series folders")
-    p.add_argument("--out", required=True, type=Path, help="the new set's folder")
+    options.add_out(p, help="the new set's folder")
     p.add_argument("--copies", type=bounded_int(1, 1000), default=5, help="series per host (5)")
     p.add_argument("--nodules", type=bounded_int(1, 20), default=3, help="nodules per series (3)")
-    p.add_argument("--seed", type=int, default=9000, help="random seed (9000)")
-    p.add_argument("--overwrite", action="store_true", help="replace a set already there")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    options.add_seed(p, 9000)
+    options.add_overwrite(p, "replace a set already there")
+    options.add_quiet(p)
     p.set_defaults(func=_cmd_implant)
 
     p = sub.add_parser("show", help="three orthogonal slices and a zoom through a point, as PNG")
     p.add_argument("ct", type=Path, help="CT file or DICOM series folder")
     p.add_argument("--at", required=True, help="LPS point in mm: X,Y,Z")
-    p.add_argument("--out", required=True, type=Path, help="PNG to write")
-    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    options.add_out(p, help="PNG to write")
+    options.add_overwrite(p, "replace --out if it exists")
     p.add_argument(
         "--crop-mm", type=bounded_float(5.0, 500.0), default=60.0,
         help="width of the zoomed view in mm, 5-500 (60)",
     )  # fmt: skip
     p.add_argument("--title", default=None)
-    p.add_argument("--series-uid", default=None, help="pick one series from a DICOM folder")
+    options.add_series_uid(p)
     p.set_defaults(func=_cmd_show)
 
     p = sub.add_parser("info", help="what a CT file holds: size, spacing, HU range, geometry")
-    p.add_argument("ct", type=Path)
-    p.add_argument("--series-uid", default=None)
+    p.add_argument("ct", type=Path, help="CT file or DICOM series folder")
+    options.add_series_uid(p)
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("bench", help="print timings and memory (benchmarks, not tests)")
@@ -264,11 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--cases", type=bounded_int(1), default=None, help="phantom: cases to render (3)"
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--case", type=int, default=0, help="cascade target: phantom case index")
+    options.add_seed(p, 0, "phantom seed")
+    p.add_argument(
+        "--case", type=bounded_int(0), default=0, help="cascade target: phantom case index"
+    )
     p.add_argument("--ct", type=Path, default=None, help="cascade target: a CT instead")
-    p.add_argument("--weights", type=Path, default=None, help="weights folder (bundled)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    options.add_models(p)
+    options.add_device(p)
     p.add_argument(
         "--threads", type=bounded_int(1, 1024), default=None, help="torch CPU threads (>= 1)"
     )
@@ -281,8 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="classifier crops per call (>= 1)",
     )  # fmt: skip
     p.add_argument("--no-channels-last", action="store_true", help="UNet in NCHW layout")
-    cli_detect.add_mirror_option(p)
-    cli_detect.add_precision_option(p)
+    options.add_mirror(p)
+    options.add_precision(p)
     p.add_argument("--whole-volume", action="store_true", help="UNet on every slice, all of it")
     p.add_argument(
         "--compare-bf16", type=bounded_int(0), default=0, metavar="N",
@@ -299,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
         "dicom_totalseg, dicom_lungmask; default all)",
     )  # fmt: skip
     p.add_argument(
-        "--phantoms", type=int, default=2,
+        "--phantoms", type=bounded_int(0), default=2,
         help="real target: full-size phantoms (seed 7000, cases 0..N-1) beside them (2; 0: none)",
     )  # fmt: skip
     p.add_argument(
