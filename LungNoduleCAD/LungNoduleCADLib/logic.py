@@ -176,11 +176,16 @@ class LungNoduleCADCore:
         return self._scene_writer
 
     def summary_text(self) -> str:
-        """What the module's summary shows: the findings, then one line per warning (a scan
-        outside the models' training range, lungs not wholly in the field)."""
+        """What the module's summary shows: the findings, the exam's Lung-RADS category with
+        its management (decision support, from the findings above the thresholds), then one
+        line per warning (a scan outside the models' training range, lungs not wholly in the
+        field)."""
         if self.result is None:
             return "No detection run yet."
         lines = [self.result.summary.text]
+        exam = self.result.summary.lung_rads
+        if exam is not None:
+            lines.append(exam.text)
         lines += [f"Warning: {w}" for w in self.result.warnings]
         return "\n".join(lines)
 
