@@ -129,7 +129,8 @@ class ModuleLogic:
     def showResult(self, volume, result, parameters=None):  # noqa: N802
         if parameters is not None and result.thresholds != thresholds_of(parameters):
             result = result.refilter(thresholds_of(parameters))
-        outputs = self.core.show_result(volume, result)
+        folder = self.request(parameters).model_folder if parameters is not None else None
+        outputs = self.core.show_result(volume, result, folder)
         if parameters is not None:
             self._remember(parameters, outputs)
         return outputs

@@ -21,6 +21,7 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
+from lungcad.characteristics import TypeSource
 from lungcad.ct import Geometry
 from lungcad.geometry import lps_to_ras
 from lungcad.pipeline import (
@@ -59,6 +60,9 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Band", "vtkStringArray", ""),
     ("Malignancy", "vtkDoubleArray", "probability"),
     ("Nodule", "vtkDoubleArray", "probability"),
+    ("Lung-RADS", "vtkStringArray", ""),
+    ("Type", "vtkStringArray", ""),
+    ("Mean diameter", "vtkDoubleArray", "mm"),
     ("Diameter", "vtkDoubleArray", "mm"),
     ("Volume", "vtkDoubleArray", "mm3"),
     ("Mean HU", "vtkDoubleArray", "HU"),
@@ -69,6 +73,20 @@ TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("Review", "vtkStringArray", ""),
 )
 assert TABLE_COLUMNS[FINDING_COLUMN][0] == "Finding"  # the panel reads numbers there
+
+
+def lung_rads_cells(finding: Finding) -> tuple[str, str, float]:
+    """The table's Lung-RADS, Type and Mean diameter cells: the category, the type it was read
+    with ("solid (assumed)" where no classifier gave one, so the reader knows to check it) and
+    Lung-RADS' mean diameter; empty / NaN for a finding made outside the pipeline."""
+    a, m = finding.lung_rads, finding.measurements
+    mean = float("nan") if m is None else m.axes.mean_diameter_mm
+    if a is None:
+        return "", "", mean
+    kind = a.nodule_type.value
+    if a.type_source is TypeSource.ASSUMED_SOLID:
+        kind += " (assumed)"
+    return a.category.value, kind, mean
 
 
 def points_role(band: MalignancyBand) -> str:
@@ -480,6 +498,7 @@ class FindingsScene:
                     finding.band(thresholds.malignancy).value,
                     finding.p_malignant,
                     finding.p_nodule,
+                    *lung_rads_cells(finding),
                     finding.diameter_mm,
                     finding.volume_mm3,
                     finding.mean_hu,

@@ -258,4 +258,19 @@ class LungNoduleCADPanel(VTKObservationMixin):
         with slicer.util.tryWithErrorDisplay("Export failed.", waitCursor=True):
             # the folder is the series UID, else the volume's name made safe
             saved = self.logic.core.export(Path(folder), review=self.logic.exportReview())
-            self.ui.statusLabel.text = f"Exported to {saved.folder}"
+            note = self.logic.core.dicom_note
+            if note is None and _add_to_dicom_database(saved):
+                note = "SEG and SR added to the DICOM database"
+            suffix = f" ({note})" if note else ""
+            self.ui.statusLabel.text = f"Exported to {saved.folder}{suffix}"
+
+
+def _add_to_dicom_database(saved) -> bool:
+    """Index the export's DICOM SEG and SR in Slicer's DICOM database, where one is open (the
+    files stay where they are); False, and nothing happens, otherwise."""
+    database = getattr(slicer, "dicomDatabase", None)
+    if database is None or not database.isOpen or "dicom_sr" not in saved.extra:
+        return False
+    from DICOMLib import DICOMUtils
+
+    return bool(DICOMUtils.importDicom(str(saved.folder)))

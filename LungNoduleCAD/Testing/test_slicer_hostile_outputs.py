@@ -173,7 +173,9 @@ def test_export_without_a_series_uid_names_the_folder_after_the_volume_made_safe
     assert case.parent == root.resolve()
     assert case.name.startswith(folder)
     assert len(case.name) <= 100
-    assert sorted(p.name for p in case.iterdir()) == sorted([*OUTPUT_FILES.values(), "slicer"])
+    # not loaded from DICOM: the report without a SEG or SR (see test_slicer_dicom_export.py)
+    expected = [*OUTPUT_FILES.values(), "report.pdf", "slicer"]
+    assert sorted(p.name for p in case.iterdir()) == sorted(expected)
     assert read_results(saved.results)["case_id"] == case.name
     assert [p for p in tmp_path.rglob("*") if p.is_file() and case not in p.parents] == []
     (tmp_path / "file").write_text("x")
@@ -197,7 +199,7 @@ def test_export_names_the_folder_as_lungcad_detect_does(mrml, tmp_path):
     again = core.export(tmp_path)
     assert again.folder == saved.folder
     assert sorted(p.name for p in saved.folder.iterdir()) == sorted(
-        [*OUTPUT_FILES.values(), "slicer"]
+        [*OUTPUT_FILES.values(), "report.pdf", "slicer"]
     )
     # a result that does not know the series (a run on a volume without one) gets the volume's
     core.show_result(volume, dataclasses.replace(core.result, series_uid=None))

@@ -202,7 +202,13 @@ class LungNoduleCADLogicTest(unittest.TestCase):
         self.core.show_result(volume, warned)
         self.assertEqual(
             self.core.summary_text(),
-            "\n".join([result.summary.text, *(f"Warning: {w}" for w in warnings)]),
+            "\n".join(
+                [
+                    result.summary.text,
+                    result.summary.lung_rads.text,
+                    *(f"Warning: {w}" for w in warnings),
+                ]
+            ),
         )
         self.core.update_thresholds(Thresholds(0.6, 0.4, 0.3))  # refiltering keeps them
         self.assertIn("Warning: 5.0 mm slices", self.core.summary_text())

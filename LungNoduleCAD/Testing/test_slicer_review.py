@@ -28,6 +28,8 @@ from LungNoduleCADLib.review import (
 from LungNoduleCADLib.scene import REVIEW_TAG, TABLE_COLUMNS, finding_ras, segment_tag
 from LungNoduleCADLib.volume import add_volume_node_from_ct, ct_from_volume_node
 
+from lungcad.lungrads.category import DECISION_SUPPORT as LUNG_RADS_DECISION_SUPPORT
+from lungcad.lungrads.category import LungRadsCategory
 from lungcad.pipeline import BAND_COLORS_RGB
 
 LOW, HIGH = 0.1, 0.2  # nodule thresholds: three findings, then two
@@ -97,6 +99,9 @@ def test_the_table_has_real_headers_with_units(shown):
         "Band",
         "Malignancy [probability]",
         "Nodule [probability]",
+        "Lung-RADS",
+        "Type",
+        "Mean diameter [mm]",
         "Diameter [mm]",
         "Volume [mm3]",
         "Mean HU [HU]",
@@ -108,6 +113,54 @@ def test_the_table_has_real_headers_with_units(shown):
     ]
     assert len(headers) == len(TABLE_COLUMNS)
     assert [table.GetCellText(row, 0) for row in range(table.GetNumberOfRows())] == ["1", "2", "3"]
+
+
+def _column(table_node, name: str) -> list:
+    table = table_node.GetTable()
+    values = [table.GetValueByName(row, name) for row in range(table.GetNumberOfRows())]
+    return [v.ToDouble() if v.IsNumeric() else v.ToString() for v in values]
+
+
+def test_lung_rads_type_and_mean_diameter_columns_follow_the_thresholds(shown):
+    """The crop's findings at LOW: 10.7, 6.9 and 26.0 mm, all solid by assumption (no type
+    classifier yet): 4A, 3 and 4B; at HIGH the 10.7 mm one is gone."""
+    table = shown.logic.core.outputs.table
+    assert _column(table, "Lung-RADS") == ["4A", "3", "4B"]
+    assert _column(table, "Type") == ["solid (assumed)"] * 3
+    assert _column(table, "Mean diameter") == [10.7, 6.9, 26.0]
+    _set_nodule_threshold(shown, HIGH)
+    assert _column(table, "Lung-RADS") == ["3", "4B"]
+    assert _column(table, "Type") == ["solid (assumed)"] * 2
+    assert _column(table, "Mean diameter") == [6.9, 26.0]
+
+
+def test_the_summary_shows_the_exam_category_and_its_management_live(shown):
+    logic, parameters = shown.logic, shown.parameters
+    first, exam, *_ = logic.shownFindings(parameters).summary.splitlines()
+    assert first.startswith("3 nodules found (largest 21 mm)")
+    assert exam == (
+        f"Lung-RADS 4B (Very suspicious): {LungRadsCategory.C4B.management} "
+        f"Type assumed solid for 3 findings. {LUNG_RADS_DECISION_SUPPORT}"
+    )
+    _set_nodule_threshold(shown, HIGH)
+    exam = logic.shownFindings(parameters).summary.splitlines()[1]
+    assert "Lung-RADS 4B (Very suspicious)" in exam and "for 2 findings." in exam
+    _set_nodule_threshold(shown, 0.999)  # above every finding: none left, category 1
+    first, exam, *_ = logic.shownFindings(parameters).summary.splitlines()
+    assert first == "No nodule found above the current thresholds."
+    assert exam == (
+        f"Lung-RADS 1 ({LungRadsCategory.C1.descriptor}): {LungRadsCategory.C1.management} "
+        f"{LUNG_RADS_DECISION_SUPPORT}"
+    )
+
+
+def test_each_point_description_carries_its_category(shown):
+    for number, category in ((1, "4A"), (2, "3"), (3, "4B")):
+        node, index = _point(shown, number)
+        assert f", Lung-RADS {category} (" in node.GetNthControlPointDescription(index)
+    _set_nodule_threshold(shown, HIGH)
+    node, index = _point(shown, 2)
+    assert ", Lung-RADS 4B (" in node.GetNthControlPointDescription(index)
 
 
 def test_a_click_on_every_row_finds_its_finding_and_other_cells_none(shown):
