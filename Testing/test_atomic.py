@@ -22,7 +22,7 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path) ->
     write_text_atomic(target, "old")
     with pytest.raises(TypeError):
         write_bytes_atomic(target, "not bytes")  # type: ignore[arg-type]
-    assert target.read_text() == "old"
+    assert target.read_text(encoding="utf-8") == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["b.txt"]
 
 

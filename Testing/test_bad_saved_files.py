@@ -46,7 +46,7 @@ def test_card_hyperparameters_out_of_range_are_refused_before_building(
     from lungcad.models import weights as weights_module
 
     st_path, card_path = saved_classifier
-    card = json.loads(card_path.read_text())
+    card = json.loads(card_path.read_text(encoding="utf-8"))
     card["hyperparameters"].update(change)
     card_path.write_text(json.dumps(card))  # sha256 still matches the tensors
 

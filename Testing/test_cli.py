@@ -39,7 +39,7 @@ def test_show_accepts_negative_coordinates_and_writes_a_png(
     uid, mhd = sorted(find_series(small_dataset).items())[0]
     row = next(
         line.split(",")
-        for line in (small_dataset / "annotations.csv").read_text().splitlines()[1:]
+        for line in (small_dataset / "annotations.csv").read_text(encoding="utf-8").splitlines()[1:]
         if line.startswith(uid)
     )
     x, y, z = row[1:4]

@@ -160,7 +160,7 @@ def test_out_that_is_a_file_exits_2_before_any_model(tmp_path, monkeypatch, caps
     assert captured.err == (
         f"lungcad detect: error: {out}: exists and is not a folder (the output must be a folder)\n"
     )
-    assert out.read_text() == "a user's file\n"
+    assert out.read_text(encoding="utf-8") == "a user's file\n"
     sub = out / "sub"
     assert main(["detect", str(tmp_path / "in"), "--out", str(sub), "--quiet"]) == 2
     assert capsys.readouterr().err == (
@@ -230,7 +230,7 @@ def test_mixed_batch_finishes_the_good_phantom_and_records_each_bad_case(
     assert rows["1.2.3.55"]["error"] == "MemoryError: simulated: 97 GB asked for"
     assert (
         (out / "1.2.3.55" / "error.txt")
-        .read_text()
+        .read_text(encoding="utf-8")
         .startswith("MemoryError: simulated: 97 GB asked for\ninput: ")
     )
     blocked = out.resolve() / "1.2.3.44"
@@ -238,7 +238,7 @@ def test_mixed_batch_finishes_the_good_phantom_and_records_each_bad_case(
         f"FileExistsError: [Errno 17] File exists: '{blocked}' (error.txt not written: "
         f"FileExistsError: [Errno 17] File exists: '{blocked}')"
     )
-    assert (out / "1.2.3.44").read_text() == "a file where the case folder goes\n"
+    assert (out / "1.2.3.44").read_text(encoding="utf-8") == "a file where the case folder goes\n"
     assert f"  FAILED 1.2.3.44 ({inputs.resolve() / 'blocked.nrrd'}): FileExistsError" in text
 
 

@@ -183,7 +183,7 @@ def test_results_without_a_fingerprint_are_rerun(tmp_path, two):
     out = tmp_path / "out"
     run_cohort(two, out, Detector(), progress=False)
     path = out / UIDS[1] / "results.json"
-    doc = json.loads(path.read_text())
+    doc = json.loads(path.read_text(encoding="utf-8"))
     del doc["fingerprint"]  # as written before fingerprints
     path.write_text(json.dumps(doc))
     again = Detector()
@@ -234,7 +234,7 @@ def test_the_cascade_settings_come_from_the_model_cards_without_loading(tmp_path
     detector = CascadeDetector(thresholds=Thresholds(malignancy=0.4), mirror_nodule=False)
     settings = detector.settings()
     cards = {
-        task: json.loads((BUNDLED_MODELS / f"{task}.json").read_text())["sha256"]
+        task: json.loads((BUNDLED_MODELS / f"{task}.json").read_text(encoding="utf-8"))["sha256"]
         for task in ("segmentation", "nodule", "malignancy")
     }
     assert dict(settings.models) == cards

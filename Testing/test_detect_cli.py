@@ -191,7 +191,7 @@ def test_end_to_end_with_the_bundled_weights(tmp_path, crop_ct, capsys):
     assert len(rows) == len(saved.candidates)
     probs = [float(r["probability"]) for r in rows]
     np.testing.assert_allclose(probs, [c.p_nodule for c in saved.candidates], atol=1e-6)
-    markups = json.loads((folder / "findings.mrk.json").read_text())["markups"]
+    markups = json.loads((folder / "findings.mrk.json").read_text(encoding="utf-8"))["markups"]
     points = sum(len(m["controlPoints"]) for m in markups)
     assert points == len(saved.findings)
     row = _rows(out)["1.2.826.0.1.3680043.2.1125.8.99"]

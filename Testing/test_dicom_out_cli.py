@@ -77,7 +77,7 @@ def test_dicom_series_gets_seg_sr_and_pdf_with_the_values_of_results_json(
     assert detect(series, scan, "--out", out, "--dicom-out") == 0
     printed = capsys.readouterr().out
     case = out / SERIES_UID
-    doc = json.loads((case / "results.json").read_text())
+    doc = json.loads((case / "results.json").read_text(encoding="utf-8"))
     for name in DICOM_FILES:
         assert (case / name).is_file()
     assert doc["outputs"]["dicom_seg"] == "nodules.seg.dcm"
@@ -105,7 +105,7 @@ def test_dicom_series_gets_seg_sr_and_pdf_with_the_values_of_results_json(
     assert (scan_case / "report.pdf").is_file()
     assert not (scan_case / "nodules.seg.dcm").exists()
     assert not (scan_case / "nodules.sr.dcm").exists()
-    scan_doc = json.loads((scan_case / "results.json").read_text())
+    scan_doc = json.loads((scan_case / "results.json").read_text(encoding="utf-8"))
     assert scan_doc["dicom"] == {"note": NOT_DICOM_NOTE}
     assert printed.count(f"    DICOM outputs: {NOT_DICOM_NOTE}\n") == 1
     assert "DICOM outputs" not in printed.split(f"  {SERIES_UID}:")[1].split("\n  ")[0]
@@ -119,9 +119,9 @@ def test_without_the_option_nothing_dicom_is_written_or_recorded(
     assert detect(series, "--out", out) == 0
     case = out / SERIES_UID
     assert not any((case / name).exists() for name in DICOM_FILES)
-    doc = json.loads((case / "results.json").read_text())
+    doc = json.loads((case / "results.json").read_text(encoding="utf-8"))
     assert "dicom" not in doc and "dicom_seg" not in doc["outputs"]
-    assert "PatientName" not in (case / "results.json").read_text()
+    assert "PatientName" not in (case / "results.json").read_text(encoding="utf-8")
 
 
 def test_asking_for_dicom_outputs_later_reruns_a_done_case(
@@ -143,7 +143,7 @@ def test_real_lungmask_series_gets_seg_and_sr(one_finding, tmp_path: Path) -> No
     out = tmp_path / "out"
     assert detect(folder, "--out", out, "--dicom-out") == 0
     (case,) = [p for p in out.iterdir() if p.is_dir()]
-    doc = json.loads((case / "results.json").read_text())
+    doc = json.loads((case / "results.json").read_text(encoding="utf-8"))
     seg = pydicom.dcmread(case / "nodules.seg.dcm")
     assert len(seg.SegmentSequence) == len(doc["findings"]) == 1
     (frame,) = seg.PerFrameFunctionalGroupsSequence
@@ -167,7 +167,9 @@ def test_real_anonymised_series_gets_the_pdf_and_says_which_uids_it_lacks(
         "slices), SOP Class UID (20 of 20 slices): report.pdf only, no DICOM SEG or SR"
     )
     assert f"    DICOM outputs: {note}\n" in capsys.readouterr().out
-    assert json.loads((case / "results.json").read_text())["dicom"] == {"note": note}
+    assert json.loads((case / "results.json").read_text(encoding="utf-8"))["dicom"] == {
+        "note": note
+    }
 
 
 def test_an_extra_results_key_never_replaces_a_standard_one() -> None:
@@ -229,4 +231,7 @@ def test_a_rerun_without_findings_leaves_no_seg_of_the_run_before(
     case = out / SERIES_UID
     assert not (case / "nodules.seg.dcm").exists()
     assert (case / "nodules.sr.dcm").is_file()
-    assert "dicom_seg" not in json.loads((case / "results.json").read_text())["outputs"]
+    assert (
+        "dicom_seg"
+        not in json.loads((case / "results.json").read_text(encoding="utf-8"))["outputs"]
+    )

@@ -156,7 +156,7 @@ def test_evaluate_command_end_to_end(scenario: dict, tmp_path: Path, capsys) -> 
             "--out", str(out), "--quiet"]  # fmt: skip
     assert main(args) == 0
     text = capsys.readouterr().out
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     uids = s["uids"]
     assert metrics["series"] == sorted([uids[0], uids[1], uids[3]])
     assert metrics["series_evaluated"] == 3 and metrics["series_without_candidates"] == 1
@@ -225,7 +225,7 @@ def test_a_nodule_threshold_below_the_floor_drops_the_table_not_the_froc(
             "--out", str(out), "--no-overlays", "--quiet",
             "--nodule-threshold", "0.01"]  # fmt: skip
     assert main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["end_to_end"] is None and metrics["malignancy"] is None
     assert any("1 kept candidate without p_malignant" in n for n in metrics["notes"])
     assert metrics["operating_point"]["false_positive_findings"] == 2
@@ -243,7 +243,7 @@ def test_evaluate_a_submission_csv(scenario: dict, tmp_path: Path, capsys) -> No
     args = ["evaluate", "--data", str(s["data"]), "--results", str(sub), "--out", str(out),
             "--no-overlays", "--bootstrap", "50"]  # fmt: skip
     assert main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     # a csv cannot list a scan without candidates: two series
     assert metrics["series_evaluated"] == 2
     assert metrics["end_to_end"] is None and metrics["malignancy"] is None
@@ -295,7 +295,7 @@ def test_all_series_counts_scans_without_results(scenario: dict, tmp_path: Path)
     args = ["evaluate", "--data", str(s["data"]), "--results", str(s["results"]),
             "--out", str(out), "--all-series", "--no-overlays"]  # fmt: skip
     assert main(args) == 0
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["series"] == uids
     assert metrics["series_without_candidates"] == 2 and metrics["froc"]["scans"] == 4
     assert metrics["froc"]["nodules"] == len(extended["nodules"])

@@ -61,7 +61,7 @@ def test_mhd_stem_that_is_not_a_uid_gives_no_series_uid(tmp_path: Path) -> None:
 def test_mhd_is_written_uncompressed_with_its_raw_named_in_the_header(tmp_path: Path) -> None:
     ct = make_ct()
     write_ct(ct, tmp_path / f"{LUNA_UID}.mhd")
-    header = (tmp_path / f"{LUNA_UID}.mhd").read_text()
+    header = (tmp_path / f"{LUNA_UID}.mhd").read_text(encoding="utf-8")
     assert "CompressedData = False" in header
     assert header.rstrip().endswith(f"ElementDataFile = {LUNA_UID}.raw")
     raw = tmp_path / f"{LUNA_UID}.raw"

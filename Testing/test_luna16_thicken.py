@@ -43,8 +43,10 @@ def test_truth_files_are_copied_and_the_manifest_says_derived(
     small_dataset: Path, thick_set: Path
 ) -> None:
     for name in ("annotations.csv", "candidates.csv", "annotations_with_malignancy.csv"):
-        assert (thick_set / name).read_text() == (small_dataset / name).read_text()
-    manifest = json.loads((thick_set / "phantom.json").read_text())
+        assert (thick_set / name).read_text(encoding="utf-8") == (small_dataset / name).read_text(
+            encoding="utf-8"
+        )
+    manifest = json.loads((thick_set / "phantom.json").read_text(encoding="utf-8"))
     assert manifest["derived"] == f"every series of {small_dataset} averaged over 5 mm slabs"
 
 

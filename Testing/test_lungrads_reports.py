@@ -128,7 +128,7 @@ def test_evaluate_reads_case_folders_with_and_without_the_lung_rads_fields(resul
     # the same case as files written before Lung-RADS: no such columns, keys or objects
     old = tmp_path / "old"
     old.mkdir()
-    doc = json.loads((new / "results.json").read_text())
+    doc = json.loads((new / "results.json").read_text(encoding="utf-8"))
     del doc["summary"]["lung_rads"]
     for f in doc["findings"]:
         del f["lung_rads_measurements"], f["lung_rads"]

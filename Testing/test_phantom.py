@@ -79,8 +79,8 @@ def test_same_seed_gives_the_same_bytes_in_one_process_or_several(tmp_path: Path
     assert len(files) == 5 + 3 * 2  # five truth files, and .mhd/.raw/_nodules.nrrd per case
     _, mismatch, errors = filecmp.cmpfiles(tmp_path / "a", tmp_path / "b", files, shallow=False)
     assert mismatch == [] and errors == []
-    other = (tmp_path / "c" / "annotations.csv").read_text()
-    assert other != (tmp_path / "a" / "annotations.csv").read_text()
+    other = (tmp_path / "c" / "annotations.csv").read_text(encoding="utf-8")
+    assert other != (tmp_path / "a" / "annotations.csv").read_text(encoding="utf-8")
     assert first[0].series_uid not in other
 
 

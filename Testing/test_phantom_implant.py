@@ -156,7 +156,7 @@ def test_lungcad_implant_writes_a_set_that_evaluation_reads(real_data, tmp_path,
     printed = capsys.readouterr().out
     with open(out / "annotations.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    manifest = json.loads((out / "implant.json").read_text())
+    manifest = json.loads((out / "implant.json").read_text(encoding="utf-8"))
     assert [s["copy"] for s in manifest["series"]] == [0, 1]
     assert len(rows) == sum(s["nodules"] for s in manifest["series"])
     assert f"wrote 2 series with {len(rows)} implanted nodules" in printed

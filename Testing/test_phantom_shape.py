@@ -22,7 +22,7 @@ def _phantom_imports() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name in names:
         deps = set()
-        for node in ast.walk(ast.parse((PHANTOM_DIR / f"{name}.py").read_text())):
+        for node in ast.walk(ast.parse((PHANTOM_DIR / f"{name}.py").read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module:
                 module = node.module.removeprefix("lungcad.phantom.")
                 deps.add(module)

@@ -200,7 +200,7 @@ def test_the_manifest_records_version_contrast_and_thickness(tmp_path: Path) -> 
     out = tmp_path / "v2"
     args = ["phantom", str(out), "--cases", "2", "--seed", str(SEED), "--size", "small"]
     assert main([*args, "--quiet", "--realism-version", "2"]) == 0
-    manifest = json.loads((out / "phantom.json").read_text())
+    manifest = json.loads((out / "phantom.json").read_text(encoding="utf-8"))
     assert manifest["realism_version"] == 2
     series = {s["seriesuid"]: s for s in manifest["series"]}
     assert set(series) == {series_uid_for(SEED, i, RealismVersion.V2) for i in range(2)}
@@ -212,7 +212,7 @@ def test_the_manifest_records_version_contrast_and_thickness(tmp_path: Path) -> 
         assert entry["slice_thickness_mm"] == pytest.approx(spacing_z, abs=1e-5)
     # version 1 keeps its manifest exactly as before: no realism_version, no new keys
     write_dataset(tmp_path / "v1", cases=1, seed=SEED, size=PhantomSize.SMALL, progress=False)
-    v1 = json.loads((tmp_path / "v1" / "phantom.json").read_text())
+    v1 = json.loads((tmp_path / "v1" / "phantom.json").read_text(encoding="utf-8"))
     assert "realism_version" not in v1 and set(v1["series"][0]) == {
         "seriesuid",
         "subset",

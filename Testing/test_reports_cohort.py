@@ -200,7 +200,7 @@ def test_failures_are_recorded_and_the_run_goes_on(tmp_path, cohort):
     assert statuses["broken"].error.startswith("CTFormatError: ")
     assert "broken.nrrd" in statuses["broken"].error
     assert statuses[UIDS[3]].error == "RuntimeError: simulated detector crash on two lines"
-    error_text = (out / UIDS[3] / "error.txt").read_text()
+    error_text = (out / UIDS[3] / "error.txt").read_text(encoding="utf-8")
     assert error_text.startswith("RuntimeError: simulated detector crash on two lines\n")
     assert "Traceback" in error_text and "scan.nrrd" in error_text
     assert not (out / UIDS[3] / "results.json").exists()

@@ -190,7 +190,7 @@ def test_overlapping_findings_go_to_separate_layers(tmp_path, flipped_case, resu
 
 def test_markups_json_one_list_per_band(tmp_path, result):
     path = write_markups_json(result, tmp_path / "findings.mrk.json")
-    doc = json.loads(path.read_text())
+    doc = json.loads(path.read_text(encoding="utf-8"))
     assert "markups-schema-v1.0.3.json" in doc["@schema"]
     names = [m["name"] for m in doc["markups"]]
     assert names == ["Suspicious nodules", "Indeterminate nodules", "Benign nodules"]
@@ -222,7 +222,7 @@ def test_empty_result_still_writes_every_file(tmp_path, flipped_case):
     image = sitk.ReadImage(str(out.segmentation))
     assert not any(k.startswith("Segment0_") for k in image.GetMetaDataKeys())
     assert sitk.GetArrayViewFromImage(image).max() == 0
-    markups = json.loads(out.markups.read_text())["markups"]
+    markups = json.loads(out.markups.read_text(encoding="utf-8"))["markups"]
     assert len(markups) == 1 and markups[0]["controlPoints"] == []
     picture = mpimg.imread(out.overlay)
     assert picture.shape[:2] == (round((PANEL_IN + 0.9) * DPI), round(PANEL_IN * DPI))

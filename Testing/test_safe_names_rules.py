@@ -108,7 +108,7 @@ def test_the_output_root_must_be_a_folder_that_takes_files(tmp_path):
     assert (
         str(exc.value) == f"{existing / 'sub'}: cannot create the output folder (Not a directory)"
     )
-    assert existing.read_text() == "mine"
+    assert existing.read_text(encoding="utf-8") == "mine"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

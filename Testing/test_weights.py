@@ -64,7 +64,7 @@ def saved_unet(tmp_path: Path) -> tuple[SegmentationUNet, Path, Path]:
 
 
 def _edit_card(card_path: Path, **changes: object) -> None:
-    data = json.loads(card_path.read_text())
+    data = json.loads(card_path.read_text(encoding="utf-8"))
     data.update(changes)
     card_path.write_text(json.dumps(data))
 
@@ -92,7 +92,7 @@ def test_round_trip_is_bit_exact(saved_unet: tuple[SegmentationUNet, Path, Path]
     assert card.torch_version == torch.__version__
     assert card.lungcad_version
     assert read_card(card_path) == card
-    assert json.loads(card_path.read_text())["task"] == "segmentation"
+    assert json.loads(card_path.read_text(encoding="utf-8"))["task"] == "segmentation"
 
 
 def test_classifier_round_trip_and_path_forms(tmp_path: Path) -> None:
@@ -138,7 +138,10 @@ def test_hyperparameters_that_do_not_fit_the_tensors(
     saved_unet: tuple[SegmentationUNet, Path, Path],
 ) -> None:
     _, st_path, card_path = saved_unet
-    hp = {**json.loads(card_path.read_text())["hyperparameters"], "first_filters": 8}
+    hp = {
+        **json.loads(card_path.read_text(encoding="utf-8"))["hyperparameters"],
+        "first_filters": 8,
+    }
     _edit_card(card_path, hyperparameters=hp)
     with pytest.raises(WeightsArchitectureError, match="shape mismatch") as info:
         load_weights(st_path)
@@ -151,7 +154,7 @@ def test_missing_and_unexpected_keys_are_named(
     saved_unet: tuple[SegmentationUNet, Path, Path],
 ) -> None:
     _, st_path, card_path = saved_unet
-    hp = json.loads(card_path.read_text())["hyperparameters"]
+    hp = json.loads(card_path.read_text(encoding="utf-8"))["hyperparameters"]
     _edit_card(card_path, hyperparameters={**hp, "batch_norm": False})
     with pytest.raises(WeightsArchitectureError, match="unexpected keys"):
         load_weights(st_path)
@@ -193,7 +196,7 @@ def test_missing_files(tmp_path: Path, saved_unet: tuple[SegmentationUNet, Path,
 
 def test_unparsable_cards(saved_unet: tuple[SegmentationUNet, Path, Path]) -> None:
     _, st_path, card_path = saved_unet
-    good = card_path.read_text()
+    good = card_path.read_text(encoding="utf-8")
     card_path.write_text("{not json")
     with pytest.raises(WeightsCardError, match="not valid JSON"):
         load_weights(st_path)

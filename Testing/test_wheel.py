@@ -114,9 +114,9 @@ def test_the_installed_wheel_runs_the_demo_outside_the_checkout(
     finished = time.perf_counter()
     assert "detection with the bundled weights:" in demo.stdout, demo.stdout
     (results,) = (out / "results").glob("*/results.json")
-    doc = json.loads(results.read_text())
+    doc = json.loads(results.read_text(encoding="utf-8"))
     for task in Task:
-        card = json.loads((site / f"{task.value}.json").read_text())
+        card = json.loads((site / f"{task.value}.json").read_text(encoding="utf-8"))
         assert f"sha256:{card['sha256'][:12]}" in doc["models"][task.value]
     print(
         f"wheel built in {built - started:.0f} s, installed in {installed - built:.0f} s, "

@@ -100,7 +100,7 @@ class Harness:
         while not self.pid_file.is_file():
             assert time.monotonic() < deadline, "the fake child never started"
             time.sleep(0.02)
-        return int(self.pid_file.read_text())
+        return int(self.pid_file.read_text(encoding="utf-8"))
 
     def run_folders(self) -> list[Path]:
         return sorted(self.runs.iterdir())

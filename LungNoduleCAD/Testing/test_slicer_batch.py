@@ -97,7 +97,9 @@ def _check_slicer_files(mrml, case: Path, doc: dict, ct_path: Path) -> None:
     table = _rows(slicer_dir / TABLE_FILE)
     assert [int(r["Finding"]) for r in table] == [f["number"] for f in findings]
     assert [r["Band"] for r in table] == [f["band"] for f in findings]
-    engine_points = json.loads((case / OUTPUT_FILES["markups"]).read_text())["markups"]
+    engine_points = json.loads((case / OUTPUT_FILES["markups"]).read_text(encoding="utf-8"))[
+        "markups"
+    ]
     descriptions = {
         point["label"]: point["description"]
         for markup in engine_points
@@ -159,10 +161,10 @@ def test_batch_writes_what_evaluate_reads_and_a_second_run_skips(mrml, luna, tmp
     evaluation = tmp_path / "evaluation"
     argv_eval = ["evaluate", "--data", str(data), "--results", str(out), "--out", str(evaluation)]
     assert lungcad_main([*argv_eval, "--no-overlays", "--quiet", "--bootstrap", "0"]) == 0
-    metrics = json.loads((evaluation / "metrics.json").read_text())
+    metrics = json.loads((evaluation / "metrics.json").read_text(encoding="utf-8"))
     assert metrics["series"] == uids
     assert metrics["series_evaluated"] == 2
-    truth_rows = len((data / "annotations.csv").read_text().splitlines()) - 1
+    truth_rows = len((data / "annotations.csv").read_text(encoding="utf-8").splitlines()) - 1
     assert metrics["froc"]["nodules"] == truth_rows
     assert metrics["froc"]["candidates"] == total_candidates
 

@@ -85,7 +85,7 @@ def test_export_of_a_dicom_volume_writes_seg_sr_and_pdf_on_its_series(mrml, seri
     assert {g.referenced_segment.referenced_sop_instance_uid for g in groups} == {
         seg.SOPInstanceUID
     }
-    results = json.loads(saved.results.read_text())
+    results = json.loads(saved.results.read_text(encoding="utf-8"))
     assert results["dicom"]["seg"]["sop_instance_uid"] == seg.SOPInstanceUID
     assert results["dicom"]["series_instance_uid"] == SERIES_UID
     assert results["dicom"]["note"] is None
@@ -99,7 +99,7 @@ def test_export_of_a_volume_not_loaded_from_dicom_writes_the_pdf_and_a_note(mrml
     assert sorted(k for k in saved.extra if k in (*DICOM_FILES, "report_pdf")) == ["report_pdf"]
     assert saved.extra["report_pdf"].read_bytes()[:5] == b"%PDF-"
     assert not any((saved.folder / name).exists() for name in DICOM_FILES.values())
-    assert json.loads(saved.results.read_text())["dicom"]["note"] == NOT_DICOM_NOTE
+    assert json.loads(saved.results.read_text(encoding="utf-8"))["dicom"]["note"] == NOT_DICOM_NOTE
 
 
 def test_a_dicom_volume_whose_files_are_not_in_the_database_gets_the_pdf_and_a_note(

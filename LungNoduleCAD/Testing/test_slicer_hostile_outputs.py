@@ -106,7 +106,7 @@ def test_batch_refuses_an_output_that_is_a_file_before_any_model(mrml, crop_file
         f"LungNoduleCAD batch: error: {out}: exists and is not a folder (the output must be a "
         "folder)\n"
     )
-    assert runner.calls == 0 and out.read_text() == "a user's file\n"
+    assert runner.calls == 0 and out.read_text(encoding="utf-8") == "a user's file\n"
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders")

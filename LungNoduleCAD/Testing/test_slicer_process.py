@@ -161,7 +161,7 @@ def _tree_pids(pid_file: Path, timeout_s: float = 30.0) -> tuple[int, int]:
     while not pid_file.is_file():
         assert time.monotonic() < deadline, "the fake child never wrote its pids"
         time.sleep(0.05)
-    child, grandchild = map(int, pid_file.read_text().split())
+    child, grandchild = map(int, pid_file.read_text(encoding="utf-8").split())
     return child, grandchild
 
 
@@ -302,5 +302,5 @@ def test_the_run_ends_when_the_child_exits_even_if_a_grandchild_holds_its_output
         assert process.error == "models missing"
         assert not (folders / "run").exists()
     finally:
-        grandchild = int(pid_file.read_text())
+        grandchild = int(pid_file.read_text(encoding="utf-8"))
         os.kill(grandchild, signal.SIGKILL)

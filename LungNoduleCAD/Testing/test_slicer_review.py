@@ -279,7 +279,7 @@ def test_the_export_writes_the_review_into_results_json_and_the_findings_csv(sho
     logic.setReview(1, ReviewState.REJECTED)
     logic.setReview(3, ReviewState.ACCEPTED)
     saved = logic.core.export(tmp_path, review=logic.exportReview())
-    results = json.loads(saved.results.read_text())
+    results = json.loads(saved.results.read_text(encoding="utf-8"))
     assert results["review"] == {"1": "rejected", "2": "unreviewed", "3": "accepted"}
     with open(saved.folder / "slicer" / "findings.csv", newline="") as f:
         rows = list(csv.DictReader(f))

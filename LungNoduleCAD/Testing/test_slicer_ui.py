@@ -74,12 +74,14 @@ def test_ui_is_a_valid_designer_file(ui):
 
 
 def test_every_widget_the_panel_uses_exists(ui):
-    source = PANEL_FILE.read_text()
+    source = PANEL_FILE.read_text(encoding="utf-8")
     used = set(re.findall(r"self\.ui\.(\w+)", source))
     assert {"applyButton", "cancelButton", "progressBar", "statusLabel"} <= used
     missing = used - set(_widgets(ui))
     assert not missing, f"widget.py uses widgets the .ui lacks: {sorted(missing)}"
-    assert not re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text()), "the panel is widget.py"
+    assert not re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8")), (
+        "the panel is widget.py"
+    )
 
 
 def _top_level(path: Path) -> ast.Module:
@@ -172,7 +174,7 @@ def _cmake_list(text: str, variable: str) -> list[str]:
 
 
 def test_module_cmake_lists_every_script_and_resource():
-    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
     assert "slicerMacroBuildScriptedModule(" in text
     assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     assert "${CMAKE_CURRENT_SOURCE_DIR}/lungcad/*.py" in text  # the engine, by glob
@@ -196,7 +198,7 @@ def test_module_cmake_lists_every_script_and_resource():
 
 
 def test_extension_description_files_agree():
-    cmake = (ROOT / "CMakeLists.txt").read_text()
+    cmake = (ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
     for key in (
         "HOMEPAGE",
         "CATEGORY",
@@ -211,10 +213,10 @@ def test_extension_description_files_agree():
     assert "add_subdirectory(LungNoduleCAD)" in cmake
     s4ext = dict(
         line.split(" ", 1)
-        for line in (ROOT / "LungNoduleCAD.s4ext").read_text().splitlines()
+        for line in (ROOT / "LungNoduleCAD.s4ext").read_text(encoding="utf-8").splitlines()
         if line and not line.startswith("#") and " " in line
     )
-    entry = json.loads((ROOT / "LungNoduleCAD.json").read_text())
+    entry = json.loads((ROOT / "LungNoduleCAD.json").read_text(encoding="utf-8"))
     assert {"$schema", "category", "scm_url"} <= set(entry)
     allowed = {
         "$schema",

@@ -139,7 +139,8 @@ def case(tmp_path_factory):
 def panel(mrml, case, tmp_path, monkeypatch):
     harness = Harness(mrml, case, tmp_path)
     harness.controller.shutdown()  # the panel makes its own
-    names = [line.split('name="')[1].split('"')[0] for line in UI_FILE.read_text().splitlines()
+    lines = UI_FILE.read_text(encoding="utf-8").splitlines()
+    names = [line.split('name="')[1].split('"')[0] for line in lines
              if "<widget " in line and 'name="' in line]  # fmt: skip
     widgets = types.SimpleNamespace(**{name: FakeWidget(name) for name in names})
     ui_widget = FakeWidget("LungNoduleCAD")

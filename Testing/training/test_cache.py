@@ -40,7 +40,7 @@ def test_layout_dtypes_and_meta(filled: SeriesCache, small_dataset: Path) -> Non
     for uid in uids:
         folder = filled.entry_dir(uid)
         assert sorted(p.name for p in folder.iterdir()) == ["ct.npy", "labels.npy", "meta.json"]
-        meta = json.loads((folder / "meta.json").read_text())
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         assert meta["policy"]["spacing_xyz"] == list(SPACING)
         assert meta["source"]["path"].endswith(f"{uid}.mhd")
         assert meta["labels"]["source"] == "nrrd"
@@ -106,7 +106,7 @@ def test_labels_from_annotations_without_masks(small_dataset: Path, tmp_path: Pa
         assert series.labels[tuple(world_to_voxel_index(ann.center_xyz, series.geometry))] == k
 
     # editing annotations.csv makes the entry stale and it is rebuilt with one nodule fewer
-    text = (data / "annotations.csv").read_text().splitlines(keepends=True)
+    text = (data / "annotations.csv").read_text(encoding="utf-8").splitlines(keepends=True)
     first_row = next(i for i, line in enumerate(text) if line.startswith(uid))
     (data / "annotations.csv").write_text("".join(text[:first_row] + text[first_row + 1 :]))
     fresh = SeriesCache(tmp_path / "cache", data, SPACING)
@@ -128,9 +128,9 @@ def test_racing_builders_leave_one_whole_entry(small_dataset: Path, tmp_path: Pa
     assert [p.name for p in cache.root.iterdir()] == [uid]
     assert cache.get(uid).hu.shape == cache.get(uid).geometry.shape_irc
     # a builder that loses the race keeps the winner's entry
-    before = (cache.entry_dir(uid) / "meta.json").read_text()
+    before = (cache.entry_dir(uid) / "meta.json").read_text(encoding="utf-8")
     cache.build(uid)
-    assert (cache.entry_dir(uid) / "meta.json").read_text() == before
+    assert (cache.entry_dir(uid) / "meta.json").read_text(encoding="utf-8") == before
 
 
 def test_pickling_drops_open_mappings(filled: SeriesCache) -> None:

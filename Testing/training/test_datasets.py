@@ -342,7 +342,9 @@ def test_malignancy_items_are_the_annotated_nodules(small_dataset: Path, cache_d
     val = _make(MalignancyDataset, small_dataset, cache_dir, is_validation=True)
     rows = [
         line.split(",")
-        for line in (small_dataset / "annotations_with_malignancy.csv").read_text().splitlines()[1:]
+        for line in (small_dataset / "annotations_with_malignancy.csv")
+        .read_text(encoding="utf-8")
+        .splitlines()[1:]
     ]
     truth = {(r[0], tuple(float(v) for v in r[1:4])): int(r[5] == "True") for r in rows}
     items = train.items + val.items

@@ -33,7 +33,7 @@ def test_all_trains_and_exports_three_models(
         assert (out / "runs" / task.value / "val").is_dir()
     assert "recall_5mm" in summary and "diameter_auc" in summary
     mined = out / "mined_candidates.csv"  # the new UNet's own candidates, for the nodule net
-    assert mined.read_text().startswith("seriesuid,coordX,coordY,coordZ,class\n")
+    assert mined.read_text(encoding="utf-8").startswith("seriesuid,coordX,coordY,coordZ,class\n")
     _, nodule = load_weights(out / "models" / "nodule.safetensors", Task.NODULE)
     assert f"candidates.csv and {mined}" in nodule.trained_on
     _, malignancy = load_weights(out / "models" / "malignancy.safetensors", Task.MALIGNANCY)

@@ -82,7 +82,7 @@ def test_a_version_2_set_gives_its_thickness_and_contrast(tmp_path) -> None:
     out = tmp_path / "v2"
     write_dataset(out, cases=4, seed=9, size=PhantomSize.SMALL, subsets=1, progress=False,
                   version=RealismVersion.V2)  # fmt: skip
-    manifest = json.loads((out / "phantom.json").read_text())
+    manifest = json.loads((out / "phantom.json").read_text(encoding="utf-8"))
     found = folder_range(out)
     enhanced = {s["contrast"] for s in manifest["series"]}
     expected = {frozenset({True, False}): "both", frozenset({True}): "contrast-enhanced",

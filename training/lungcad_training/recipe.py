@@ -104,7 +104,7 @@ def phantom_info(data_dir: Path) -> dict[str, Any] | None:
     if not manifest.is_file():
         return None
     try:
-        data = json.loads(manifest.read_text())
+        data = json.loads(manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         log.warning("cannot read %s: %s", manifest, exc)
         return None

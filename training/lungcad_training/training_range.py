@@ -127,7 +127,7 @@ def folder_range(data_dir: str | Path) -> TrainingRange:
             source=f"MetaIO headers of {len(uids)} series in {data_dir} (slice thickness taken "
             "as the spacing; contrast and HU calibration stated for LUNA16, not measured)",
         )
-    info = json.loads(manifest.read_text())
+    info = json.loads(manifest.read_text(encoding="utf-8"))
     seed, cases = int(info["seed"]), int(info["cases"])
     version = RealismVersion(int(info.get("realism_version", 1)))
     index_of = {series_uid_for(seed, i, version): i for i in range(cases)}

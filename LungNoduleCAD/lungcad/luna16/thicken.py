@@ -94,7 +94,7 @@ def thicken_dataset(
         shutil.copyfile(csv_path, dst / csv_path.name)
     manifest = src / MANIFEST
     if manifest.exists():
-        data = json.loads(manifest.read_text())
+        data = json.loads(manifest.read_text(encoding="utf-8"))
         data["derived"] = f"every series of {src} averaged over {slab_mm:g} mm slabs"
         write_text_atomic(dst / MANIFEST, json.dumps(data, indent=2) + "\n")
     log.info("wrote %d series averaged over %g mm slabs to %s", len(written), slab_mm, dst)

@@ -67,4 +67,4 @@ def _manifest_cases(data_dir: Path) -> int | None:
     manifest = data_dir / "phantom.json"
     if not manifest.exists():
         return None
-    return int(json.loads(manifest.read_text())["cases"])
+    return int(json.loads(manifest.read_text(encoding="utf-8"))["cases"])

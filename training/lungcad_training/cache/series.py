@@ -138,7 +138,7 @@ class SeriesCache:
         ct_path = self.series_paths().get(series_uid)
         if ct_path is None or not self.is_cached(series_uid):
             return None
-        meta = json.loads((self.entry_dir(series_uid) / META_FILE).read_text())
+        meta = json.loads((self.entry_dir(series_uid) / META_FILE).read_text(encoding="utf-8"))
         try:
             source = header_geometry(ct_path)
         except RuntimeError as exc:
@@ -272,7 +272,7 @@ class SeriesCache:
 
     def _load(self, series_uid: str) -> CachedSeries:
         folder = self.entry_dir(series_uid)
-        meta = json.loads((folder / META_FILE).read_text())
+        meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
         geometry = geometry_from_json(meta["geometry"])
         hu = np.load(folder / CT_FILE, mmap_mode="r")
         labels = np.load(folder / LABELS_FILE, mmap_mode="r")
@@ -285,4 +285,4 @@ class SeriesCache:
         """An entry's meta.json (building the entry when missing) without mapping its arrays."""
         if not self.is_cached(series_uid) or series_uid not in self._checked:
             self.ensure(series_uid)
-        return json.loads((self.entry_dir(series_uid) / META_FILE).read_text())
+        return json.loads((self.entry_dir(series_uid) / META_FILE).read_text(encoding="utf-8"))
