@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated
 
 import slicer
@@ -84,3 +85,18 @@ def thresholds_of(parameters: object):
         nodule=float(parameters.noduleThreshold),
         malignancy=float(parameters.malignancyThreshold),
     )
+
+
+#: The sub-folder of the user's scene (or documents) folder that Export starts in.
+EXPORT_FOLDER_NAME = "LungNoduleCAD"
+
+
+def default_export_folder(scene_path: str | None, home: Path | None = None) -> Path:
+    """Where Export starts: ``LungNoduleCAD`` in Slicer's default scene folder (its "Default
+    scene location" setting), else in the user's Documents (else home) folder, never the
+    process's working folder (on Windows, Slicer's install folder)."""
+    if scene_path:
+        return Path(scene_path) / EXPORT_FOLDER_NAME
+    home = Path.home() if home is None else home
+    documents = home / "Documents"
+    return (documents if documents.is_dir() else home) / EXPORT_FOLDER_NAME

@@ -22,7 +22,7 @@ import vtk
 from slicer.util import VTKObservationMixin
 
 from LungNoduleCADLib.controller import Installer, RunController, RunState
-from LungNoduleCADLib.parameters import thresholds_of
+from LungNoduleCADLib.parameters import default_export_folder, thresholds_of
 from LungNoduleCADLib.review import FINDING_COLUMN, SHORTCUTS, ReviewState, Step
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ class LungNoduleCADPanel(VTKObservationMixin):
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.exportButton.connect("clicked(bool)", self.onExportButton)
+        scenes = getattr(getattr(slicer, "app", None), "defaultScenePath", None)  # Slicer setting
+        self.ui.exportDirectoryButton.directory = str(default_export_folder(scenes))
         self.ui.findingsTableView.connect("clicked(QModelIndex)", self.onFindingClicked)
         self.ui.modelFolderPathLineEdit.connect("currentPathChanged(QString)", self.onModelFolder)
         self.ui.nextFindingButton.connect("clicked(bool)", self.onNextFinding)

@@ -382,3 +382,13 @@ def test_step_row_and_parsing():
         1: "unreviewed",
         2: "accepted",
     }
+
+
+def test_export_starts_in_a_user_folder_not_the_working_folder(tmp_path):
+    from LungNoduleCADLib.parameters import default_export_folder
+
+    scenes = tmp_path / "SlicerScenes"
+    assert default_export_folder(str(scenes)) == scenes / "LungNoduleCAD"
+    assert default_export_folder(None, home=tmp_path) == tmp_path / "LungNoduleCAD"
+    (tmp_path / "Documents").mkdir()
+    assert default_export_folder("", home=tmp_path) == tmp_path / "Documents" / "LungNoduleCAD"
