@@ -71,6 +71,23 @@ class Geometry:
         return float(np.prod(self.spacing_xyz))
 
 
+def geometry_to_json(geometry: Geometry) -> dict[str, list]:
+    """A grid as JSON lists (the detection cache's and the training cache's metadata)."""
+    return {
+        "origin_xyz": list(geometry.origin_xyz),
+        "spacing_xyz": list(geometry.spacing_xyz),
+        "direction": list(geometry.direction),
+        "shape_irc": list(geometry.shape_irc),
+    }
+
+
+def geometry_from_json(data: dict) -> Geometry:
+    """The grid :func:`geometry_to_json` wrote."""
+    return Geometry.from_arrays(
+        data["origin_xyz"], data["spacing_xyz"], data["direction"], tuple(data["shape_irc"])
+    )
+
+
 @dataclass
 class CT:
     """A chest CT in Hounsfield units.

@@ -21,7 +21,7 @@ import numpy as np
 
 from lungcad.atomic import write_bytes_atomic
 from lungcad.characteristics import Characteristics, NoduleMargin, NoduleType
-from lungcad.ct import Geometry
+from lungcad.ct import Geometry, geometry_from_json, geometry_to_json
 from lungcad.errors import LungCADError
 from lungcad.pipeline.findings import CandidateScore, Finding, PatientSummary, Thresholds
 from lungcad.pipeline.store import STORE_ARRAY_DEFAULTS, STORE_ARRAYS, CandidateStore
@@ -173,8 +173,8 @@ class DetectionResult:
             "model_versions": self.model_versions,
             "min_segmentation_threshold": self.min_segmentation_threshold,
             "min_nodule_threshold": self.min_nodule_threshold,
-            "geometry": _geometry_to_json(self.geometry),
-            "canonical_geometry": _geometry_to_json(self.store.canonical),
+            "geometry": geometry_to_json(self.geometry),
+            "canonical_geometry": geometry_to_json(self.store.canonical),
             "warnings": list(self.warnings),
             "characteristics": {
                 str(k): {
@@ -292,8 +292,8 @@ class DetectionResult:
         )
         try:
             store = CandidateStore(
-                canonical=_geometry_from_json(meta["canonical_geometry"]),
-                original=_geometry_from_json(meta["geometry"]),
+                canonical=geometry_from_json(meta["canonical_geometry"]),
+                original=geometry_from_json(meta["geometry"]),
                 floor=float(meta["min_segmentation_threshold"]),
                 # absent: version 1, every candidate in the lung was scored
                 nodule_floor=float(meta.get("min_nodule_threshold", 0.0)),
@@ -329,18 +329,3 @@ def _characteristics_from_json(
             margin=None if margin is None else NoduleMargin(margin),
         )
     return out
-
-
-def _geometry_to_json(geometry: Geometry) -> dict[str, Any]:
-    return {
-        "origin_xyz": list(geometry.origin_xyz),
-        "spacing_xyz": list(geometry.spacing_xyz),
-        "direction": list(geometry.direction),
-        "shape_irc": list(geometry.shape_irc),
-    }
-
-
-def _geometry_from_json(data: dict[str, Any]) -> Geometry:
-    return Geometry.from_arrays(
-        data["origin_xyz"], data["spacing_xyz"], data["direction"], tuple(data["shape_irc"])
-    )

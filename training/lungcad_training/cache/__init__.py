@@ -14,14 +14,13 @@ when present (phantoms), otherwise from the annotations (real LUNA16, the seeds'
 on the canonical CT). An entry whose source header or annotations changed is rebuilt.
 """
 
+from lungcad.ct import geometry_from_json, geometry_to_json
 from lungcad_training.cache.format import (
     CACHE_FORMAT,
     CT_FILE,
     LABEL_SUFFIX,
     LABELS_FILE,
     META_FILE,
-    geometry_from_json,
-    geometry_to_json,
     policy_hash,
 )
 from lungcad_training.cache.labels import NoduleSummary, summarise_labels

@@ -31,21 +31,6 @@ def policy_hash(policy: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def geometry_to_json(geometry: Geometry) -> dict:
-    return {
-        "origin_xyz": list(geometry.origin_xyz),
-        "spacing_xyz": list(geometry.spacing_xyz),
-        "direction": list(geometry.direction),
-        "shape_irc": list(geometry.shape_irc),
-    }
-
-
-def geometry_from_json(data: dict) -> Geometry:
-    return Geometry.from_arrays(
-        data["origin_xyz"], data["spacing_xyz"], data["direction"], tuple(data["shape_irc"])
-    )
-
-
 def same_geometry(a: Geometry, b: Geometry) -> bool:
     return (
         a.shape_irc == b.shape_irc

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lungcad import __version__ as lungcad_version
-from lungcad.ct import Geometry
+from lungcad.ct import Geometry, geometry_from_json, geometry_to_json
 from lungcad.io import read_ct
 from lungcad.luna16 import ANNOTATIONS_CSV, Annotation, find_series, read_annotations
 from lungcad.preprocess import CANONICAL_SPACING_XYZ, spacing_policy, to_canonical
@@ -25,8 +25,6 @@ from lungcad_training.cache.format import (
     LABEL_SUFFIX,
     LABELS_FILE,
     META_FILE,
-    geometry_from_json,
-    geometry_to_json,
     header_geometry,
     policy_hash,
     same_geometry,
