@@ -69,7 +69,7 @@ class SceneCaseFiles:
 
     def __call__(self, result: Any, ct: Any, folder: Path) -> tuple[dict[str, Path], dict]:
         from LungNoduleCADLib.logic import LungNoduleCADCore
-        from LungNoduleCADLib.scene import remove_node_with_helpers, remove_output_nodes
+        from LungNoduleCADLib.output_nodes import remove_node_with_helpers, remove_output_nodes
         from LungNoduleCADLib.storage import write_scene_files
         from LungNoduleCADLib.volume import add_volume_node_from_ct
 

@@ -27,7 +27,8 @@ from lungcad.reports import CaseOutputs, ExtraOutputs, ResultLike, write_case_ou
 from lungcad.reports.case import ExtraWriter, chain_writers
 from lungcad.safe_names import check_output_root, checked_series_uid, confined_path, safe_case_id
 from LungNoduleCADLib.mrml import SlicerServices
-from LungNoduleCADLib.scene import FindingsScene, OutputNodes
+from LungNoduleCADLib.output_nodes import OutputNodes
+from LungNoduleCADLib.scene import FindingsScene
 from LungNoduleCADLib.storage import write_scene_files
 from LungNoduleCADLib.volume import ct_from_volume_node, geometry_of_volume_node, same_grid
 

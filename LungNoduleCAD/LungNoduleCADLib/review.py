@@ -28,7 +28,7 @@ class Step(enum.Enum):
     PREVIOUS = -1
 
 
-#: The findings table's column holding the finding number (scene.TABLE_COLUMNS starts there).
+#: The findings table's column holding the finding number (TABLE_COLUMNS starts there).
 FINDING_COLUMN = 0
 
 #: Keyboard shortcuts of the review buttons (Qt key sequences; Slicer's menus use Alt+F/E/V/H).

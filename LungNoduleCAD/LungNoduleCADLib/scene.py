@@ -21,7 +21,6 @@ import slicer
 import vtk
 from vtk.util import numpy_support
 
-from lungcad.characteristics import TypeSource
 from lungcad.ct import Geometry
 from lungcad.geometry import lps_to_ras
 from lungcad.pipeline import (
@@ -33,10 +32,16 @@ from lungcad.pipeline import (
 )
 from lungcad.reports.markups import point_description
 from lungcad.reports.segmentation import FINDING_TAG, NODULE_TERMINOLOGY
-from LungNoduleCADLib.mrml import place_beside_volume
+from LungNoduleCADLib.findings_table import TABLE_COLUMNS, lung_rads_cells
+from LungNoduleCADLib.output_nodes import (
+    SEGMENTATION_ROLE,
+    TABLE_ROLE,
+    OutputNodes,
+    _new_output_node,
+    find_output_node,
+)
 from LungNoduleCADLib.review import (
     APPEARANCE,
-    FINDING_COLUMN,
     REJECTED_POINT_COLOR,
     ReviewBook,
     ReviewState,
@@ -46,47 +51,8 @@ from LungNoduleCADLib.volume import ijk_to_ras_matrix
 
 log = logging.getLogger(__name__)
 
-OUTPUT_ATTRIBUTE = "LungNoduleCAD.Output"
-INPUT_REFERENCE_ROLE = "LungNoduleCAD.InputVolume"
-SEGMENTATION_ROLE = "segmentation"
-TABLE_ROLE = "table"
 #: Segment tag holding the finding's review state (so it travels in .seg.nrrd files).
 REVIEW_TAG = "LungNoduleCAD.Review"
-
-#: Findings table: (column name, VTK array class, unit); the view's header shows "name [unit]".
-TABLE_COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("Finding", "vtkIntArray", ""),
-    ("Name", "vtkStringArray", ""),
-    ("Band", "vtkStringArray", ""),
-    ("Malignancy", "vtkDoubleArray", "probability"),
-    ("Nodule", "vtkDoubleArray", "probability"),
-    ("Lung-RADS", "vtkStringArray", ""),
-    ("Type", "vtkStringArray", ""),
-    ("Mean diameter", "vtkDoubleArray", "mm"),
-    ("Diameter", "vtkDoubleArray", "mm"),
-    ("Volume", "vtkDoubleArray", "mm3"),
-    ("Mean HU", "vtkDoubleArray", "HU"),
-    ("R", "vtkDoubleArray", "mm"),
-    ("A", "vtkDoubleArray", "mm"),
-    ("S", "vtkDoubleArray", "mm"),
-    ("Segment", "vtkStringArray", ""),
-    ("Review", "vtkStringArray", ""),
-)
-assert TABLE_COLUMNS[FINDING_COLUMN][0] == "Finding"  # the panel reads numbers there
-
-
-def lung_rads_cells(finding: Finding) -> tuple[str, str, float]:
-    """The table's Lung-RADS, Type and Mean diameter cells: the category, the type it was read
-    with ("solid (assumed)" where no classifier gave one, so the reader knows to check it) and
-    Lung-RADS' mean diameter; empty / NaN for a finding made outside the pipeline."""
-    a, m = finding.lung_rads, finding.measurements
-    mean = float("nan") if m is None else m.axes.mean_diameter_mm
-    if a is None:
-        return "", "", mean
-    kind = a.nodule_type.value
-    if a.type_source is TypeSource.ASSUMED_SOLID:
-        kind += " (assumed)"
-    return a.category.value, kind, mean
 
 
 def points_role(band: MalignancyBand) -> str:
@@ -177,79 +143,6 @@ def segment_tag(segment: Any, name: str) -> str | None:
 
 def _labelmap_name() -> str:
     return slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-
-
-@dataclass
-class OutputNodes:
-    """The nodes that show one volume's findings."""
-
-    segmentation: Any
-    points: dict[MalignancyBand, Any]
-    table: Any
-
-    def all(self) -> list[Any]:
-        return [self.segmentation, *self.points.values(), self.table]
-
-
-def _is_output_of(node: Any, role: str, volume_node: Any) -> bool:
-    return (
-        node.GetAttribute(OUTPUT_ATTRIBUTE) == role
-        and node.GetNodeReferenceID(INPUT_REFERENCE_ROLE) == volume_node.GetID()
-    )
-
-
-def find_output_node(scene: Any, role: str, volume_node: Any) -> Any | None:
-    """The module's node with ``role`` for ``volume_node``, or None."""
-    for index in range(scene.GetNumberOfNodes()):
-        node = scene.GetNthNode(index)
-        if _is_output_of(node, role, volume_node):
-            return node
-    return None
-
-
-def output_nodes_of(scene: Any, volume_node: Any) -> list[Any]:
-    """Every node the module made for ``volume_node``."""
-    found = []
-    for index in range(scene.GetNumberOfNodes()):
-        node = scene.GetNthNode(index)
-        if node.GetAttribute(OUTPUT_ATTRIBUTE) and (
-            node.GetNodeReferenceID(INPUT_REFERENCE_ROLE) == volume_node.GetID()
-        ):
-            found.append(node)
-    return found
-
-
-def remove_node_with_helpers(scene: Any, node: Any) -> None:
-    """Remove a node with its display and storage nodes (MRML leaves those behind otherwise)."""
-    helpers = []
-    for count, nth in (
-        ("GetNumberOfDisplayNodes", "GetNthDisplayNode"),
-        ("GetNumberOfStorageNodes", "GetNthStorageNode"),
-    ):
-        if hasattr(node, count):
-            helpers += [getattr(node, nth)(i) for i in range(getattr(node, count)())]
-    scene.RemoveNode(node)
-    for helper in helpers:
-        if helper is not None and scene.IsNodePresent(helper):
-            scene.RemoveNode(helper)
-
-
-def remove_output_nodes(scene: Any, volume_node: Any) -> int:
-    """Remove the module's nodes for ``volume_node`` (and only those); returns how many."""
-    nodes = output_nodes_of(scene, volume_node)
-    for node in nodes:
-        remove_node_with_helpers(scene, node)
-    return len(nodes)
-
-
-def _new_output_node(scene: Any, class_name: str, name: str, role: str, volume_node: Any) -> Any:
-    node = scene.AddNewNodeByClass(class_name, scene.GenerateUniqueName(name))
-    node.SetAttribute(OUTPUT_ATTRIBUTE, role)
-    node.SetNodeReferenceID(INPUT_REFERENCE_ROLE, volume_node.GetID())
-    if hasattr(node, "SetAndObserveTransformNodeID"):  # a table is not transformable
-        node.SetAndObserveTransformNodeID(volume_node.GetTransformNodeID())
-    place_beside_volume(scene, volume_node, node)  # under the CT's study in the data tree
-    return node
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import Any
 import slicer
 
 from lungcad.pipeline import MalignancyBand
-from LungNoduleCADLib.scene import OutputNodes
+from LungNoduleCADLib.output_nodes import OutputNodes
 
 log = logging.getLogger(__name__)
 

@@ -26,16 +26,12 @@ import slicer
 import slicer_phantoms
 import vtk
 from LungNoduleCADLib import parameters
+from LungNoduleCADLib.findings_table import TABLE_COLUMNS
 from LungNoduleCADLib.logic import LungNoduleCADCore, RunRequest
 from LungNoduleCADLib.mrml import SlicerServices, in_slicer_application, slicer_globals
+from LungNoduleCADLib.output_nodes import OUTPUT_ATTRIBUTE
 from LungNoduleCADLib.review import REJECTED_POINT_COLOR
-from LungNoduleCADLib.scene import (
-    FINDING_TAG,
-    NODULE_TERMINOLOGY,
-    OUTPUT_ATTRIBUTE,
-    TABLE_COLUMNS,
-    segment_tag,
-)
+from LungNoduleCADLib.scene import FINDING_TAG, NODULE_TERMINOLOGY, segment_tag
 from LungNoduleCADLib.storage import (
     SEGMENTATION_KIND,
     TABLE_FILE,

@@ -19,10 +19,9 @@ from LungNoduleCADLib.process import (
     DetectionProcessError,
     State,
     SubprocessRunner,
-    child_popen_options,
-    kill_process_tree,
     overall_fraction,
 )
+from LungNoduleCADLib.process_tree import child_popen_options, kill_process_tree
 from LungNoduleCADLib.volume import add_volume_node_from_ct
 from LungNoduleCADLib.worker import WORKER_STAGES
 

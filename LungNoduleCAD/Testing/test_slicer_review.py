@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import slicer
 import slicer_phantoms
+from LungNoduleCADLib.findings_table import TABLE_COLUMNS
 from LungNoduleCADLib.logic import RunRequest
 from LungNoduleCADLib.module_logic import NOTHING_SHOWN, ModuleLogic
 from LungNoduleCADLib.review import (
@@ -25,7 +26,7 @@ from LungNoduleCADLib.review import (
     point_label,
     step_row,
 )
-from LungNoduleCADLib.scene import REVIEW_TAG, TABLE_COLUMNS, finding_ras, segment_tag
+from LungNoduleCADLib.scene import REVIEW_TAG, finding_ras, segment_tag
 from LungNoduleCADLib.volume import add_volume_node_from_ct, ct_from_volume_node
 
 from lungcad.lungrads.category import DECISION_SUPPORT as LUNG_RADS_DECISION_SUPPORT
