@@ -26,6 +26,7 @@ import SimpleITK as sitk
 
 from lungcad.budget import check_voxels
 from lungcad.errors import DicomGeometryError, NotCTError
+from lungcad.io.pixel_bytes import read_bytes_per_voxel
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,6 @@ def check_modality(
 
 def check_series_header(folder: Path, files: Sequence[str]) -> None:
     """Modality and memory budget of a series, from its first file's header alone."""
-    from lungcad.io.header import read_bytes_per_voxel  # header imports this module lazily
-
     reader = sitk.ImageFileReader()
     reader.SetImageIO("GDCMImageIO")  # without it a file lacking the preamble is skipped here
     reader.SetFileName(files[0])

@@ -21,25 +21,11 @@ from lungcad.budget import check_spacing, check_voxels
 from lungcad.errors import CTFormatError, NotCTError
 from lungcad.io import payload
 from lungcad.io.dicom_checks import check_modality
+from lungcad.io.pixel_bytes import component_bytes, read_bytes_per_voxel
 
 log = logging.getLogger(__name__)
 
 _COMPLEX_PIXEL_IDS = {sitk.sitkComplexFloat32, sitk.sitkComplexFloat64}
-
-# bytes per component of the pixel types a CT file may hold (others count as 8, the most)
-_COMPONENT_BYTES = {
-    sitk.sitkUInt8: 1,
-    sitk.sitkInt8: 1,
-    sitk.sitkUInt16: 2,
-    sitk.sitkInt16: 2,
-    sitk.sitkUInt32: 4,
-    sitk.sitkInt32: 4,
-    sitk.sitkFloat32: 4,
-}
-
-# the read holds the file's pixels, a rounded / clipped float copy of the same size, and int16
-_READ_COPIES = 3
-_INT16_BYTES = 2
 
 
 def short_itk_reason(exc: RuntimeError) -> str:
@@ -53,20 +39,6 @@ def short_itk_reason(exc: RuntimeError) -> str:
             reason = re.sub(r"\w+\(0x[0-9a-f]+\):\s*", "", m.group(1)).strip()
             return f"cannot be read as an image: {reason[:200]}"
     return "cannot be read as an image (unsupported or damaged file)"
-
-
-def component_bytes(pixel_id: int, components: int = 1) -> int:
-    """Bytes of one component of ``pixel_id`` (a vector id counts per component)."""
-    if pixel_id in _COMPONENT_BYTES:
-        return _COMPONENT_BYTES[pixel_id]
-    name = sitk.GetPixelIDValueAsString(pixel_id)
-    m = re.search(r"(\d+)-bit", name)
-    return int(m.group(1)) // 8 if m else 8
-
-
-def read_bytes_per_voxel(pixel_id: int, components: int = 1) -> int:
-    """Peak bytes per voxel while a file with this pixel type is read into int16 HU."""
-    return _READ_COPIES * component_bytes(pixel_id) * max(components, 1) + _INT16_BYTES
 
 
 def check_shape(
