@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from lungcad.cli_types import choice_of, probability, segmentation_probability
-from lungcad.devices import DEVICES, Device
+from lungcad.devices import DEVICES, Device, Precision
 
 if TYPE_CHECKING:
-    from lungcad.pipeline.findings import Thresholds
+    from lungcad.thresholds import Thresholds
 
 #: Old spellings that still parse, by the option they stand for.
 ALIASES: dict[str, tuple[str, ...]] = {"--models": ("--weights",), "--out": ("--output",)}
@@ -54,8 +54,6 @@ def add_device(
 
 def add_precision(parser: argparse.ArgumentParser) -> None:
     """``--precision auto|float32|bf16`` (a value of :class:`Precision`)."""
-    from lungcad.pipeline.precision import Precision
-
     parser.add_argument(
         "--precision",
         choices=[p.value for p in Precision],
@@ -125,7 +123,7 @@ def add_thresholds(
     """``--<name>-threshold P`` for each name: a probability (the segmentation cut in (0, 1],
     as the detector groups the map at or above it). Defaults are :class:`Thresholds`'; with
     ``overrides`` the default is None (keep what the results say)."""
-    from lungcad.pipeline.findings import Thresholds
+    from lungcad.thresholds import Thresholds
 
     defaults = Thresholds()
     for name in names:
@@ -143,7 +141,7 @@ def add_thresholds(
 
 def thresholds_from(args: argparse.Namespace) -> Thresholds:
     """The :class:`Thresholds` that :func:`add_thresholds` parsed."""
-    from lungcad.pipeline.findings import Thresholds
+    from lungcad.thresholds import Thresholds
 
     return Thresholds(
         segmentation=args.segmentation_threshold,

@@ -12,15 +12,11 @@ slightly (it keeps 8 bits of mantissa); docs/evaluation.md gives the detection f
 
 from __future__ import annotations
 
-import enum
-
 import torch
 
+from lungcad.devices import Precision  # torch-free, so the command lines can offer it
 
-class Precision(enum.Enum):
-    AUTO = "auto"
-    FLOAT32 = "float32"
-    BF16 = "bf16"
+__all__ = ["Precision", "native_bf16", "resolve_precision"]
 
 
 def native_bf16(device: torch.device) -> bool:
