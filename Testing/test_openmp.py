@@ -2,7 +2,8 @@
 
 Each check runs in a fresh interpreter with ``OMP_WAIT_POLICY`` unset and a finder that records
 the variable's value at the moment something first imports torch (when the OpenMP runtime reads
-it).
+it); where the command itself loads no torch (``lungcad --help`` does not), torch is imported
+right after it, as a command that goes on to run the networks would.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ try:
     {body}
 except SystemExit:
     pass
+import torch  # noqa: F401  the first use, if the command itself (``--help``) loaded none
 print("SEEN " + json.dumps({{"at_torch": seen.get("torch", "no torch"),
                             "after": os.environ.get({policy!r})}}))
 """
