@@ -20,16 +20,9 @@ import shutil
 import sys
 import time
 
-STAGES = (
-    "loading CT",
-    "loading models",
-    "lungs",
-    "resample",
-    "segmentation",
-    "grouping",
-    "classification",
-    "mapping",
-)
+from lungcad.stages import Stage
+
+STAGES = tuple(stage.value for stage in Stage)  # the real worker's stage names
 GARBAGE = b"\xff\xfe\x80 not utf-8 \xc3\x28\n"
 
 

@@ -41,10 +41,9 @@ def ct():
     return slicer_phantoms.nodule_crop(0)
 
 
-@pytest.fixture
-def shown(mrml, ct):
-    """The module logic after a run on the phantom at nodule threshold LOW."""
-    volume = add_volume_node_from_ct(mrml.scene, ct)
+def _processed(mrml, volume) -> tuple[ModuleLogic, types.SimpleNamespace]:
+    """The module logic after a (cached) run on ``volume`` at nodule threshold LOW, and the
+    panel's parameters it ran with."""
     parameters = types.SimpleNamespace(
         inputVolume=volume,
         device="cpu",
@@ -55,6 +54,14 @@ def shown(mrml, ct):
     )
     logic = ModuleLogic(runner=slicer_phantoms.CachedRunner(), services=lambda: mrml)
     logic.process(parameters)
+    return logic, parameters
+
+
+@pytest.fixture
+def shown(mrml, ct):
+    """The module logic after a run on the phantom at nodule threshold LOW."""
+    volume = add_volume_node_from_ct(mrml.scene, ct)
+    logic, parameters = _processed(mrml, volume)
     assert logic.findingNumbers() == [1, 2, 3]
     return types.SimpleNamespace(logic=logic, parameters=parameters, volume=volume)
 
@@ -204,16 +211,7 @@ def test_jump_positions_are_world_coordinates_of_a_transformed_ct(mrml, ct):
     transform.SetMatrixTransformToParent(slicer.util.vtkMatrixFromArray(matrix))
     volume = add_volume_node_from_ct(mrml.scene, ct)
     volume.SetAndObserveTransformNodeID(transform.GetID())
-    parameters = types.SimpleNamespace(
-        inputVolume=volume,
-        device="cpu",
-        modelFolder="",
-        segmentationThreshold=0.5,
-        noduleThreshold=LOW,
-        malignancyThreshold=0.5,
-    )
-    logic = ModuleLogic(runner=slicer_phantoms.CachedRunner(), services=lambda: mrml)
-    logic.process(parameters)
+    logic, _ = _processed(mrml, volume)
     findings = logic.core.result.findings
     assert len(findings) == 3
     for finding in findings:

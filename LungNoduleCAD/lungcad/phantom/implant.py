@@ -228,12 +228,21 @@ def _place(
     return None
 
 
+def _ball_corners_irc(geometry: Geometry, center: np.ndarray, reach_mm: float) -> np.ndarray:
+    """The corners of the cube around a ball of ``reach_mm`` at ``center``, in voxel indices."""
+    cube = np.array([[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], dtype=float)
+    return world_to_voxel(center[None] + reach_mm * cube, geometry)
+
+
+def _box_voxels(box: list[tuple[int, int]]) -> np.ndarray:
+    """Every voxel index of ``box`` as an (M, 3) float array, in C order."""
+    grid = np.meshgrid(*[np.arange(a, b) for a, b in box], indexing="ij")
+    return np.stack(grid, -1).reshape(-1, 3).astype(np.float64)
+
+
 def _inside_field(geometry: Geometry, center: np.ndarray, reach_mm: float) -> bool:
     """Whether a ball of ``reach_mm`` around ``center`` lies wholly within the voxels' extent."""
-    corners = center[None] + reach_mm * np.array(
-        [[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], dtype=np.float64
-    )
-    irc = world_to_voxel(corners, geometry)
+    irc = _ball_corners_irc(geometry, center, reach_mm)
     return bool(np.all(irc >= 0.0) and np.all(irc <= np.asarray(geometry.shape_irc) - 1.0))
 
 
@@ -241,8 +250,7 @@ def _dense_share(host: CT, center: np.ndarray, radius: float) -> float:
     """The share of the host's voxels within ``radius`` of ``center`` that are denser than
     :data:`DENSE_HU`."""
     box = _voxel_box(host.geometry, center, radius)
-    irc = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in box], indexing="ij"), -1)
-    world = voxel_to_world(irc.reshape(-1, 3).astype(np.float64), host.geometry)
+    world = voxel_to_world(_box_voxels(box), host.geometry)
     inside = np.linalg.norm(world - center[None], axis=1) <= radius
     if not inside.any():
         return 0.0
@@ -252,10 +260,7 @@ def _dense_share(host: CT, center: np.ndarray, radius: float) -> float:
 
 def _voxel_box(geometry: Geometry, center: np.ndarray, reach_mm: float) -> list[tuple[int, int]]:
     """Index ranges (start, stop) per axis of the voxels within ``reach_mm`` of ``center``."""
-    corners = center[None] + reach_mm * np.array(
-        [[a, b, c] for a in (-1, 1) for b in (-1, 1) for c in (-1, 1)], dtype=np.float64
-    )
-    irc = world_to_voxel(corners, geometry)
+    irc = _ball_corners_irc(geometry, center, reach_mm)
     lo = np.maximum(np.floor(irc.min(axis=0)).astype(int), 0)
     hi = np.minimum(np.ceil(irc.max(axis=0)).astype(int) + 1, geometry.shape_irc)
     return [(int(a), int(b)) for a, b in zip(lo, hi, strict=True)]
@@ -280,8 +285,7 @@ def _occupancy(
         for b in (np.arange(IN_PLANE_SAMPLES) + 0.5) / IN_PLANE_SAMPLES - 0.5
         for c in (np.arange(IN_PLANE_SAMPLES) + 0.5) / IN_PLANE_SAMPLES - 0.5
     ]
-    irc = np.stack(np.meshgrid(*[np.arange(a, b) for a, b in box], indexing="ij"), -1)
-    irc = irc.reshape(-1, 3).astype(np.float64)
+    irc = _box_voxels(box)
     center = np.asarray(nodule.center_xyz)
     soft = float(np.min(geometry.spacing_irc[1:])) / IN_PLANE_SAMPLES
     spicules = (

@@ -25,6 +25,7 @@ from lungcad import __version__
 from lungcad.atomic import write_text_atomic
 from lungcad.ct import CT
 from lungcad.ctio import read_ct, write_ct, write_label_map
+from lungcad.lungs import parenchyma_mask
 from lungcad.phantom.dataset import (
     ANNOTATION_COLUMNS,
     MALIGNANCY_COLUMNS,
@@ -34,7 +35,7 @@ from lungcad.phantom.dataset import (
     refuse_existing,
     write_csv_atomic,
 )
-from lungcad.phantom.implant import implant_nodules, implanted_series_uid
+from lungcad.phantom.implant import host_noise_sd, implant_nodules, implanted_series_uid
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,14 @@ def write_implanted_set(
     for host_path in hosts:
         host = read_ct(host_path)
         digest = host_digest(host)
+        lungs, noise = parenchyma_mask(host), host_noise_sd(host)  # once per host, not per copy
         for copy in range(copies):
             uid = implanted_series_uid(digest, seed, copy)
             stream = int.from_bytes(hashlib.sha256(f"{digest}:{seed}:{copy}".encode()).digest()[:8])
-            result = implant_nodules(host, nodules, np.random.default_rng(stream), series_uid=uid)
+            result = implant_nodules(
+                host, nodules, np.random.default_rng(stream), series_uid=uid, lungs=lungs,
+                noise_sd_hu=noise,
+            )  # fmt: skip
             ct_path = write_ct(result.ct, folder / f"{uid}.mhd", overwrite=overwrite)
             write_label_map(
                 result.labels,
