@@ -23,7 +23,7 @@ from lungcad.ct import CT
 from lungcad.dicom_out.algorithm import DECISION_SUPPORT, Algorithm
 from lungcad.dicom_out.identity import DicomIdentity
 from lungcad.reports.common import ResultLike, check_writable
-from lungcad.reports.overlay import _draw_finding  # the one drawing of a finding's key image
+from lungcad.reports.overlay import draw_finding
 from lungcad.reports.results_json import result_warnings
 from lungcad.show import canonical_image
 
@@ -152,7 +152,7 @@ def report_figure(
             col, row = n % 3, n // 3
             bottom = y - 0.04 - row * (height + 0.075) - height
             ax = fig.add_axes((0.07 + col * 0.31, bottom, IMAGE_WIDTH, height))
-            _draw_finding(ax, ct, image_canonical, f, t.malignancy)
+            draw_finding(ax, ct, image_canonical, f, t.malignancy)
         y = bottom - 0.04
     y = min(y, 0.15)
     text("Models", 9, fontweight="bold")

@@ -98,7 +98,8 @@ def _panel_title(f: Finding, threshold: float) -> str:
     )
 
 
-def _draw_finding(ax: Axes, ct: CT, canonical: sitk.Image, f: Finding, threshold: float) -> None:
+def draw_finding(ax: Axes, ct: CT, canonical: sitk.Image, f: Finding, threshold: float) -> None:
+    """One finding's key image (axial view, outline and numbers): the overlay's and the report's."""
     views = orthogonal_views(ct, f.center_lps, canonical)
     x, y, _ = f.center_lps
     z_plane = views.slice_xyz[2]
@@ -162,7 +163,7 @@ def write_overlay_png(
     threshold = result.thresholds.malignancy
     if shown:
         for ax, f in zip(axes, shown, strict=False):
-            _draw_finding(ax, ct, canonical, f, threshold)
+            draw_finding(ax, ct, canonical, f, threshold)
     else:
         _draw_empty(axes[0], ct, canonical, result.summary.text)
     for ax in axes[n:]:
